@@ -1,0 +1,163 @@
+//! Command-line flags (each with an environment-variable twin) and their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+pub const DEFAULT_STATSD_ADDR: &str = "0.0.0.0:8125";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8086";
+pub const DEFAULT_DATA_DIR: &str = "./stackd-data";
+/// 8 MiB: a second of bursts from dozens of executors (hundreds of 1–6 KB datagrams each).
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 8 * 1024 * 1024;
+/// InfluxDB 1.x's own default `max-body-size`.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
+pub const DEFAULT_MAX_APPS: usize = 1_000;
+pub const DEFAULT_MAX_STACKS_PER_APP: usize = 100_000;
+pub const DEFAULT_BUCKET: &str = "60s";
+pub const DEFAULT_GAUGE_TTL: &str = "5m";
+
+/// statsd for stack traces: JVM profiler samples in, flame graphs and Prometheus metrics out.
+#[derive(Clone, Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Config {
+    /// UDP address for statsd datagrams (statsd-jvm-profiler's StatsDReporter). Port 0 picks a
+    /// free port; the chosen address is logged.
+    #[arg(long, env = "STACKD_STATSD_ADDR", default_value = DEFAULT_STATSD_ADDR)]
+    pub statsd_addr: SocketAddr,
+
+    /// HTTP address: InfluxDB write API, /metrics, /flamegraph/<app>.svg, /apps. Port 0 picks a
+    /// free port; the chosen address is logged.
+    #[arg(long, env = "STACKD_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+
+    /// Directory for stackd's data; created if missing.
+    #[arg(long, env = "STACKD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Template that splits an agent prefix into labels, in the agent's own tagMapping syntax:
+    /// dot-separated label names, SKIP to drop a component. The `app` label names the app;
+    /// without one (or without a template) the whole prefix is the app. Example:
+    /// SKIP.app.executor turns prefix spark.app-42.7 into app "app-42", executor "7".
+    #[arg(long, env = "STACKD_PREFIX_LABELS", value_parser = PrefixTemplate::parse)]
+    pub prefix_labels: Option<PrefixTemplate>,
+
+    /// Kernel receive buffer for the statsd socket (SO_RCVBUF), bytes. Agents flush once a second
+    /// in bursts; a small buffer drops datagrams in the kernel (see /proc/sys/net/core/rmem_max).
+    #[arg(long, env = "STACKD_UDP_RECV_BUFFER", default_value_t = DEFAULT_UDP_RECV_BUFFER)]
+    pub udp_recv_buffer: usize,
+
+    /// Largest HTTP request body accepted, bytes, after gzip decompression (413 beyond).
+    #[arg(long, env = "STACKD_MAX_BODY_SIZE", default_value_t = DEFAULT_MAX_BODY_SIZE)]
+    pub max_body_size: usize,
+
+    /// Most apps kept; samples for further apps are refused and counted.
+    #[arg(long, env = "STACKD_MAX_APPS", default_value_t = DEFAULT_MAX_APPS)]
+    pub max_apps: usize,
+
+    /// Most distinct stacks kept per app; samples of further stacks are counted under the frame
+    /// "[stackd: unique stack limit reached]" so that totals stay right.
+    #[arg(long, env = "STACKD_MAX_STACKS_PER_APP", default_value_t = DEFAULT_MAX_STACKS_PER_APP)]
+    pub max_stacks_per_app: usize,
+
+    /// Width of the time buckets that stack counts are kept in (e.g. 60s, 5m).
+    #[arg(long, env = "STACKD_BUCKET", default_value = DEFAULT_BUCKET, value_parser = parse_duration)]
+    pub bucket: Duration,
+
+    /// A JVM gauge not updated for this long is no longer exported on /metrics.
+    #[arg(long, env = "STACKD_GAUGE_TTL", default_value = DEFAULT_GAUGE_TTL, value_parser = parse_duration)]
+    pub gauge_ttl: Duration,
+
+    /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "stackd=debug".
+    #[arg(long, env = "STACKD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 60s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// A parsed `--prefix-labels` template: one entry per prefix component, `None` for `SKIP`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixTemplate {
+    components: Vec<Option<String>>,
+}
+
+impl PrefixTemplate {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut components = Vec::new();
+        for part in s.split('.') {
+            if part == "SKIP" {
+                components.push(None);
+                continue;
+            }
+            if !is_label_name(part) {
+                return Err(format!(
+                    "label name {part:?} must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __ (use SKIP to drop a component)"
+                ));
+            }
+            if components.iter().flatten().any(|c| c == part) {
+                return Err(format!("label name {part:?} appears twice"));
+            }
+            components.push(Some(part.to_string()));
+        }
+        Ok(PrefixTemplate { components })
+    }
+
+    /// Split `prefix` into `(label, value)` pairs. `None` when the number of components differs
+    /// from the template's (then the whole prefix is the app).
+    pub fn apply<'a>(&'a self, prefix: &'a str) -> Option<Vec<(&'a str, &'a str)>> {
+        let parts = prefix.split('.');
+        if parts.clone().count() != self.components.len() {
+            return None;
+        }
+        Some(self.components.iter().zip(parts).filter_map(|(name, value)| Some((name.as_deref()?, value))).collect())
+    }
+}
+
+/// A valid Prometheus label name that is not reserved.
+pub fn is_label_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.starts_with("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_splits_prefix() {
+        let t = PrefixTemplate::parse("SKIP.app.executor").expect("valid");
+        assert_eq!(t.apply("spark.app-42.7"), Some(vec![("app", "app-42"), ("executor", "7")]));
+        assert_eq!(t.apply("spark.app-42"), None);
+        assert_eq!(t.apply("a.b.c.d"), None);
+    }
+
+    #[test]
+    fn template_errors() {
+        assert_eq!(
+            PrefixTemplate::parse("SKIP.app-id").expect_err("dash"),
+            "label name \"app-id\" must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __ (use SKIP to drop a component)"
+        );
+        assert_eq!(PrefixTemplate::parse("app.app").expect_err("dup"), "label name \"app\" appears twice");
+        assert!(PrefixTemplate::parse("__x").is_err());
+    }
+
+    #[test]
+    fn defaults_and_env_twins() {
+        let c = Config::try_parse_from(["stackd"]).expect("defaults");
+        assert_eq!(c.statsd_addr.to_string(), DEFAULT_STATSD_ADDR);
+        assert_eq!(c.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert_eq!(c.bucket, Duration::from_secs(60));
+        assert_eq!(c.gauge_ttl, Duration::from_secs(300));
+        let err = Config::try_parse_from(["stackd", "--bucket", "0s"]).expect_err("zero");
+        assert!(err.to_string().contains("must be greater than zero"), "{err}");
+    }
+}

@@ -1,0 +1,249 @@
+//! Prometheus metrics: stackd's own health in one non-global registry, plus families built at
+//! scrape time from the store (per-app totals and the agents' JVM gauges).
+//!
+//! Every label here is bounded: `protocol` and `reason` are fixed sets, `route` is the matched
+//! route pattern, `app` is bounded by `--max-apps`. Stacks never become series.
+
+use std::collections::BTreeMap;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Summary};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::sample::FamilyKind;
+use crate::store::{GaugeReading, Store};
+
+/// `Content-Type` of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// stackd's own counters and histograms.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub udp_datagrams: IntCounter,
+    pub udp_bytes: IntCounter,
+    pub udp_errors: IntCounter,
+    pub lines_accepted: IntCounterVec,
+    pub lines_rejected: IntCounterVec,
+    pub lines_ignored: IntCounterVec,
+    pub limit_hits: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub render_seconds: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric name");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let render_seconds = HistogramVec::new(
+            HistogramOpts::new("stackd_render_duration_seconds", "Time to build and render a flame graph or folded output.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["format"],
+        )
+        .expect("valid histogram");
+        registry.register(Box::new(render_seconds.clone())).expect("registered once");
+        Metrics {
+            udp_datagrams: counter("stackd_udp_datagrams_total", "UDP datagrams received."),
+            udp_bytes: counter("stackd_udp_bytes_total", "UDP payload bytes received."),
+            udp_errors: counter("stackd_udp_receive_errors_total", "Errors returned by the UDP receive call."),
+            lines_accepted: counter_vec("stackd_lines_accepted_total", "Lines parsed and stored, by protocol.", &["protocol"]),
+            lines_rejected: counter_vec(
+                "stackd_lines_rejected_total",
+                "Lines refused, by protocol and reason; the good lines beside them are kept.",
+                &["protocol", "reason"],
+            ),
+            lines_ignored: counter_vec(
+                "stackd_lines_ignored_total",
+                "Valid lines that carry nothing stackd keeps (other metrics, depth markers), by protocol and reason.",
+                &["protocol", "reason"],
+            ),
+            limit_hits: counter_vec(
+                "stackd_limit_hits_total",
+                "Times a configured limit was hit: apps (sample refused), stacks (sample counted under the overflow frame), body (request refused).",
+                &["limit"],
+            ),
+            http_requests: counter_vec("stackd_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
+            render_seconds,
+            registry,
+        }
+    }
+
+    /// The whole exposition: own metrics, per-app totals and the JVM gauges of live executors.
+    /// Gauges not updated since `gauge_cutoff_ms` (Unix ms) are left out.
+    pub fn render(&self, store: &Store, gauge_cutoff_ms: i64) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        families.extend(store_families(store, gauge_cutoff_ms));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding plain in-memory families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        out
+    }
+
+    /// Total rejected lines, for the periodic aggregate log line.
+    pub fn rejected_by_reason(&self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for mf in self.registry.gather() {
+            if mf.name() != "stackd_lines_rejected_total" {
+                continue;
+            }
+            for m in mf.get_metric() {
+                let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default();
+                out.insert((label("protocol"), label("reason")), m.get_counter().get_value() as u64);
+            }
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(name.to_string());
+    mf.set_help(help.to_string());
+    mf.set_field_type(kind);
+    mf.set_metric(metrics);
+    mf
+}
+
+fn gauge_metric(labels: Vec<LabelPair>, value: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_label(labels);
+    m.set_gauge(g);
+    m
+}
+
+fn store_families(store: &Store, gauge_cutoff_ms: i64) -> Vec<MetricFamily> {
+    let apps = store.apps();
+    let mut samples = Vec::new();
+    let mut stacks = Vec::new();
+    let mut readings: Vec<(String, GaugeReading)> = Vec::new();
+    for app in &apps {
+        let mut c = Counter::default();
+        c.set_value(app.total_samples() as f64);
+        let mut m = Metric::from_label(vec![label("app", &app.name)]);
+        m.set_counter(c);
+        samples.push(m);
+        stacks.push(gauge_metric(vec![label("app", &app.name)], app.unique_stacks() as f64));
+        readings.extend(app.gauges().into_iter().filter(|g| g.updated_ms >= gauge_cutoff_ms).map(|g| (app.name.to_string(), g)));
+    }
+    let mut out = vec![
+        family("stackd_apps", "Apps with data in memory.", MetricType::GAUGE, vec![gauge_metric(vec![], apps.len() as f64)]),
+        family("stackd_samples_total", "Stack samples stored, per app.", MetricType::COUNTER, samples),
+        family("stackd_unique_stacks", "Distinct stacks kept, per app.", MetricType::GAUGE, stacks),
+    ];
+    out.extend(jvm_families(readings));
+    out
+}
+
+/// Series labels of a reading: `app`, the origin's labels, then the family's own label.
+fn series_labels(app: &str, r: &GaugeReading) -> Vec<LabelPair> {
+    let own = r.family.label;
+    let mut labels = vec![label("app", app)];
+    for (k, v) in &r.labels {
+        // An origin label may not shadow `app` or the family's own label.
+        if k == "app" || Some(k.as_str()) == own {
+            labels.push(label(&format!("exported_{k}"), v));
+        } else {
+            labels.push(label(k, v));
+        }
+    }
+    if let Some(name) = own {
+        labels.push(label(name, &r.label_value));
+    }
+    labels.sort_by(|a, b| a.name().cmp(b.name()));
+    labels
+}
+
+fn jvm_families(readings: Vec<(String, GaugeReading)>) -> Vec<MetricFamily> {
+    // name → (help, type, series key → metric)
+    let mut families: BTreeMap<&'static str, (&'static str, MetricType, BTreeMap<String, Metric>)> = BTreeMap::new();
+    for (app, r) in readings {
+        let labels = series_labels(&app, &r);
+        let key = labels.iter().map(|l| format!("{}={}\u{0}", l.name(), l.value())).collect::<String>();
+        let kind = match r.family.kind {
+            FamilyKind::Gauge => MetricType::GAUGE,
+            FamilyKind::Counter => MetricType::COUNTER,
+            FamilyKind::SummaryCount | FamilyKind::SummarySum => MetricType::SUMMARY,
+        };
+        let entry = families.entry(r.family.name).or_insert_with(|| (r.family.help, kind, BTreeMap::new()));
+        let metric = entry.2.entry(key).or_insert_with(|| Metric::from_label(labels));
+        match r.family.kind {
+            FamilyKind::Gauge => {
+                let mut g = Gauge::default();
+                g.set_value(r.value);
+                metric.set_gauge(g);
+            }
+            FamilyKind::Counter => {
+                let mut c = Counter::default();
+                c.set_value(r.value);
+                metric.set_counter(c);
+            }
+            FamilyKind::SummaryCount => {
+                let mut s = metric.get_summary().clone();
+                s.set_sample_count(r.value.max(0.0) as u64);
+                metric.set_summary(s);
+            }
+            FamilyKind::SummarySum => {
+                let mut s: Summary = metric.get_summary().clone();
+                s.set_sample_sum(r.value);
+                metric.set_summary(s);
+            }
+        }
+    }
+    families.into_iter().map(|(name, (help, kind, metrics))| family(name, help, kind, metrics.into_values().collect())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::jvm;
+    use crate::store::{Limits, SourceSpec};
+
+    #[test]
+    fn jvm_gauges_render_as_java_client_families() {
+        let store = Store::new(Limits { max_apps: 10, max_stacks_per_app: 10 }, std::time::Duration::from_secs(60));
+        let src = store.source(1, || SourceSpec { app: "app-42".into(), labels: vec![("executor".into(), "7".into())] }).expect("source");
+        for (name, raw) in
+            [("heap.total.used", 123456789.0), ("gc.PS_Scavenge.count", 17.0), ("gc.PS_Scavenge.time", 1500.0), ("cpu.jvm", 12.5)]
+        {
+            let Some(jvm::Metric::Gauge { family, label_value }) = jvm::metric_name(name) else { panic!("{name}") };
+            store.set_gauge(&src, &jvm::gauge_value(family, label_value, raw, false), 1_000);
+        }
+        let text = String::from_utf8(Metrics::new().render(&store, 0)).expect("utf-8");
+        for want in [
+            "jvm_memory_bytes_used{app=\"app-42\",area=\"heap\",executor=\"7\"} 123456789\n",
+            "# TYPE jvm_gc_collection_seconds summary\n",
+            "jvm_gc_collection_seconds_sum{app=\"app-42\",executor=\"7\",gc=\"PS_Scavenge\"} 1.5\n",
+            "jvm_gc_collection_seconds_count{app=\"app-42\",executor=\"7\",gc=\"PS_Scavenge\"} 17\n",
+            "jvm_cpu_load_ratio{app=\"app-42\",executor=\"7\",scope=\"process\"} 0.125\n",
+            "stackd_apps 1\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        // Expired gauges are left out.
+        let text = String::from_utf8(Metrics::new().render(&store, 2_000)).expect("utf-8");
+        assert!(!text.contains("jvm_memory_bytes_used{"), "{text}");
+    }
+}

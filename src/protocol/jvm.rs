@@ -1,0 +1,365 @@
+//! statsd-jvm-profiler metric names (spec §1.3–1.4, vectors SJ01–SJ15).
+//!
+//! The agent sends `<prefix>.<metric>`; the prefix may itself contain dots, so it is split off by
+//! locating the metric grammar (`.cpu.trace.` from the start; the gauge names from the end), never
+//! by counting dots. Stacks arrive leaf first, one frame per `.`-component, each frame written as
+//! `package-Class-method-line` (dots of the class replaced by `-`, negative lines as `--1`/`--2`).
+//! They are decoded to `package.Class.method:line`, root first — Flink's frame form.
+
+use crate::sample::{FamilyKind, Gauge, GaugeFamily, RawStack};
+
+/// What a metric name (after the prefix) means.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Metric<'a> {
+    /// `cpu.trace.<leaf>.<…>.<root>`: the encoded frames, leaf first.
+    Stack(&'a str),
+    /// `cpu.trace.<integer>`: the shutdown "bounds" marker (min/max depth); not a stack.
+    Bounds,
+    /// A JVM gauge; `value` is filled in by the caller with [`gauge_value`].
+    Gauge { family: &'static GaugeFamily, label_value: &'a str },
+}
+
+/// Stack encoding tag of [`RawStack::format`] for statsd-jvm-profiler names.
+pub const FORMAT_PROFILER: u8 = 1;
+/// Stack encoding tag for Uber jvm-profiler's comma-separated, leaf-first `stacktrace` field.
+pub const FORMAT_UBER: u8 = 2;
+
+const TRACE: &str = "cpu.trace.";
+
+/// Split a full statsd name into `(prefix, metric)`. `None` when it is no profiler metric.
+pub fn split_name(name: &str) -> Option<(&str, Metric<'_>)> {
+    if let Some(rest) = name.strip_prefix(TRACE) {
+        return Some(("", trace(rest)));
+    }
+    if let Some(i) = memchr::memmem::find(name.as_bytes(), b".cpu.trace.") {
+        return Some((&name[..i], trace(&name[i + 1 + TRACE.len()..])));
+    }
+    // Gauge names have one to three components: try the last three, two, one.
+    let mut starts = [0usize; 3];
+    let mut dots = 0;
+    for (i, _) in name.bytes().enumerate().rev().filter(|(_, b)| *b == b'.') {
+        starts[dots] = i + 1;
+        dots += 1;
+        if dots == 3 {
+            break;
+        }
+    }
+    for n in (1..=3).rev() {
+        let start = match n {
+            n if n <= dots => starts[n - 1],
+            n if n == dots + 1 => 0,
+            _ => continue,
+        };
+        if let Some(m @ Metric::Gauge { .. }) = metric_name(&name[start..]) {
+            return Some((name[..start].strip_suffix('.').unwrap_or(""), m));
+        }
+    }
+    None
+}
+
+fn trace(rest: &str) -> Metric<'_> {
+    let digits = rest.strip_prefix('-').unwrap_or(rest);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Metric::Bounds
+    } else {
+        Metric::Stack(rest)
+    }
+}
+
+/// A metric name without prefix (also an InfluxDB measurement) → what it means.
+pub fn metric_name(metric: &str) -> Option<Metric<'_>> {
+    if let Some(rest) = metric.strip_prefix(TRACE) {
+        return Some(trace(rest));
+    }
+    let single = |family| Some(Metric::Gauge { family, label_value: "" });
+    match metric {
+        "pending-finalization-count" => return single(&PENDING_FINALIZATION),
+        "loaded-class-count" => return single(&CLASSES_LOADED),
+        "total-loaded-class-count" => return single(&CLASSES_LOADED_TOTAL),
+        "unloaded-class-count" => return single(&CLASSES_UNLOADED_TOTAL),
+        "cpu.jvm" => return Some(Metric::Gauge { family: &CPU_LOAD, label_value: "process" }),
+        "cpu.system" => return Some(Metric::Gauge { family: &CPU_LOAD, label_value: "system" }),
+        _ => {}
+    }
+    let mut it = metric.splitn(3, '.');
+    let (first, middle, last) = (it.next()?, it.next()?, it.next()?);
+    if middle.is_empty() || last.contains('.') {
+        return None;
+    }
+    match first {
+        "heap" | "nonheap" | "unknown" => {
+            let field = MEMORY_FIELDS.iter().position(|f| *f == last)?;
+            if middle == "total" {
+                Some(Metric::Gauge { family: &MEMORY[field], label_value: first })
+            } else {
+                Some(Metric::Gauge { family: &MEMORY_POOL[field], label_value: middle })
+            }
+        }
+        "gc" => {
+            let family = match last {
+                "count" => &GC_COUNT,
+                "time" => &GC_SUM,
+                "runtime" => &GC_INTERVAL,
+                _ => return None,
+            };
+            Some(Metric::Gauge { family, label_value: middle })
+        }
+        _ => None,
+    }
+}
+
+/// Build the gauge reading for `family` from the agent's raw value (ms → s, % → ratio).
+pub fn gauge_value<'a>(family: &'static GaugeFamily, label_value: &'a str, raw: f64, relative: bool) -> Gauge<'a> {
+    let value = if std::ptr::eq(family, &GC_SUM) || std::ptr::eq(family, &GC_INTERVAL) {
+        raw / 1000.0
+    } else if std::ptr::eq(family, &CPU_LOAD) {
+        raw / 100.0
+    } else {
+        raw
+    };
+    Gauge { family, label_value, value, relative }
+}
+
+/// A profiler-encoded stack (the part after `cpu.trace.`) as a [`RawStack`].
+pub fn profiler_stack(text: &str) -> RawStack<'_> {
+    RawStack { format: FORMAT_PROFILER, text, decode: decode_stack }
+}
+
+/// An Uber jvm-profiler `stacktrace` field as a [`RawStack`].
+pub fn uber_stack(text: &str) -> RawStack<'_> {
+    RawStack { format: FORMAT_UBER, text, decode: decode_uber_stack }
+}
+
+/// Decode `leaf.….root` profiler frames into root-first `package.Class.method:line` frames.
+pub fn decode_stack(encoded: &str) -> Vec<String> {
+    encoded.rsplit('.').map(decode_frame).collect()
+}
+
+/// `java-lang-Thread-sleep--2` → `java.lang.Thread.sleep:-2`. A frame without a numeric line
+/// suffix (not something the agent sends) is kept with its dashes turned into dots.
+pub fn decode_frame(frame: &str) -> String {
+    let parsed = frame.rsplit_once('-').and_then(|(name, line)| {
+        if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        match name.strip_suffix('-') {
+            Some(name) => Some((name, "-", line)),
+            None => Some((name, "", line)),
+        }
+    });
+    match parsed {
+        Some((name, sign, line)) => {
+            let mut out = String::with_capacity(frame.len() + 1);
+            out.extend(name.chars().map(|c| if c == '-' { '.' } else { c }));
+            out.push(':');
+            out.push_str(sign);
+            out.push_str(line);
+            out
+        }
+        None => frame.replace('-', "."),
+    }
+}
+
+/// Uber's `stacktrace` field: `leaf,…,root` → root first, frames kept as they come.
+pub fn decode_uber_stack(csv: &str) -> Vec<String> {
+    csv.rsplit(',').map(str::to_owned).collect()
+}
+
+const MEMORY_FIELDS: [&str; 4] = ["used", "committed", "max", "init"];
+
+static MEMORY: [GaugeFamily; 4] = [
+    memory("jvm_memory_bytes_used", "Used bytes of a given JVM memory area."),
+    memory("jvm_memory_bytes_committed", "Committed (bytes) of a given JVM memory area."),
+    memory("jvm_memory_bytes_max", "Max (bytes) of a given JVM memory area; -1 when undefined."),
+    memory("jvm_memory_bytes_init", "Initial bytes of a given JVM memory area."),
+];
+
+static MEMORY_POOL: [GaugeFamily; 4] = [
+    pool("jvm_memory_pool_bytes_used", "Used bytes of a given JVM memory pool."),
+    pool("jvm_memory_pool_bytes_committed", "Committed bytes of a given JVM memory pool."),
+    pool("jvm_memory_pool_bytes_max", "Max bytes of a given JVM memory pool; -1 when undefined."),
+    pool("jvm_memory_pool_bytes_init", "Initial bytes of a given JVM memory pool."),
+];
+
+const fn memory(name: &'static str, help: &'static str) -> GaugeFamily {
+    GaugeFamily { name, help, kind: FamilyKind::Gauge, label: Some("area") }
+}
+
+const fn pool(name: &'static str, help: &'static str) -> GaugeFamily {
+    GaugeFamily { name, help, kind: FamilyKind::Gauge, label: Some("pool") }
+}
+
+static GC_COUNT: GaugeFamily = GaugeFamily {
+    name: "jvm_gc_collection_seconds",
+    help: "Time spent in a given JVM garbage collector in seconds.",
+    kind: FamilyKind::SummaryCount,
+    label: Some("gc"),
+};
+static GC_SUM: GaugeFamily = GaugeFamily { kind: FamilyKind::SummarySum, ..GC_COUNT };
+static GC_INTERVAL: GaugeFamily = GaugeFamily {
+    name: "jvm_gc_interval_collection_seconds",
+    help: "Time spent in a given garbage collector during the agent's last report interval.",
+    kind: FamilyKind::Gauge,
+    label: Some("gc"),
+};
+static PENDING_FINALIZATION: GaugeFamily = GaugeFamily {
+    name: "jvm_memory_objects_pending_finalization",
+    help: "The number of objects waiting in the finalizer queue.",
+    kind: FamilyKind::Gauge,
+    label: None,
+};
+static CLASSES_LOADED: GaugeFamily = GaugeFamily {
+    name: "jvm_classes_loaded",
+    help: "The number of classes that are currently loaded in the JVM.",
+    kind: FamilyKind::Gauge,
+    label: None,
+};
+static CLASSES_LOADED_TOTAL: GaugeFamily = GaugeFamily {
+    name: "jvm_classes_loaded_total",
+    help: "The total number of classes that have been loaded since the JVM started.",
+    kind: FamilyKind::Counter,
+    label: None,
+};
+static CLASSES_UNLOADED_TOTAL: GaugeFamily = GaugeFamily {
+    name: "jvm_classes_unloaded_total",
+    help: "The total number of classes that have been unloaded since the JVM started.",
+    kind: FamilyKind::Counter,
+    label: None,
+};
+static CPU_LOAD: GaugeFamily = GaugeFamily {
+    name: "jvm_cpu_load_ratio",
+    help: "Recent CPU load (0..1) of the JVM process (scope=process) or the whole machine (scope=system).",
+    kind: FamilyKind::Gauge,
+    label: Some("scope"),
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(name: &str) -> (String, Vec<String>) {
+        match split_name(name) {
+            Some((prefix, Metric::Stack(s))) => (prefix.to_string(), decode_stack(s)),
+            other => panic!("{name}: not a stack: {other:?}"),
+        }
+    }
+
+    fn gauge(name: &str) -> (String, &'static str, String) {
+        match split_name(name) {
+            Some((prefix, Metric::Gauge { family, label_value })) => (prefix.to_string(), family.name, label_value.to_string()),
+            other => panic!("{name}: not a gauge: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stack_vectors() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "statsd-jvm-profiler.cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12",
+                "statsd-jvm-profiler",
+                &["com.example.Main.main:12", "java.lang.Thread.sleep:-2"],
+            ),
+            (
+                "statsd-jvm-profiler.cpu.trace.com-example-Main$$Lambda$1/1831932724-run--1.java-lang-Thread-run-748",
+                "statsd-jvm-profiler",
+                &["java.lang.Thread.run:748", "com.example.Main$$Lambda$1/1831932724.run:-1"],
+            ),
+            (
+                "statsd-jvm-profiler.cpu.trace.java-util-ArrayList-<init>-166.scala-collection-immutable-List$$anonfun$map$1-apply-245.java-lang-Thread-run-748",
+                "statsd-jvm-profiler",
+                &["java.lang.Thread.run:748", "scala.collection.immutable.List$$anonfun$map$1.apply:245", "java.util.ArrayList.<init>:166"],
+            ),
+            ("bigdata.profiler.ajohnson.job1.cpu.trace.com-etsy-Foo-bar-10", "bigdata.profiler.ajohnson.job1", &["com.etsy.Foo.bar:10"]),
+            (
+                "statsd-jvm-profiler.cpu.trace.com-example-FooTest-my test-10.java-lang-Thread-run-748",
+                "statsd-jvm-profiler",
+                &["java.lang.Thread.run:748", "com.example.FooTest.my test:10"],
+            ),
+            ("cpu.trace.a-B-c-1", "", &["a.B.c:1"]),
+            (
+                "cpu.trace.com-etsy-statsd-profiler-util-StackTraceFormatter-formatStackTraceElement-21.com-etsy-statsd-profiler-util-StackTraceFormatterTest-testFormatStackTraceElement-17",
+                "",
+                &[
+                    "com.etsy.statsd.profiler.util.StackTraceFormatterTest.testFormatStackTraceElement:17",
+                    "com.etsy.statsd.profiler.util.StackTraceFormatter.formatStackTraceElement:21",
+                ],
+            ),
+        ];
+        for (name, prefix, frames) in cases {
+            assert_eq!(stack(name), (prefix.to_string(), frames.iter().map(|f| f.to_string()).collect()), "{name}");
+        }
+    }
+
+    #[test]
+    fn spark_flamegraph_worked_example() {
+        let name = "cpu.trace.java-net-SocketInputStream-socketRead0--2.java-net-SocketInputStream-read-116.scala-collection-Iterator$$anon$11-next-409.org-apache-spark-sql-catalyst-expressions-GeneratedClass$GeneratedIteratorForCodegenStage1-processNext--1.org-apache-spark-executor-Executor$TaskRunner-run-338.java-lang-Thread-run-748";
+        assert_eq!(
+            stack(name).1.join(";"),
+            "java.lang.Thread.run:748;org.apache.spark.executor.Executor$TaskRunner.run:338;org.apache.spark.sql.catalyst.expressions.GeneratedClass$GeneratedIteratorForCodegenStage1.processNext:-1;scala.collection.Iterator$$anon$11.next:409;java.net.SocketInputStream.read:116;java.net.SocketInputStream.socketRead0:-2"
+        );
+    }
+
+    #[test]
+    fn bounds_markers_are_not_stacks() {
+        for name in ["statsd-jvm-profiler.cpu.trace.6", "p.cpu.trace.-2147483648", "cpu.trace.2147483647"] {
+            assert!(matches!(split_name(name), Some((_, Metric::Bounds))), "{name}");
+        }
+    }
+
+    #[test]
+    fn gauge_vectors() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("statsd-jvm-profiler.heap.total.used", "statsd-jvm-profiler", "jvm_memory_bytes_used", "heap"),
+            ("statsd-jvm-profiler.nonheap.total.max", "statsd-jvm-profiler", "jvm_memory_bytes_max", "nonheap"),
+            ("statsd-jvm-profiler.gc.PS_Scavenge.count", "statsd-jvm-profiler", "jvm_gc_collection_seconds", "PS_Scavenge"),
+            ("spark.app.1.gc.G1_Young_Generation.time", "spark.app.1", "jvm_gc_collection_seconds", "G1_Young_Generation"),
+            ("p.gc.PS_Scavenge.runtime", "p", "jvm_gc_interval_collection_seconds", "PS_Scavenge"),
+            (
+                "statsd-jvm-profiler.nonheap.codeheap-'non-profiled-nmethods'.used",
+                "statsd-jvm-profiler",
+                "jvm_memory_pool_bytes_used",
+                "codeheap-'non-profiled-nmethods'",
+            ),
+            ("a.b.heap.ps-eden-space.committed", "a.b", "jvm_memory_pool_bytes_committed", "ps-eden-space"),
+            ("statsd-jvm-profiler.cpu.jvm", "statsd-jvm-profiler", "jvm_cpu_load_ratio", "process"),
+            ("statsd-jvm-profiler.cpu.system", "statsd-jvm-profiler", "jvm_cpu_load_ratio", "system"),
+            ("statsd-jvm-profiler.loaded-class-count", "statsd-jvm-profiler", "jvm_classes_loaded", ""),
+            ("x.total-loaded-class-count", "x", "jvm_classes_loaded_total", ""),
+            ("x.unloaded-class-count", "x", "jvm_classes_unloaded_total", ""),
+            ("x.pending-finalization-count", "x", "jvm_memory_objects_pending_finalization", ""),
+            ("heap.total.init", "", "jvm_memory_bytes_init", "heap"),
+        ];
+        for (name, prefix, family, label) in cases {
+            assert_eq!(gauge(name), (prefix.to_string(), *family, label.to_string()), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_names() {
+        for name in ["gorets", "a.b.c", "p.heap.total.usage", "p.gc.x.y.count", "pxcpu.jvm", "p.xloaded-class-count"] {
+            assert_eq!(split_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn units_are_converted() {
+        let Some(Metric::Gauge { family, label_value }) = metric_name("gc.PS_Scavenge.time") else { panic!() };
+        assert_eq!(gauge_value(family, label_value, 1500.0, false).value, 1.5);
+        let Some(Metric::Gauge { family, label_value }) = metric_name("cpu.jvm") else { panic!() };
+        assert_eq!(gauge_value(family, label_value, 12.5, false).value, 0.125);
+        let Some(Metric::Gauge { family, label_value }) = metric_name("heap.total.max") else { panic!() };
+        assert_eq!(gauge_value(family, label_value, -1.0, false).value, -1.0);
+    }
+
+    #[test]
+    fn uber_stack_is_reversed() {
+        assert_eq!(decode_uber_stack("java.lang.Thread.sleep,com.x.Main.main"), ["com.x.Main.main", "java.lang.Thread.sleep"]);
+    }
+
+    #[test]
+    fn frames_without_line_are_kept() {
+        assert_eq!(decode_frame("weird-frame"), "weird.frame");
+        assert_eq!(decode_frame(""), "");
+        assert_eq!(decode_frame("a-b-c--x"), "a.b.c..x");
+    }
+}

@@ -1,0 +1,48 @@
+//! The protocol-neutral vocabulary shared by the parse layer and the store.
+//!
+//! Every protocol module turns its input into these borrowed types; nothing after the ingest
+//! step knows which protocol a sample came from.
+
+/// How a Prometheus family built from agent gauges is exposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyKind {
+    Gauge,
+    Counter,
+    /// The `_count` of a summary whose `_sum` is another family with the same `name`.
+    SummaryCount,
+    /// The `_sum` of a summary.
+    SummarySum,
+}
+
+/// A Prometheus metric family that JVM gauges are exported as.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GaugeFamily {
+    /// Family name as exposed (for summaries, without `_count` / `_sum`).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: FamilyKind,
+    /// The label that tells series of this family apart within one JVM (`area`, `pool`, `gc`).
+    pub label: Option<&'static str>,
+}
+
+/// One gauge reading from an agent, already in Prometheus units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gauge<'a> {
+    pub family: &'static GaugeFamily,
+    /// Value of `family.label`; empty when the family has no label.
+    pub label_value: &'a str,
+    pub value: f64,
+    /// statsd `+N` / `-N`: add to the current value instead of replacing it.
+    pub relative: bool,
+}
+
+/// A stack in the encoding it arrived in. The store hashes `text` (with `format`) to find a stack
+/// it has seen before, and calls `decode` only on first sight.
+#[derive(Clone, Copy, Debug)]
+pub struct RawStack<'a> {
+    /// Distinguishes encodings whose texts could coincide.
+    pub format: u8,
+    pub text: &'a str,
+    /// Frames root first.
+    pub decode: fn(&str) -> Vec<String>,
+}

@@ -1,0 +1,432 @@
+//! HTTP: the InfluxDB 1.x / 2.x write API that agents speak, and what people read —
+//! `/flamegraph/<app>.svg|.folded|.json`, `/apps`, `/metrics`, and an HTML index at `/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::ingest::{Ingest, Precision, WriteOutcome};
+use crate::render::{self, Format, Titles};
+use crate::server::udp::{self, now_ms};
+use crate::store::Query as StoreQuery;
+
+/// What `X-Influxdb-Version` says: the InfluxDB API level stackd speaks, and stackd's version.
+pub const INFLUX_VERSION: &str = concat!("1.8.10-stackd-", env!("CARGO_PKG_VERSION"));
+
+/// Shared by all handlers.
+#[derive(Debug)]
+pub struct AppState {
+    pub ingest: Arc<Ingest>,
+    pub max_body_size: usize,
+    pub gauge_ttl_ms: i64,
+    /// Port of the statsd socket, for the kernel-drop gauge.
+    pub statsd_port: Option<u16>,
+    pub udp_recv_buffer: usize,
+    /// Databases named by `CREATE DATABASE` (writes need none of them to exist).
+    databases: Mutex<BTreeSet<String>>,
+}
+
+impl AppState {
+    pub fn new(ingest: Arc<Ingest>, max_body_size: usize, gauge_ttl_ms: i64, statsd_port: Option<u16>, udp_recv_buffer: usize) -> Self {
+        AppState { ingest, max_body_size, gauge_ttl_ms, statsd_port, udp_recv_buffer, databases: Mutex::default() }
+    }
+}
+
+/// The router, with request counting and InfluxDB's version headers on every response.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/apps", get(apps))
+        .route("/flamegraph/{file}", get(flamegraph))
+        .route("/metrics", get(metrics))
+        .route("/write", post(write_v1).options(|| async { StatusCode::NO_CONTENT }))
+        .route("/api/v2/write", post(write_v2))
+        .route("/ping", get(ping).head(ping))
+        .route("/health", get(|| async { Json(serde_json::json!({"name": "stackd", "status": "pass"})) }))
+        .route("/query", get(query).post(query))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_requests))
+        .fallback(not_found)
+        // Bodies are read with our own limit, so that the 413 has InfluxDB's shape.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::map_response(influx_headers))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<Arc<AppState>>, path: MatchedPath, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    state.ingest.metrics.http_requests.with_label_values(&[path.as_str(), response.status().as_str()]).inc();
+    response
+}
+
+async fn influx_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert("X-Influxdb-Version", HeaderValue::from_static(INFLUX_VERSION));
+    h.insert("X-Influxdb-Build", HeaderValue::from_static("OSS"));
+    response
+}
+
+async fn not_found(State(state): State<Arc<AppState>>) -> HttpError {
+    state.ingest.metrics.http_requests.with_label_values(&["unmatched", "404"]).inc();
+    HttpError::Plain(StatusCode::NOT_FOUND, "not found; see / for what stackd serves".into())
+}
+
+/// Every error response stackd sends.
+#[derive(Debug)]
+pub enum HttpError {
+    /// InfluxDB 1.x: `{"error": "..."}` and `X-Influxdb-Error`.
+    V1(StatusCode, String),
+    /// InfluxDB 2.x: `{"code": "...", "message": "..."}` and `X-Platform-Error-Code`.
+    V2(StatusCode, &'static str, String),
+    Plain(StatusCode, String),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        match self {
+            HttpError::V1(status, msg) => {
+                let mut r = (status, Json(serde_json::json!({ "error": msg }))).into_response();
+                let short: String = msg.chars().take(1024).map(|c| if c.is_control() { ' ' } else { c }).collect();
+                if let Ok(v) = HeaderValue::from_str(&short) {
+                    r.headers_mut().insert("X-Influxdb-Error", v);
+                }
+                r
+            }
+            HttpError::V2(status, code, msg) => {
+                let mut r = (status, Json(serde_json::json!({ "code": code, "message": msg }))).into_response();
+                r.headers_mut().insert("X-Platform-Error-Code", HeaderValue::from_static(code));
+                r
+            }
+            HttpError::Plain(status, msg) => (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg + "\n").into_response(),
+        }
+    }
+}
+
+async fn ping(Query(params): Query<BTreeMap<String, String>>) -> Response {
+    match params.get("verbose").map(String::as_str) {
+        Some(v) if !v.is_empty() && v != "0" && v != "false" => Json(serde_json::json!({ "version": INFLUX_VERSION })).into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    BadGzip(String),
+    Read(String),
+}
+
+/// Read a request body within `limit` bytes, gunzipping it when `Content-Encoding` says so
+/// (the limit applies after decompression too).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return BodyError::TooLarge;
+            }
+            source = s.source();
+        }
+        BodyError::Read(e.to_string())
+    })?;
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+    if !(encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip")) {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::BadGzip(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(out.into())
+}
+
+async fn write_v1(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, HttpError> {
+    let bad = |msg: String| HttpError::V1(StatusCode::BAD_REQUEST, msg);
+    if params.get("db").is_none_or(|d| d.is_empty()) {
+        return Err(bad("database is required".into()));
+    }
+    let precision_text = params.get("precision").map_or("", String::as_str);
+    let precision = Precision::from_v1(precision_text)
+        .ok_or_else(|| bad(format!("invalid precision {precision_text:?} (use n, ns, u, us, ms, s, m or h)")))?;
+    if let Some(c) = params.get("consistency") {
+        if !matches!(c.as_str(), "" | "any" | "one" | "quorum" | "all") {
+            return Err(bad(format!("invalid consistency {c:?} (use any, one, quorum or all)")));
+        }
+    }
+    let body = read_body(&headers, body, state.max_body_size).await.map_err(|e| match e {
+        BodyError::TooLarge => {
+            state.ingest.metrics.limit_hits.with_label_values(&["body"]).inc();
+            HttpError::V1(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large".into())
+        }
+        BodyError::BadGzip(m) => bad(m),
+        BodyError::Read(m) => bad(format!("cannot read body: {m}")),
+    })?;
+    let ingest = Arc::clone(&state.ingest);
+    let outcome = ingest_off_thread(ingest, body, precision).await;
+    match outcome {
+        WriteOutcome { rejected: 0, .. } => Ok(StatusCode::NO_CONTENT),
+        WriteOutcome { written: 0, errors, rejected, .. } => Err(bad(error_list(&errors, rejected))),
+        WriteOutcome { errors, rejected, .. } => Err(bad(format!("partial write: {} dropped=0", error_list(&errors, rejected)))),
+    }
+}
+
+/// The rejection messages, one per line, with a count of those not shown.
+fn error_list(errors: &[String], rejected: usize) -> String {
+    let mut text = errors.join("\n");
+    if rejected > errors.len() {
+        text.push_str(&format!("\n… and {} more lines rejected", rejected - errors.len()));
+    }
+    text
+}
+
+/// Parse and store a body on the blocking pool: a 25 MB body takes a while.
+async fn ingest_off_thread(ingest: Arc<Ingest>, body: Bytes, precision: Precision) -> WriteOutcome {
+    let now = now_ms();
+    if body.len() < 64 * 1024 {
+        return ingest.influx_body(&body, precision, now);
+    }
+    tokio::task::spawn_blocking(move || ingest.influx_body(&body, precision, now)).await.unwrap_or_else(|e| WriteOutcome {
+        written: 0,
+        rejected: 1,
+        errors: vec![format!("internal error: {e}")],
+    })
+}
+
+async fn write_v2(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, HttpError> {
+    if params.get("bucket").is_none_or(|b| b.is_empty()) {
+        return Err(HttpError::V2(StatusCode::NOT_FOUND, "not found", "bucket not found".into()));
+    }
+    let precision = Precision::from_v2(params.get("precision").map_or("", String::as_str)).ok_or_else(|| {
+        HttpError::V2(StatusCode::BAD_REQUEST, "invalid", "invalid precision; valid precision units are ns, us, ms, and s".into())
+    })?;
+    let body = read_body(&headers, body, state.max_body_size).await.map_err(|e| match e {
+        BodyError::TooLarge => {
+            state.ingest.metrics.limit_hits.with_label_values(&["body"]).inc();
+            HttpError::V2(StatusCode::PAYLOAD_TOO_LARGE, "request too large", format!("body exceeds {} bytes", state.max_body_size))
+        }
+        BodyError::BadGzip(m) | BodyError::Read(m) => HttpError::V2(StatusCode::BAD_REQUEST, "invalid", m),
+    })?;
+    let outcome = ingest_off_thread(Arc::clone(&state.ingest), body, precision).await;
+    if outcome.rejected == 0 {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    // Unlike InfluxDB 2.x, the good lines of the batch are kept; the message says so.
+    Err(HttpError::V2(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        format!("{} lines written, {} rejected: {}", outcome.written, outcome.rejected, error_list(&outcome.errors, outcome.rejected)),
+    ))
+}
+
+/// The few InfluxQL statements wrapper scripts send before writing.
+async fn query(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    Query(params): Query<BTreeMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let mut q = params.get("q").cloned();
+    if q.is_none() && method == Method::POST {
+        q = serde_urlencoded::from_bytes::<BTreeMap<String, String>>(&body).ok().and_then(|f| f.get("q").cloned());
+    }
+    let Some(q) = q.filter(|q| !q.trim().is_empty()) else {
+        return HttpError::V1(StatusCode::BAD_REQUEST, "missing required parameter \"q\"".into()).into_response();
+    };
+    let results: Vec<serde_json::Value> = q
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .map(|(i, stmt)| {
+            let mut result = state.statement(stmt);
+            result["statement_id"] = i.into();
+            result
+        })
+        .collect();
+    Json(serde_json::json!({ "results": results })).into_response()
+}
+
+impl AppState {
+    fn statement(&self, stmt: &str) -> serde_json::Value {
+        let words: Vec<&str> = stmt.split_whitespace().collect();
+        let upper: Vec<String> = words.iter().take(3).map(|w| w.to_ascii_uppercase()).collect();
+        let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+        let mut dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        match upper.as_slice() {
+            ["CREATE", "DATABASE", ..] if words.len() >= 3 => {
+                dbs.insert(unquote_ident(words[2]));
+                serde_json::json!({})
+            }
+            ["DROP", "DATABASE", ..] if words.len() >= 3 => {
+                dbs.remove(&unquote_ident(words[2]));
+                serde_json::json!({})
+            }
+            ["CREATE", "USER", ..] | ["DROP", "USER", ..] | ["GRANT", ..] | ["CREATE", "RETENTION", ..] => serde_json::json!({}),
+            ["SHOW", "DATABASES", ..] => {
+                let values: Vec<[&str; 1]> = dbs.iter().map(|d| [d.as_str()]).collect();
+                serde_json::json!({ "series": [{ "name": "databases", "columns": ["name"], "values": values }] })
+            }
+            _ => {
+                serde_json::json!({ "error": format!("stackd does not run queries: {}; read profiles at /flamegraph/<app>.svg", truncate(stmt, 100)) })
+            }
+        }
+    }
+}
+
+/// `"profiler"` or `profiler` → `profiler`.
+fn unquote_ident(word: &str) -> String {
+    word.trim_matches('"').to_string()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let cutoff = now_ms() - state.gauge_ttl_ms;
+    let mut body = state.ingest.metrics.render(&state.ingest.store, cutoff);
+    // Socket figures that only the kernel knows.
+    body.extend_from_slice(
+        format!(
+            "# HELP stackd_udp_receive_buffer_bytes Kernel receive buffer of the statsd socket (SO_RCVBUF as granted).\n# TYPE stackd_udp_receive_buffer_bytes gauge\nstackd_udp_receive_buffer_bytes {}\n",
+            state.udp_recv_buffer
+        )
+        .as_bytes(),
+    );
+    if let Some(drops) = state.statsd_port.and_then(udp::kernel_drops) {
+        body.extend_from_slice(
+            format!("# HELP stackd_udp_kernel_drops_total Datagrams the kernel dropped because the statsd socket's receive buffer was full.\n# TYPE stackd_udp_kernel_drops_total counter\nstackd_udp_kernel_drops_total {drops}\n").as_bytes(),
+        );
+    }
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+async fn apps(State(state): State<Arc<AppState>>) -> Json<Vec<crate::store::AppInfo>> {
+    Json(state.ingest.store.apps().iter().map(|a| a.info()).collect())
+}
+
+/// `/flamegraph/<app>.svg|.folded|.json`. Query parameters other than `title` filter by label.
+async fn flamegraph(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, HttpError> {
+    let (name, format) = Format::from_file_name(&file)
+        .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("{file:?}: ask for <app>.svg, <app>.folded or <app>.json")))?;
+    let store = Arc::clone(&state.ingest.store);
+    let app = store.app(name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
+    let mut title = None;
+    let mut query = StoreQuery::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "title" => title = Some(v),
+            _ => query.labels.push((k.strip_prefix("label.").map_or(k.clone(), str::to_string), v)),
+        }
+    }
+    let metrics = state.ingest.metrics.clone();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, HttpError> {
+        let started = Instant::now();
+        let profile = app.query(&query, store.bucket_ms()).ok_or_else(|| {
+            let known = app
+                .label_values()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={}", v.into_iter().collect::<Vec<_>>().join("|")))
+                .collect::<Vec<_>>();
+            HttpError::Plain(
+                StatusCode::NOT_FOUND,
+                format!("no data for app {:?} with these labels; labels seen: {}", app.name, known.join(", ")),
+            )
+        })?;
+        if profile.total == 0 {
+            return Err(HttpError::Plain(StatusCode::NOT_FOUND, format!("app {:?} has no stack samples", app.name)));
+        }
+        let stacks = store.resolve(&profile);
+        let bytes = match format {
+            Format::Folded => render::folded(&stacks).into_bytes(),
+            Format::Json => render::json(&stacks).into_bytes(),
+            Format::Svg => {
+                let titles = Titles {
+                    title: title.unwrap_or_else(|| app.name.to_string()),
+                    subtitle: Some(format!("{} samples, {} stacks", profile.total, profile.stacks.len())),
+                };
+                render::svg(&render::folded(&stacks), &titles)
+                    .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+            }
+        };
+        metrics.render_seconds.with_label_values(&[format.label()]).observe(started.elapsed().as_secs_f64());
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], rendered).into_response())
+}
+
+/// A plain HTML index: apps with links to their flame graphs.
+async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
+    let mut rows = String::new();
+    for app in state.ingest.store.apps() {
+        let info = app.info();
+        let link = percent_encode(&info.name);
+        let name = html_escape(&info.name);
+        rows.push_str(&format!(
+            "<tr><td>{name}</td><td><a href=\"/flamegraph/{link}.svg\">svg</a> <a href=\"/flamegraph/{link}.folded\">folded</a> <a href=\"/flamegraph/{link}.json\">json</a></td><td>{}</td><td>{}</td></tr>\n",
+            info.total_samples, info.unique_stacks
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=4>No profiles yet: point statsd-jvm-profiler agents at this host.</td></tr>\n");
+    }
+    Html(format!(
+        "<!doctype html>\n<html><head><meta charset=utf-8><title>stackd</title></head><body>\n<h1>stackd</h1>\n<table>\n<tr><th>app</th><th>flame graph</th><th>samples</th><th>stacks</th></tr>\n{rows}</table>\n<p><a href=\"/apps\">/apps</a> (JSON) · <a href=\"/metrics\">/metrics</a></p>\n</body></html>\n"
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
