@@ -94,7 +94,8 @@ impl IntoResponse for HttpError {
         match self {
             HttpError::V1(status, msg) => {
                 let mut r = (status, Json(serde_json::json!({ "error": msg }))).into_response();
-                let short: String = msg.chars().take(1024).map(|c| if c.is_control() { ' ' } else { c }).collect();
+                // Header values must be visible ASCII; the JSON body keeps the exact text.
+                let short: String = msg.chars().take(1024).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
                 if let Ok(v) = HeaderValue::from_str(&short) {
                     r.headers_mut().insert("X-Influxdb-Error", v);
                 }

@@ -1,0 +1,161 @@
+//! Shared test harness: the real service on 127.0.0.1:0, an HTTP client, and the agent's stack
+//! encoding (so that real JVM stacks can be sent as statsd-jvm-profiler would send them).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tokio::sync::oneshot;
+
+/// A running stackd on loopback, stopped when dropped.
+pub struct Service {
+    pub http: SocketAddr,
+    pub statsd: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _data: TempDir,
+}
+
+impl Service {
+    /// Start with `--statsd-addr 127.0.0.1:0 --http-addr 127.0.0.1:0` plus `args`.
+    pub async fn start(args: &[&str]) -> Service {
+        let data = TempDir::new("svc");
+        let mut argv = vec!["stackd", "--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log", "warn"];
+        let dir = data.0.to_string_lossy().to_string();
+        argv.extend(["--data-dir", &dir]);
+        argv.extend(args);
+        let config = stackd::config::Config::try_parse_from(argv).expect("valid flags");
+        let listeners = stackd::Listeners::bind(&config).expect("bind");
+        let http = listeners.http.local_addr().expect("addr");
+        let statsd = listeners.statsd.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(stackd::run(config, listeners, async move {
+            let _ = rx.await;
+        }));
+        Service { http, statsd, client: reqwest::Client::new(), stop: Some(tx), task: Some(task), _data: data }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self.get(path).await;
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("body"))
+    }
+
+    /// Send each payload as one datagram.
+    pub fn send_udp<B: AsRef<[u8]>>(&self, datagrams: impl IntoIterator<Item = B>) -> usize {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        socket.connect(self.statsd).expect("connect");
+        let mut n = 0;
+        for d in datagrams {
+            socket.send(d.as_ref()).expect("send");
+            n += 1;
+        }
+        n
+    }
+
+    /// The value of one sample line of /metrics (`name{labels}` exactly as exposed), or 0.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get_text("/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse::<f64>().expect("number")))
+            .unwrap_or(0.0)
+    }
+
+    /// Wait until stackd has received `n` datagrams (bounded; UDP processing is asynchronous).
+    pub async fn wait_datagrams(&self, n: usize) {
+        let want = n as f64;
+        wait_until(Duration::from_secs(10), || async { self.metric("stackd_udp_datagrams_total").await >= want }).await;
+    }
+
+    /// Stop the service and wait for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("clean exit");
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Poll `cond` until it holds; panic after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < timeout, "condition not met within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!("stackd-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `pkg.Class.method:line` (root first) → the agent's `cpu.trace.<leaf>.….<root>` name, written
+/// as statsd-jvm-profiler's StackTraceFormatter does: class dots → `-`, then `-method-line`.
+pub fn agent_stack_name(frames_root_first: &[&str]) -> String {
+    let encoded: Vec<String> = frames_root_first
+        .iter()
+        .rev()
+        .map(|f| {
+            let (name, line) = f.rsplit_once(':').expect("frame has :line");
+            let (class, method) = name.rsplit_once('.').expect("frame has class.method");
+            format!("{}-{}-{}", class.replace('.', "-"), method, line)
+        })
+        .collect();
+    format!("cpu.trace.{}", encoded.join("."))
+}
+
+/// Parse folded text into `(stack, count)` pairs.
+pub fn parse_folded(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .map(|l| {
+            let (stack, count) = l.rsplit_once(' ').expect("count");
+            (stack.to_string(), count.parse().expect("integer count"))
+        })
+        .collect()
+}
+
+/// The real-JVM fixture (JFR recording of tests/fixtures/jfr/Workload.java).
+pub fn jfr_fixture() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/workload.folded")).expect("fixture")
+}

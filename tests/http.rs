@@ -1,0 +1,195 @@
+//! Reading what stackd serves: flame graphs, /apps, /metrics (checked by the real promtool and
+//! scraped by a real Prometheus), errors.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Service, TempDir};
+
+/// An external tool the tests need; .ci/run installs it.
+fn tool(name: &str) -> String {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
+    assert!(found.status.success(), "{name} not found: install the Debian package `prometheus` (.ci/run does)");
+    String::from_utf8(found.stdout).expect("path").trim().to_string()
+}
+
+/// Samples of every kind, so that every metric family is present.
+async fn feed(svc: &Service) {
+    let n = svc.send_udp([
+        "spark.app-1.1.cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12:3|g",
+        "spark.app-1.1.heap.total.used:123456789|g",
+        "spark.app-1.1.heap.ps-eden-space.max:0|g\nspark.app-1.1.heap.ps-eden-space.max:-1|g",
+        "spark.app-1.1.gc.PS_Scavenge.count:17|g",
+        "spark.app-1.1.gc.PS_Scavenge.time:250|g",
+        "spark.app-1.1.gc.PS_Scavenge.runtime:12|g",
+        "spark.app-1.1.total-loaded-class-count:12000|g",
+        "spark.app-1.1.unloaded-class-count:3|g",
+        "spark.app-1.1.pending-finalization-count:0|g",
+        "spark.app-1.1.cpu.system:100|g",
+        "broken",
+    ]);
+    svc.wait_datagrams(n).await;
+    let r = svc
+        .client
+        .post(svc.url("/write?db=x"))
+        .body("nonheap.metaspace.used,hostname=h,jvmName=1@h,pid=1,prefix=spark.app-1.2 value=1.0\ncpu value=x")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 400);
+    assert_eq!(svc.get_text("/flamegraph/app-1.svg").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promtool_finds_nothing_to_complain_about() {
+    let svc = Service::start(&["--prefix-labels", "SKIP.app.executor"]).await;
+    feed(&svc).await;
+    let r = svc.get("/metrics").await;
+    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let body = r.bytes().await.expect("body");
+    let mut child = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child.stdin.take().expect("stdin").write_all(&body).expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}\n---\n{}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8_lossy(&body);
+    for family in [
+        "jvm_memory_pool_bytes_max",
+        "jvm_gc_interval_collection_seconds",
+        "jvm_classes_loaded_total",
+        "jvm_classes_unloaded_total",
+        "jvm_memory_objects_pending_finalization",
+        "stackd_render_duration_seconds_bucket",
+        "stackd_http_requests_total{route=\"/flamegraph/{file}\",status=\"200\"}",
+        "stackd_udp_receive_buffer_bytes",
+        "stackd_udp_kernel_drops_total",
+    ] {
+        assert!(text.contains(family), "missing {family}");
+    }
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_prometheus_scrapes_stackd() {
+    let svc = Service::start(&["--prefix-labels", "SKIP.app.executor"]).await;
+    feed(&svc).await;
+    let dir = TempDir::new("prom");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let config = dir.0.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: stackd\n    static_configs:\n      - targets: ['{}']\n",
+            svc.http
+        ),
+    )
+    .expect("config");
+    let mut prom = Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    let client = reqwest::Client::new();
+    let query = |q: &'static str| {
+        let client = client.clone();
+        async move {
+            let url = format!("http://127.0.0.1:{port}/api/v1/query");
+            let r = client.get(url).query(&[("query", q)]).send().await.ok()?;
+            let v: serde_json::Value = r.json().await.ok()?;
+            v["data"]["result"].as_array().filter(|a| !a.is_empty()).map(|a| a[0].clone())
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        if let Some(sample) = query("jvm_memory_bytes_used{app=\"app-1\",area=\"heap\"}").await {
+            break Some(sample);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let sample = found.expect("scraped");
+    assert_eq!(sample["metric"]["executor"], "1");
+    assert_eq!(sample["metric"]["job"], "stackd");
+    assert_eq!(sample["value"][1], "123456789");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_plain_and_helpful() {
+    let svc = Service::start(&["--prefix-labels", "SKIP.app.executor"]).await;
+    feed(&svc).await;
+    let r = svc.get("/flamegraph/nope.svg").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(r.text().await.expect("body"), "no data for app \"nope\"; see /apps\n");
+    assert_eq!(svc.get_text("/flamegraph/app-1.png").await, (404, "\"app-1.png\": ask for <app>.svg, <app>.folded or <app>.json\n".into()));
+    assert_eq!(
+        svc.get_text("/flamegraph/app-1.folded?executor=9").await,
+        (404, "no data for app \"app-1\" with these labels; labels seen: executor=1|2, host=h, jvm=1@h, pid=1\n".into())
+    );
+    // app-1 executor 2 sent only a gauge.
+    assert_eq!(svc.get_text("/flamegraph/app-1.folded?executor=2").await.1, "app \"app-1\" has no stack samples\n");
+    assert_eq!(svc.get_text("/nope").await.0, 404);
+    assert_eq!(svc.metric("stackd_http_requests_total{route=\"unmatched\",status=\"404\"}").await, 1.0);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flame_graph_formats() {
+    let svc = Service::start(&[]).await;
+    let n = svc.send_udp([
+        "p.cpu.trace.com-example-Task-work-20.com-example-Task-run-10.java-lang-Thread-run-748:5|g",
+        "p.cpu.trace.com-example-Task-run-10.java-lang-Thread-run-748:2|g",
+        "p.cpu.trace.x-Evil-<script>alert(1)</script>-1:1|g",
+    ]);
+    svc.wait_datagrams(n).await;
+    let r = svc.get("/flamegraph/p.json").await;
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.text().await.expect("body"),
+        r#"{"name":"root","value":8,"children":[{"name":"java.lang.Thread.run:748","value":7,"children":[{"name":"com.example.Task.run:10","value":7,"children":[{"name":"com.example.Task.work:20","value":5,"children":[]}]}]},{"name":"x.Evil.<script>alert(1)</script>:1","value":1,"children":[]}]}"#
+    );
+    let one = svc.get_text("/flamegraph/p.svg?title=My%20job").await.1;
+    let two = svc.get_text("/flamegraph/p.svg?title=My%20job").await.1;
+    assert_eq!(one, two, "deterministic");
+    assert!(one.contains(">My job<"), "title");
+    assert!(!one.contains("<script>alert"), "no markup injection");
+    let index = svc.get_text("/").await.1;
+    assert!(index.contains("<a href=\"/flamegraph/p.svg\">svg</a>"), "{index}");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_are_counted_not_fatal() {
+    let svc = Service::start(&["--max-apps", "1", "--max-stacks-per-app", "2"]).await;
+    let n = svc.send_udp([
+        "a.cpu.trace.x-A-a-1:1|g",
+        "a.cpu.trace.x-A-b-1:1|g",
+        "a.cpu.trace.x-A-c-1:4|g",
+        "a.cpu.trace.x-A-d-1:5|g",
+        "b.cpu.trace.x-A-a-1:1|g",
+    ]);
+    svc.wait_datagrams(n).await;
+    assert_eq!(svc.get_text("/flamegraph/a.folded").await.1, "[stackd: unique stack limit reached] 9\nx.A.a:1 1\nx.A.b:1 1\n");
+    assert_eq!(svc.metric("stackd_limit_hits_total{limit=\"stacks\"}").await, 2.0);
+    assert_eq!(svc.metric("stackd_limit_hits_total{limit=\"apps\"}").await, 1.0);
+    assert_eq!(svc.metric("stackd_lines_rejected_total{protocol=\"statsd\",reason=\"app_limit\"}").await, 1.0);
+    assert_eq!(svc.get_text("/flamegraph/b.folded").await.0, 404);
+    svc.stop().await;
+}
