@@ -296,8 +296,10 @@ impl Ingest {
                     return Outcome::Rejected(r);
                 }
             }
+            // A gauge's age is about when it arrived: it expires when the executor goes silent,
+            // whatever the agent's clock says.
             jvm::Metric::Gauge { family, label_value } => {
-                self.store.set_gauge(&source, &jvm::gauge_value(family, label_value, value, false), time_ms);
+                self.store.set_gauge(&source, &jvm::gauge_value(family, label_value, value, false), now_ms);
             }
         }
         Outcome::Accepted
@@ -515,14 +517,14 @@ mod tests {
         let body = b"cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12,hostname=worker-1,jvmName=4242@worker-1,pid=4242,spark=sparkapp value=3.0 1500000000123000000\n\
 cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12,hostname=worker-1,jvmName=4242@worker-1,pid=4242,spark=sparkapp value=3i 1500000000123000000\n\
 heap.total.used,hostname=h,jvmName=1@h,pid=1,prefix=spark.app-9.3 value=123456789.0 1500000010124000000\n";
-        let out = i.influx_body(body, Precision::Nanos, 0);
+        let out = i.influx_body(body, Precision::Nanos, 7);
         assert_eq!(out, WriteOutcome { written: 3, rejected: 0, errors: vec![] });
         assert_eq!(folded(&i, "sparkapp"), ["com.example.Main.main:12;java.lang.Thread.sleep:-2 6"]);
         // The tagMapping tag names the app and stays a label.
         let labels = i.store.app("sparkapp").expect("app").label_values();
         assert_eq!(labels.keys().collect::<Vec<_>>(), ["host", "jvm", "pid", "spark"]);
         let g = i.store.app("app-9").expect("app-9").gauges();
-        assert_eq!((g[0].value, g[0].updated_ms), (123456789.0, 1500000010124));
+        assert_eq!((g[0].value, g[0].updated_ms), (123456789.0, 7), "gauges age from arrival");
         assert!(g[0].labels.contains(&("executor".to_string(), "3".to_string())));
     }
 

@@ -81,12 +81,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
 
     let statsd_addr = listeners.statsd.local_addr()?;
     let recv_buffer = server::udp::recv_buffer_size(&listeners.statsd);
-    let udp_thread = {
-        let (ingest, token) = (Arc::clone(&ingest), token.clone());
-        std::thread::Builder::new()
-            .name("stackd-udp".into())
-            .spawn(move || server::udp::receive_loop(listeners.statsd, ingest, token))
-            .context("cannot start the statsd receive thread")?
+    let (queue_tx, queue_rx) = server::udp::queue();
+    let udp_threads = {
+        let (for_receiver, token) = (Arc::clone(&ingest), token.clone());
+        let receiver = std::thread::Builder::new()
+            .name("stackd-udp-recv".into())
+            .spawn(move || {
+                if let Err(e) = server::udp::receive_loop(listeners.statsd, for_receiver, queue_tx, token) {
+                    tracing::error!(error = %e, "statsd receive loop failed");
+                }
+            })
+            .context("cannot start the statsd receive thread")?;
+        let ingest = Arc::clone(&ingest);
+        let worker = std::thread::Builder::new()
+            .name("stackd-udp-work".into())
+            .spawn(move || server::udp::work_loop(queue_rx, ingest))
+            .context("cannot start the statsd worker thread")?;
+        [receiver, worker]
     };
 
     listeners.http.set_nonblocking(true)?;
@@ -106,7 +117,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     tracing::info!("shutting down");
     token.cancel();
     server.await.context("HTTP server task failed")?.context("HTTP server failed")?;
-    tokio::task::spawn_blocking(move || udp_thread.join()).await?.map_err(|_| anyhow::anyhow!("statsd receive thread panicked"))?;
+    // The receiver stops, then the worker drains what was queued.
+    for thread in udp_threads {
+        tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("a statsd thread panicked"))?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

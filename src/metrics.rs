@@ -20,6 +20,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Metrics {
     registry: Registry,
     pub udp_datagrams: IntCounter,
+    pub udp_processed: IntCounter,
     pub udp_bytes: IntCounter,
     pub udp_errors: IntCounter,
     pub lines_accepted: IntCounterVec,
@@ -52,6 +53,10 @@ impl Metrics {
         registry.register(Box::new(render_seconds.clone())).expect("registered once");
         Metrics {
             udp_datagrams: counter("stackd_udp_datagrams_total", "UDP datagrams received."),
+            udp_processed: counter(
+                "stackd_udp_datagrams_processed_total",
+                "UDP datagrams parsed and stored; received minus processed is the queue between them.",
+            ),
             udp_bytes: counter("stackd_udp_bytes_total", "UDP payload bytes received."),
             udp_errors: counter("stackd_udp_receive_errors_total", "Errors returned by the UDP receive call."),
             lines_accepted: counter_vec("stackd_lines_accepted_total", "Lines parsed and stored, by protocol.", &["protocol"]),

@@ -1,11 +1,17 @@
-//! The statsd socket: bound with socket2 (SO_RCVBUF sized for bursts), read by a dedicated
-//! thread that parses and stores each datagram in place — no queue, no allocation per datagram.
+//! The statsd socket: bound with socket2 (SO_RCVBUF sized for bursts) and drained by a dedicated
+//! thread that does nothing but receive. Agents flush once a second as a burst of hundreds of
+//! datagrams, and a stack seen for the first time costs far more to store than to receive, so
+//! received datagrams are copied into a shared arena (one allocation per [`ARENA_CHUNK`]) and
+//! handed to a worker thread through a bounded queue. When the queue is full the receiver waits and
+//! the kernel buffer absorbs the rest; drops beyond that are counted by the kernel and exported.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +19,11 @@ use crate::ingest::Ingest;
 
 /// Larger than any UDP payload (65,507 bytes over IPv4), so no datagram is ever truncated.
 const RECV_BUFFER: usize = 65_536;
-/// How often the receive thread looks at the shutdown token while the socket is idle.
-const POLL: Duration = Duration::from_millis(100);
+/// Datagrams are copied into chunks of this size; a chunk is freed when its last datagram is.
+const ARENA_CHUNK: usize = 4 * 1024 * 1024;
+/// Batches waiting for the worker, at most. A full queue makes the receiver wait, and the kernel
+/// buffer absorbs the rest.
+const QUEUE_BATCHES: usize = 256;
 
 /// Bind the statsd socket and ask for a kernel receive buffer of `recv_buffer` bytes.
 pub fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
@@ -39,26 +48,72 @@ pub fn recv_buffer_size(socket: &UdpSocket) -> usize {
     socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0)
 }
 
-/// Receive until `shutdown` is cancelled. Runs on its own thread.
-pub fn receive_loop(socket: UdpSocket, ingest: Arc<Ingest>, shutdown: CancellationToken) {
-    if let Err(e) = socket.set_read_timeout(Some(POLL)) {
-        tracing::error!(error = %e, "cannot set the statsd socket timeout; shutdown may wait for a datagram");
-    }
-    let mut buf = vec![0u8; RECV_BUFFER];
-    while !shutdown.is_cancelled() {
-        match socket.recv(&mut buf) {
-            Ok(n) => {
-                ingest.metrics.udp_datagrams.inc();
-                ingest.metrics.udp_bytes.inc_by(n as u64);
-                ingest.statsd_datagram(&buf[..n], now_ms());
+/// A batch of datagrams handed from the receiver to the worker.
+pub type Batch = Vec<Bytes>;
+
+/// Most datagrams in one batch.
+const BATCH: usize = 512;
+
+/// Receive until `shutdown` is cancelled, handing batches to `queue`. Runs on its own thread with
+/// a single-threaded runtime: it drains everything the socket holds (`try_recv` until it would
+/// block), hands the batch over with one wake-up, then waits for readiness.
+pub fn receive_loop(socket: UdpSocket, ingest: Arc<Ingest>, queue: SyncSender<Batch>, shutdown: CancellationToken) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    runtime.block_on(async move {
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut arena = BytesMut::with_capacity(ARENA_CHUNK);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                ready = socket.readable() => ready?,
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
-            Err(e) => {
-                ingest.metrics.udp_errors.inc();
-                tracing::debug!(error = %e, "statsd receive error");
+            let mut batch = Vec::with_capacity(64);
+            loop {
+                match socket.try_recv(&mut buf) {
+                    Ok(n) => {
+                        ingest.metrics.udp_datagrams.inc();
+                        ingest.metrics.udp_bytes.inc_by(n as u64);
+                        if arena.capacity() - arena.len() < n {
+                            arena = BytesMut::with_capacity(ARENA_CHUNK.max(n));
+                        }
+                        arena.extend_from_slice(&buf[..n]);
+                        batch.push(arena.split_to(n).freeze());
+                        if batch.len() == BATCH {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        ingest.metrics.udp_errors.inc();
+                        tracing::debug!(error = %e, "statsd receive error");
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() && queue.send(batch).is_err() {
+                return Ok(()); // the worker is gone
             }
         }
+    })
+}
+
+/// Parse and store queued datagrams until the receiver hangs up (it drains fully on shutdown).
+pub fn work_loop(queue: Receiver<Batch>, ingest: Arc<Ingest>) {
+    for batch in queue {
+        let now = now_ms();
+        for datagram in &batch {
+            ingest.statsd_datagram(datagram, now);
+        }
+        ingest.metrics.udp_processed.inc_by(batch.len() as u64);
     }
+}
+
+/// The queue between the receive thread and the worker, in batches.
+pub fn queue() -> (SyncSender<Batch>, Receiver<Batch>) {
+    std::sync::mpsc::sync_channel(QUEUE_BATCHES)
 }
 
 /// Unix time in milliseconds.

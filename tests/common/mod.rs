@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -73,10 +74,10 @@ impl Service {
             .unwrap_or(0.0)
     }
 
-    /// Wait until stackd has received `n` datagrams (bounded; UDP processing is asynchronous).
+    /// Wait until stackd has received and stored `n` datagrams (bounded; UDP is asynchronous).
     pub async fn wait_datagrams(&self, n: usize) {
         let want = n as f64;
-        wait_until(Duration::from_secs(10), || async { self.metric("stackd_udp_datagrams_total").await >= want }).await;
+        wait_until(Duration::from_secs(10), || async { self.metric("stackd_udp_datagrams_processed_total").await >= want }).await;
     }
 
     /// Stop the service and wait for it to finish.
@@ -158,4 +159,17 @@ pub fn parse_folded(text: &str) -> Vec<(String, u64)> {
 /// The real-JVM fixture (JFR recording of tests/fixtures/jfr/Workload.java).
 pub fn jfr_fixture() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/workload.folded")).expect("fixture")
+}
+
+/// Run a client script from tests/clients with python3; its trimmed stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(&path).args(args).output().expect("python3 (install it, or run .ci/run)");
+    assert!(
+        out.status.success(),
+        "{script} failed (needs `pip install statsd influxdb influxdb-client`, which .ci/run does):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
 }
