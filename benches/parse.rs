@@ -1,1 +1,134 @@
-fn main() {}
+//! Parse and ingest throughput, on bodies built from the real-JVM fixture
+//! (tests/fixtures/jfr/workload.folded), encoded as statsd-jvm-profiler sends them.
+//!
+//! `line_protocol/*` measures our parser and the `influxdb-line-protocol` crate (InfluxDB IOx's
+//! parser) on the same bytes in the same run: compare their ratio, not absolute times.
+//!
+//! Run: `cargo bench --bench parse`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use stackd::ingest::{Ingest, Precision};
+use stackd::metrics::Metrics;
+use stackd::protocol::{influx, jvm, statsd};
+use stackd::store::{Limits, Store};
+
+/// Root-first frames of every fixture stack.
+fn fixture_stacks() -> Vec<(Vec<String>, u64)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/workload.folded")).expect("fixture");
+    text.lines()
+        .map(|l| {
+            let (stack, count) = l.rsplit_once(' ').expect("count");
+            (stack.split(';').map(str::to_string).collect(), count.parse().expect("count"))
+        })
+        .collect()
+}
+
+/// statsd-jvm-profiler's metric name for a root-first stack.
+fn agent_name(frames: &[String]) -> String {
+    let encoded: Vec<String> = frames
+        .iter()
+        .rev()
+        .map(|f| {
+            let (name, line) = f.rsplit_once(':').expect("line");
+            let (class, method) = name.rsplit_once('.').expect("method");
+            format!("{}-{method}-{line}", class.replace('.', "-"))
+        })
+        .collect();
+    format!("cpu.trace.{}", encoded.join("."))
+}
+
+fn datagrams() -> Vec<Vec<u8>> {
+    fixture_stacks().iter().map(|(f, c)| format!("spark.app-1.7.{}:{c}|g", agent_name(f)).into_bytes()).collect()
+}
+
+/// One InfluxDBReporter flush per fixture pass, repeated to about 256 KiB.
+fn influx_body() -> String {
+    let stacks = fixture_stacks();
+    let mut body = String::new();
+    let mut t = 1_500_000_000_123_000_000i64;
+    while body.len() < 256 * 1024 {
+        for (frames, count) in &stacks {
+            body.push_str(&format!(
+                "{},hostname=worker-1,jvmName=4242@worker-1,pid=4242,prefix=spark.app-1.7 value={count}.0 {t}\n",
+                agent_name(frames)
+            ));
+        }
+        body.push_str(&format!(
+            "heap.total.used,hostname=worker-1,jvmName=4242@worker-1,pid=4242,prefix=spark.app-1.7 value=123456789.0 {t}\n"
+        ));
+        t += 1_000_000_000;
+    }
+    body
+}
+
+fn ingest() -> Ingest {
+    let store = Arc::new(Store::new(Limits { max_apps: 100, max_stacks_per_app: 100_000 }, Duration::from_secs(60)));
+    Ingest::new(store, Metrics::new(), Some(stackd::config::PrefixTemplate::parse("SKIP.app.executor").expect("template")))
+}
+
+fn bench_statsd(c: &mut Criterion) {
+    let datagrams = datagrams();
+    let bytes: usize = datagrams.iter().map(Vec::len).sum();
+    let mut g = c.benchmark_group("statsd");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("parse_and_split", |b| {
+        b.iter(|| {
+            for d in &datagrams {
+                for line in statsd::parse_datagram(d).flatten() {
+                    black_box(jvm::split_name(line.name));
+                    black_box(line.samples().next());
+                }
+            }
+        })
+    });
+    // The hot path: every stack already seen (one hash, one map read, one atomic add).
+    let ingest = ingest();
+    for d in &datagrams {
+        ingest.statsd_datagram(d, 0);
+    }
+    g.bench_function("ingest_seen_stacks", |b| {
+        b.iter(|| {
+            for d in &datagrams {
+                ingest.statsd_datagram(d, 1_000);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn bench_line_protocol(c: &mut Criterion) {
+    let body = influx_body();
+    let mut g = c.benchmark_group("line_protocol");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("stackd", |b| {
+        b.iter(|| {
+            for line in influx::parse_body(body.as_bytes()).flatten() {
+                black_box(line.measurement());
+                for t in line.tags() {
+                    black_box(t);
+                }
+                for f in line.fields() {
+                    black_box(f);
+                }
+            }
+        })
+    });
+    g.bench_function("influxdb_line_protocol_crate", |b| {
+        b.iter(|| {
+            for line in influxdb_line_protocol::parse_lines(&body).flatten() {
+                black_box(line);
+            }
+        })
+    });
+    let ingest = ingest();
+    ingest.influx_body(body.as_bytes(), Precision::Nanos, 0);
+    g.bench_function("stackd_ingest_seen_stacks", |b| b.iter(|| black_box(ingest.influx_body(body.as_bytes(), Precision::Nanos, 0))));
+    g.finish();
+}
+
+criterion_group!(benches, bench_statsd, bench_line_protocol);
+criterion_main!(benches);

@@ -202,7 +202,23 @@ pub fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
             return None;
         }
         let (mut i, mut in_fields, mut quoted, mut equals, mut commas) = (0, false, false, 0u32, 0u32);
-        while i < rest.len() {
+        // Up to the first unescaped space only `\`, ` ` and LF matter: jump between them.
+        while let Some(j) = memchr::memchr3(b'\\', b' ', b'\n', &rest[i..]) {
+            i += j;
+            match rest[i] {
+                b'\\' if i + 1 < rest.len() && rest[i + 1] != b'\n' => i += 2,
+                b'\\' => i += 1,
+                b' ' => {
+                    in_fields = true;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if !in_fields && i < rest.len() && rest[i] != b'\n' {
+            i = rest.len();
+        }
+        while in_fields && i < rest.len() {
             let b = rest[i];
             if b == b'\\' && i + 1 < rest.len() && rest[i + 1] != b'\n' {
                 i += 2;
@@ -210,10 +226,9 @@ pub fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
             }
             match b {
                 b'\n' if !quoted => break,
-                b' ' if !in_fields => in_fields = true,
-                b'=' if in_fields && !quoted => equals += 1,
-                b',' if in_fields && !quoted => commas += 1,
-                b'"' if in_fields && equals > commas => quoted = !quoted,
+                b'=' if !quoted => equals += 1,
+                b',' if !quoted => commas += 1,
+                b'"' if equals > commas => quoted = !quoted,
                 _ => {}
             }
             i += 1;
@@ -302,6 +317,17 @@ const KEY_DELIMS: &[u8] = b",= ";
 fn escaped(delims: &'static [u8]) -> impl Fn(&[u8]) -> Res<'_, &[u8]> {
     move |input| {
         let mut i = 0;
+        // Measurements (two delimiters) can be long stack names: jump with memchr.
+        if let [a, b] = *delims {
+            while let Some(j) = memchr::memchr3(a, b, b'\\', &input[i..]) {
+                i += j;
+                if input[i] != b'\\' {
+                    return Ok((&input[i..], &input[..i]));
+                }
+                i += if input.get(i + 1).is_some_and(|n| delims.contains(n)) { 2 } else { 1 };
+            }
+            return Ok((&input[input.len()..], input));
+        }
         while i < input.len() {
             let b = input[i];
             if b == b'\\' && input.get(i + 1).is_some_and(|n| delims.contains(n)) {
