@@ -24,7 +24,9 @@ proptest! {
     #[test]
     fn statsd_shaped_input_never_panics(s in "[a-z.:|@#,=\\[\\]+-0-9ms\r\n]{0,80}") {
         for line in statsd::parse_datagram(s.as_bytes()).flatten() {
-            let _ = line.samples().map(|s| s.number()).count();
+            for sample in line.samples() {
+                let _ = sample.number();
+            }
         }
     }
 
