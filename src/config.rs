@@ -9,8 +9,9 @@ use clap::Parser;
 pub const DEFAULT_STATSD_ADDR: &str = "0.0.0.0:8125";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8086";
 pub const DEFAULT_DATA_DIR: &str = "./stackd-data";
-/// 8 MiB: a second of bursts from dozens of executors (hundreds of 1–6 KB datagrams each).
-pub const DEFAULT_UDP_RECV_BUFFER: usize = 8 * 1024 * 1024;
+/// 32 MiB: a second of bursts from dozens of executors (hundreds of 1–6 KB datagrams each, and
+/// the kernel counts about twice the payload). Memory is used only while datagrams wait.
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 32 * 1024 * 1024;
 /// InfluxDB 1.x's own default `max-body-size`.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 pub const DEFAULT_MAX_APPS: usize = 1_000;
@@ -43,8 +44,9 @@ pub struct Config {
     #[arg(long, env = "STACKD_PREFIX_LABELS", value_parser = PrefixTemplate::parse)]
     pub prefix_labels: Option<PrefixTemplate>,
 
-    /// Kernel receive buffer for the statsd socket (SO_RCVBUF), bytes. Agents flush once a second
-    /// in bursts; a small buffer drops datagrams in the kernel (see /proc/sys/net/core/rmem_max).
+    /// Kernel receive buffer for the statsd socket, bytes. Agents flush once a second in bursts; a
+    /// small buffer drops datagrams in the kernel (stackd_udp_kernel_drops_total). Without
+    /// CAP_NET_ADMIN the kernel caps it at net.core.rmem_max: raise that sysctl to match.
     #[arg(long, env = "STACKD_UDP_RECV_BUFFER", default_value_t = DEFAULT_UDP_RECV_BUFFER)]
     pub udp_recv_buffer: usize,
 

@@ -43,6 +43,7 @@ pub struct RawStack<'a> {
     /// Distinguishes encodings whose texts could coincide.
     pub format: u8,
     pub text: &'a str,
-    /// Frames root first.
-    pub decode: fn(&str) -> Vec<String>,
+    /// Calls the sink with each frame, root first. Frames are lent, not allocated: the store
+    /// copies only frames it has never seen.
+    pub decode: fn(&str, &mut dyn FnMut(&str)),
 }

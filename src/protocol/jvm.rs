@@ -122,22 +122,40 @@ pub fn gauge_value<'a>(family: &'static GaugeFamily, label_value: &'a str, raw: 
 
 /// A profiler-encoded stack (the part after `cpu.trace.`) as a [`RawStack`].
 pub fn profiler_stack(text: &str) -> RawStack<'_> {
-    RawStack { format: FORMAT_PROFILER, text, decode: decode_stack }
+    RawStack { format: FORMAT_PROFILER, text, decode: each_frame }
 }
 
 /// An Uber jvm-profiler `stacktrace` field as a [`RawStack`].
 pub fn uber_stack(text: &str) -> RawStack<'_> {
-    RawStack { format: FORMAT_UBER, text, decode: decode_uber_stack }
+    RawStack { format: FORMAT_UBER, text, decode: each_uber_frame }
 }
 
 /// Decode `leaf.….root` profiler frames into root-first `package.Class.method:line` frames.
 pub fn decode_stack(encoded: &str) -> Vec<String> {
-    encoded.rsplit('.').map(decode_frame).collect()
+    let mut out = Vec::new();
+    each_frame(encoded, &mut |f| out.push(f.to_owned()));
+    out
+}
+
+/// [`decode_stack`] without allocating per frame: one scratch buffer, lent to `sink`.
+fn each_frame(encoded: &str, sink: &mut dyn FnMut(&str)) {
+    let mut scratch = String::with_capacity(128);
+    for frame in encoded.rsplit('.') {
+        scratch.clear();
+        write_frame(frame, &mut scratch);
+        sink(&scratch);
+    }
 }
 
 /// `java-lang-Thread-sleep--2` → `java.lang.Thread.sleep:-2`. A frame without a numeric line
 /// suffix (not something the agent sends) is kept with its dashes turned into dots.
 pub fn decode_frame(frame: &str) -> String {
+    let mut out = String::with_capacity(frame.len() + 1);
+    write_frame(frame, &mut out);
+    out
+}
+
+fn write_frame(frame: &str, out: &mut String) {
     let parsed = frame.rsplit_once('-').and_then(|(name, line)| {
         if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -147,22 +165,25 @@ pub fn decode_frame(frame: &str) -> String {
             None => Some((name, "", line)),
         }
     });
+    let dots = |s: &str, out: &mut String| out.extend(s.chars().map(|c| if c == '-' { '.' } else { c }));
     match parsed {
         Some((name, sign, line)) => {
-            let mut out = String::with_capacity(frame.len() + 1);
-            out.extend(name.chars().map(|c| if c == '-' { '.' } else { c }));
+            dots(name, out);
             out.push(':');
             out.push_str(sign);
             out.push_str(line);
-            out
         }
-        None => frame.replace('-', "."),
+        None => dots(frame, out),
     }
 }
 
 /// Uber's `stacktrace` field: `leaf,…,root` → root first, frames kept as they come.
 pub fn decode_uber_stack(csv: &str) -> Vec<String> {
     csv.rsplit(',').map(str::to_owned).collect()
+}
+
+fn each_uber_frame(csv: &str, sink: &mut dyn FnMut(&str)) {
+    csv.rsplit(',').for_each(sink);
 }
 
 const MEMORY_FIELDS: [&str; 4] = ["used", "committed", "max", "init"];

@@ -26,13 +26,19 @@ const ARENA_CHUNK: usize = 4 * 1024 * 1024;
 const QUEUE_BATCHES: usize = 256;
 
 /// Bind the statsd socket and ask for a kernel receive buffer of `recv_buffer` bytes.
+///
+/// Linux caps SO_RCVBUF at `net.core.rmem_max`; with CAP_NET_ADMIN (root, or the capability
+/// granted to the service) SO_RCVBUFFORCE sets the size regardless, and is tried first.
 pub fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
-    socket.set_recv_buffer_size(recv_buffer)?;
+    let size = recv_buffer.min(i32::MAX as usize);
+    if force_recv_buffer(&socket, size).is_err() {
+        socket.set_recv_buffer_size(size)?;
+    }
     socket.bind(&addr.into())?;
     let granted = socket.recv_buffer_size()?;
-    // Linux reports twice what it grants, and caps the request at net.core.rmem_max.
+    // Linux reports twice what it grants.
     if granted < recv_buffer {
         tracing::warn!(
             requested = recv_buffer,
@@ -41,6 +47,16 @@ pub fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
         );
     }
     Ok(socket.into())
+}
+
+#[cfg(target_os = "linux")]
+fn force_recv_buffer(socket: &Socket, size: usize) -> nix::Result<()> {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::RcvBufForce, &size)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_recv_buffer(_: &Socket, _: usize) -> Result<(), ()> {
+    Err(())
 }
 
 /// Effective receive buffer of a bound socket, bytes.

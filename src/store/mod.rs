@@ -307,8 +307,9 @@ impl App {
             return (id, Stored::Overflow);
         }
         let id = *self.stack_ids.entry(hash).or_insert_with(|| {
-            let ids: Box<[u32]> = (stack.decode)(stack.text).iter().map(|f| frames.intern(f)).collect();
-            self.push_stack(ids)
+            let mut ids = Vec::with_capacity(32);
+            (stack.decode)(stack.text, &mut |f| ids.push(frames.intern(f)));
+            self.push_stack(ids.into_boxed_slice())
         });
         (id, Stored::Stack)
     }
@@ -421,8 +422,8 @@ mod tests {
     use super::*;
     use crate::sample::{FamilyKind, GaugeFamily};
 
-    fn split_frames(s: &str) -> Vec<String> {
-        s.split(';').map(str::to_owned).collect()
+    fn split_frames(s: &str, sink: &mut dyn FnMut(&str)) {
+        s.split(';').for_each(sink);
     }
 
     fn raw(text: &str) -> RawStack<'_> {
