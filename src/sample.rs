@@ -36,6 +36,10 @@ pub struct Gauge<'a> {
     pub relative: bool,
 }
 
+/// Calls the sink with each frame of an encoded stack, root first. Frames are lent, not
+/// allocated: the store copies only frames it has never seen.
+pub type DecodeFn = fn(&str, &mut dyn FnMut(&str));
+
 /// A stack in the encoding it arrived in. The store hashes `text` (with `format`) to find a stack
 /// it has seen before, and calls `decode` only on first sight.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +47,5 @@ pub struct RawStack<'a> {
     /// Distinguishes encodings whose texts could coincide.
     pub format: u8,
     pub text: &'a str,
-    /// Calls the sink with each frame, root first. Frames are lent, not allocated: the store
-    /// copies only frames it has never seen.
-    pub decode: fn(&str, &mut dyn FnMut(&str)),
+    pub decode: DecodeFn,
 }
