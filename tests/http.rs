@@ -193,3 +193,11 @@ async fn limits_are_counted_not_fatal() {
     assert_eq!(svc.get_text("/flamegraph/b.folded").await.0, 404);
     svc.stop().await;
 }
+
+#[test]
+fn shipped_alert_rules_are_valid() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/stackd-rules.yml");
+    let out = Command::new(tool("promtool")).args(["check", "rules", rules]).output().expect("promtool");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 3 rules found"));
+}
