@@ -29,16 +29,7 @@ fn fixture_stacks() -> Vec<(Vec<String>, u64)> {
 
 /// statsd-jvm-profiler's metric name for a root-first stack.
 fn agent_name(frames: &[String]) -> String {
-    let encoded: Vec<String> = frames
-        .iter()
-        .rev()
-        .map(|f| {
-            let (name, line) = f.rsplit_once(':').expect("line");
-            let (class, method) = name.rsplit_once('.').expect("method");
-            format!("{}-{method}-{line}", class.replace('.', "-"))
-        })
-        .collect();
-    format!("cpu.trace.{}", encoded.join("."))
+    jvm::encode_stack(&frames.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn datagrams() -> Vec<Vec<u8>> {

@@ -130,6 +130,28 @@ pub fn uber_stack(text: &str) -> RawStack<'_> {
     RawStack { format: FORMAT_UBER, text, decode: each_uber_frame }
 }
 
+/// The inverse of [`decode_stack`]: root-first `package.Class.method:line` frames → the name
+/// statsd-jvm-profiler sends (`cpu.trace.<leaf>.….<root>`, class dots as `-`, then
+/// `-method-line`). For tests, benchmarks and load generators. A frame without `:line` or
+/// without a `.` before its method is written as it is.
+pub fn encode_stack(frames_root_first: &[&str]) -> String {
+    let mut out = String::from("cpu.trace");
+    for frame in frames_root_first.iter().rev() {
+        out.push('.');
+        match frame.rsplit_once(':').and_then(|(name, line)| Some((name.rsplit_once('.')?, line))) {
+            Some(((class, method), line)) => {
+                out.extend(class.chars().map(|c| if c == '.' { '-' } else { c }));
+                out.push('-');
+                out.push_str(method);
+                out.push('-');
+                out.push_str(line);
+            }
+            None => out.push_str(frame),
+        }
+    }
+    out
+}
+
 /// Decode `leaf.….root` profiler frames into root-first `package.Class.method:line` frames.
 pub fn decode_stack(encoded: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -370,6 +392,14 @@ mod tests {
         assert_eq!(gauge_value(family, label_value, 12.5, false).value, 0.125);
         let Some(Metric::Gauge { family, label_value }) = metric_name("heap.total.max") else { panic!() };
         assert_eq!(gauge_value(family, label_value, -1.0, false).value, -1.0);
+    }
+
+    #[test]
+    fn encode_is_the_agents_format() {
+        assert_eq!(
+            encode_stack(&["com.example.Main.main:12", "java.lang.Thread.sleep:-2"]),
+            "cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12"
+        );
     }
 
     #[test]

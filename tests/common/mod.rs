@@ -131,19 +131,9 @@ impl Drop for TempDir {
     }
 }
 
-/// `pkg.Class.method:line` (root first) → the agent's `cpu.trace.<leaf>.….<root>` name, written
-/// as statsd-jvm-profiler's StackTraceFormatter does: class dots → `-`, then `-method-line`.
+/// `pkg.Class.method:line` (root first) → the agent's `cpu.trace.<leaf>.….<root>` name.
 pub fn agent_stack_name(frames_root_first: &[&str]) -> String {
-    let encoded: Vec<String> = frames_root_first
-        .iter()
-        .rev()
-        .map(|f| {
-            let (name, line) = f.rsplit_once(':').expect("frame has :line");
-            let (class, method) = name.rsplit_once('.').expect("frame has class.method");
-            format!("{}-{}-{}", class.replace('.', "-"), method, line)
-        })
-        .collect();
-    format!("cpu.trace.{}", encoded.join("."))
+    stackd::protocol::jvm::encode_stack(frames_root_first)
 }
 
 /// Parse folded text into `(stack, count)` pairs.
