@@ -70,7 +70,7 @@ fn bench_statsd(c: &mut Criterion) {
         b.iter(|| {
             for d in &datagrams {
                 for line in statsd::parse_datagram(d).flatten() {
-                    black_box(jvm::split_name(line.name));
+                    black_box(jvm::split_name(&line.name));
                     black_box(line.samples().next());
                 }
             }

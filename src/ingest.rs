@@ -166,7 +166,7 @@ impl Ingest {
     }
 
     fn statsd_line(&self, line: &statsd::Line<'_>, now_ms: i64) -> Outcome {
-        let Some((prefix, metric)) = jvm::split_name(line.name) else {
+        let Some((prefix, metric)) = jvm::split_name(&line.name) else {
             return Outcome::Ignored("unknown_metric");
         };
         let (stack, gauge) = match metric {

@@ -13,6 +13,7 @@
 //! Parsing borrows from the datagram and allocates nothing; each line fails on its own, so one
 //! bad line never loses the good lines beside it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The statsd metric types stackd understands.
@@ -147,9 +148,10 @@ impl Sample<'_> {
 }
 
 /// One parsed line: a metric name, its tags, and one or more samples.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Line<'a> {
-    pub name: &'a str,
+    /// Borrowed, except for SignalFx tags in mid-name (`foo.[k=v]bar` → `foo.bar`).
+    pub name: Cow<'a, str>,
     pub tags: Tags<'a>,
     samples: &'a str,
     mode: Mode<'a>,
@@ -253,28 +255,25 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
 }
 
 /// Split the name into the bare name and InfluxDB / Librato / SignalFx style tags.
-fn split_name_tags(name: &str) -> Result<(&str, Option<Tags<'_>>), LineError> {
-    // InfluxDB (`name,k=v`) or Librato (`name#k=v,k2=v`): whichever delimiter comes first.
-    if let Some(i) = name.find([',', '#']) {
-        return Ok((&name[..i], Some(Tags { raw: &name[i + 1..], kv_sep: b'=' })));
+fn split_name_tags(name: &str) -> Result<(Cow<'_, str>, Option<Tags<'_>>), LineError> {
+    // InfluxDB (`name,k=v`), Librato (`name#k=v,k2=v`) or SignalFx (`na[k=v]me`): whichever
+    // delimiter comes first.
+    let Some(open) = name.find([',', '#', '[']) else {
+        return Ok((Cow::Borrowed(name), None));
+    };
+    if name.as_bytes()[open] != b'[' {
+        return Ok((Cow::Borrowed(&name[..open]), Some(Tags { raw: &name[open + 1..], kv_sep: b'=' })));
     }
-    if let Some(open) = name.find('[') {
-        let close = name[open..].find(']').ok_or(LineError::BadTags)? + open;
-        // SignalFx: the bracketed part is removed from the name. The bare name must stay a
-        // borrowed slice, so only the common form with the tags at the start or end is taken.
-        let tags = Tags { raw: &name[open + 1..close], kv_sep: b'=' };
-        let bare = if close + 1 == name.len() {
-            &name[..open]
-        } else if open == 0 {
-            &name[close + 1..]
-        } else {
-            // `foo.[k=v]test` → `foo.test` would need an allocation; keep the prefix and
-            // suffix joined by the caller instead. Reject rather than guess.
-            return Err(LineError::BadTags);
-        };
-        return Ok((bare, Some(tags)));
-    }
-    Ok((name, None))
+    // SignalFx: the bracketed part is cut out of the name.
+    let close = name[open..].find(']').ok_or(LineError::BadTags)? + open;
+    let tags = Tags { raw: &name[open + 1..close], kv_sep: b'=' };
+    let (before, after) = (&name[..open], &name[close + 1..]);
+    let bare = match (before.is_empty(), after.is_empty()) {
+        (_, true) => Cow::Borrowed(before),
+        (true, false) => Cow::Borrowed(after),
+        (false, false) => Cow::Owned(format!("{before}{after}")),
+    };
+    Ok((bare, Some(tags)))
 }
 
 /// `value|type…` as one sample.
@@ -420,6 +419,7 @@ mod tests {
             ),
             ("foo#tag1=bar,tag2=baz:100|c", vec![ok("foo", &[("c", "100", 1.0)], &[("tag1", "bar"), ("tag2", "baz")])]),
             ("foo[tag1=bar]:100|c", vec![ok("foo", &[("c", "100", 1.0)], &[("tag1", "bar")])]),
+            ("foo.[tag1=bar,tag2=baz]test:100|c", vec![ok("foo.test", &[("c", "100", 1.0)], &[("tag1", "bar"), ("tag2", "baz")])]),
             ("foo,tag1=foo:100|c|#tag1:bar", vec![Err(LineError::MixedTags)]),
             ("foo", vec![Err(LineError::MissingValue)]),
             ("foo:1", vec![Err(LineError::MissingType)]),
