@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 pub const DEFAULT_MAX_APPS: usize = 1_000;
 pub const DEFAULT_MAX_STACKS_PER_APP: usize = 100_000;
 pub const DEFAULT_BUCKET: &str = "60s";
+pub const DEFAULT_RETENTION: &str = "7d";
+pub const DEFAULT_MEMORY_WINDOW: &str = "15m";
+pub const DEFAULT_FLUSH_INTERVAL: &str = "1s";
+pub const DEFAULT_MAX_FUTURE: &str = "10m";
 pub const DEFAULT_GAUGE_TTL: &str = "5m";
 
 /// statsd for stack traces: JVM profiler samples in, flame graphs and Prometheus metrics out.
@@ -33,7 +37,7 @@ pub struct Config {
     #[arg(long, env = "STACKD_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
 
-    /// Directory for stackd's data; created if missing.
+    /// Directory of the embedded store (stackd.redb); created if missing.
     #[arg(long, env = "STACKD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
@@ -66,6 +70,27 @@ pub struct Config {
     /// Width of the time buckets that stack counts are kept in (e.g. 60s, 5m).
     #[arg(long, env = "STACKD_BUCKET", default_value = DEFAULT_BUCKET, value_parser = parse_duration)]
     pub bucket: Duration,
+
+    /// How long profiles are kept: older samples are refused, older buckets deleted from memory
+    /// and disk.
+    #[arg(long, env = "STACKD_RETENTION", default_value = DEFAULT_RETENTION, value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// Buckets newer than this stay in memory; queries for older ranges read the store.
+    #[arg(long, env = "STACKD_MEMORY_WINDOW", default_value = DEFAULT_MEMORY_WINDOW, value_parser = parse_duration)]
+    pub memory_window: Duration,
+
+    /// How often changes are written to the store. A kill -9 loses at most this much.
+    #[arg(long, env = "STACKD_FLUSH_INTERVAL", default_value = DEFAULT_FLUSH_INTERVAL, value_parser = parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Answer a line-protocol write only once it is on disk (concurrent writes share one commit).
+    #[arg(long, env = "STACKD_SYNC_WRITES")]
+    pub sync_writes: bool,
+
+    /// Samples stamped further ahead of stackd's clock than this are refused.
+    #[arg(long, env = "STACKD_MAX_FUTURE", default_value = DEFAULT_MAX_FUTURE, value_parser = parse_duration)]
+    pub max_future: Duration,
 
     /// A JVM gauge not updated for this long is no longer exported on /metrics.
     #[arg(long, env = "STACKD_GAUGE_TTL", default_value = DEFAULT_GAUGE_TTL, value_parser = parse_duration)]

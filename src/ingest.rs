@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::protocol::influx::{self, FieldValue};
 use crate::protocol::{jvm, statsd};
 use crate::sample::RawStack;
-use crate::store::{Source, SourceSpec, Store, Stored};
+use crate::store::{Rejected, Source, SourceSpec, Store, Stored};
 
 const STATSD: &str = "statsd";
 const INFLUX: &str = "influx";
@@ -98,6 +98,8 @@ enum Reject {
     WrongType,
     MissingStacktrace,
     BadTimestamp,
+    TooOld,
+    InFuture,
 }
 
 impl Reject {
@@ -110,6 +112,8 @@ impl Reject {
             Self::WrongType => "wrong_type",
             Self::MissingStacktrace => "missing_stacktrace",
             Self::BadTimestamp => "bad_timestamp",
+            Self::TooOld => "too_old",
+            Self::InFuture => "in_future",
         }
     }
 
@@ -122,6 +126,8 @@ impl Reject {
             Self::WrongType => "stack samples must be gauges or counters",
             Self::MissingStacktrace => "Stacktrace point without a string field \"stacktrace\"",
             Self::BadTimestamp => "timestamp out of range",
+            Self::TooOld => "timestamp older than the retention (--retention)",
+            Self::InFuture => "timestamp too far in the future",
         }
     }
 }
@@ -185,7 +191,7 @@ impl Ingest {
                 if !matches!(sample.kind, statsd::MetricType::Gauge | statsd::MetricType::Counter) {
                     return Outcome::Rejected(Reject::WrongType);
                 }
-                if let Err(r) = self.add_stack(&source, stack, value, now_ms) {
+                if let Err(r) = self.add_stack(&source, stack, value, now_ms, now_ms) {
                     return Outcome::Rejected(r);
                 }
             } else if let Some((family, label_value)) = gauge {
@@ -196,17 +202,23 @@ impl Ingest {
         Outcome::Accepted
     }
 
-    fn add_stack(&self, source: &Source, stack: &RawStack<'_>, value: f64, time_ms: i64) -> Result<(), Reject> {
+    fn add_stack(&self, source: &Source, stack: &RawStack<'_>, value: f64, time_ms: i64, now_ms: i64) -> Result<(), Reject> {
         if value < 0.0 {
             return Err(Reject::NegativeCount);
         }
         if value.fract() != 0.0 {
             return Err(Reject::FractionalCount);
         }
-        if self.store.add_stack(source, stack, value as u64, time_ms) == Stored::Overflow {
-            self.metrics.limit_hits.with_label_values(&["stacks"]).inc();
+        match self.store.add_stack(source, stack, value as u64, time_ms, now_ms) {
+            Ok(Stored::Stack) => Ok(()),
+            Ok(Stored::Overflow) => {
+                self.metrics.limit_hits.with_label_values(&["stacks"]).inc();
+                Ok(())
+            }
+            Err(Rejected::TooOld) => Err(Reject::TooOld),
+            Err(Rejected::InFuture) => Err(Reject::InFuture),
+            Err(Rejected::AppLimit) => Err(Reject::AppLimit),
         }
-        Ok(())
     }
 
     fn statsd_source(&self, prefix: &str, tags: &statsd::Tags<'_>) -> Result<Arc<Source>, Reject> {
@@ -277,7 +289,7 @@ impl Ingest {
         };
         let measurement = line.measurement();
         if measurement == "Stacktrace" {
-            return self.uber_line(line, time_ms);
+            return self.uber_line(line, time_ms, now_ms);
         }
         let Some(metric) = jvm::metric_name(&measurement) else {
             return Outcome::Ignored("unknown_metric");
@@ -292,7 +304,7 @@ impl Ingest {
         match metric {
             jvm::Metric::Bounds => return Outcome::Ignored("depth_marker"),
             jvm::Metric::Stack(text) => {
-                if let Err(r) = self.add_stack(&source, &jvm::profiler_stack(text), value, time_ms) {
+                if let Err(r) = self.add_stack(&source, &jvm::profiler_stack(text), value, time_ms, now_ms) {
                     return Outcome::Rejected(r);
                 }
             }
@@ -341,7 +353,7 @@ impl Ingest {
 
     /// Uber jvm-profiler's `Stacktrace` measurement: `stacktrace` (leaf first, comma separated)
     /// and `count` fields; app from `appId`, else `tag`, else `name`.
-    fn uber_line(&self, line: &influx::Line<'_>, time_ms: i64) -> Outcome {
+    fn uber_line(&self, line: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Outcome {
         let (mut stack, mut count, mut app_id, mut tag, mut name, mut host, mut state) = (None, None, None, None, None, None, None);
         for (k, v) in line.fields() {
             match (&*k, v) {
@@ -376,7 +388,7 @@ impl Ingest {
         let Ok(source) = source else {
             return Outcome::Rejected(Reject::AppLimit);
         };
-        match self.add_stack(&source, &jvm::uber_stack(&stack), count, time_ms) {
+        match self.add_stack(&source, &jvm::uber_stack(&stack), count, time_ms, now_ms) {
             Ok(()) => Outcome::Accepted,
             Err(r) => Outcome::Rejected(r),
         }
@@ -450,7 +462,8 @@ mod tests {
     }
 
     fn folded(i: &Ingest, app: &str) -> Vec<String> {
-        let p = i.store.app(app).unwrap_or_else(|| panic!("no app {app}")).query(&Query::default(), 60_000).expect("profile");
+        let a = i.store.app(app).unwrap_or_else(|| panic!("no app {app}"));
+        let p = i.store.query(&a, &Query::default()).expect("profile");
         let names = i.store.frames();
         let mut v: Vec<String> = p
             .stacks
@@ -483,7 +496,7 @@ mod tests {
         i.statsd_datagram(d, 1_000);
         i.statsd_datagram(d, 2_000);
         assert_eq!(folded(&i, "app-42"), ["com.example.Main.main:12;java.lang.Thread.sleep:-2 6"]);
-        assert_eq!(i.store.app("app-42").expect("app").label_values()["executor"].iter().collect::<Vec<_>>(), ["7"]);
+        assert_eq!(i.store.app("app-42").expect("app").label_values()["executor"].keys().collect::<Vec<_>>(), ["7"]);
     }
 
     #[test]

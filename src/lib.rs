@@ -48,7 +48,7 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::server::http::AppState;
-use crate::store::{Limits, Store};
+use crate::store::{Limits, Store, StoreConfig};
 
 /// Sockets bound by the caller (tests bind port 0 and read the addresses back).
 #[derive(Debug)]
@@ -71,12 +71,34 @@ impl Listeners {
 /// How often rejected lines are summarised in the log.
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Run stackd until `shutdown` completes.
+/// Open the store configured by `config` (loads what the data dir holds).
+pub fn open_store(config: &Config) -> Result<Store, store::StoreError> {
+    let store_config = StoreConfig {
+        limits: Limits { max_apps: config.max_apps, max_stacks_per_app: config.max_stacks_per_app },
+        bucket: config.bucket,
+        retention: config.retention,
+        memory_window: config.memory_window,
+        max_future: config.max_future,
+        data_dir: Some(config.data_dir.clone()),
+        family: protocol::jvm::family,
+    };
+    Store::open(store_config, server::udp::now_ms())
+}
+
+/// Run stackd until `shutdown` completes. The store is opened first: a damaged or newer-format
+/// data dir stops stackd here, with the file named.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create --data-dir {}", config.data_dir.display()))?;
-    let store = Arc::new(Store::new(Limits { max_apps: config.max_apps, max_stacks_per_app: config.max_stacks_per_app }, config.bucket));
-    let ingest = Arc::new(Ingest::new(store, Metrics::new(), config.prefix_labels.clone()));
+    let started = std::time::Instant::now();
+    let store = Arc::new(
+        tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || open_store(&config)
+        })
+        .await??,
+    );
+    tracing::info!(apps = store.apps().len(), elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
+    let ingest = Arc::new(Ingest::new(Arc::clone(&store), Metrics::new(), config.prefix_labels.clone()));
     let token = CancellationToken::new();
 
     let statsd_addr = listeners.statsd.local_addr()?;
@@ -100,11 +122,17 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         [receiver, worker]
     };
 
+    let (flusher, flush_requests) = Flusher::new();
+    let flush_task = tokio::spawn(flush_loop(Arc::clone(&ingest), config.flush_interval, flush_requests, token.clone()));
+
     listeners.http.set_nonblocking(true)?;
     let http = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http.local_addr()?;
     let gauge_ttl_ms = config.gauge_ttl.as_millis() as i64;
-    let state = Arc::new(AppState::new(Arc::clone(&ingest), config.max_body_size, gauge_ttl_ms, Some(statsd_addr.port()), recv_buffer));
+    let mut state = AppState::new(Arc::clone(&ingest), config.max_body_size, gauge_ttl_ms, Some(statsd_addr.port()), recv_buffer);
+    state.store_file = Some(config.data_dir.join(store::disk::FILE_NAME));
+    state.flusher = config.sync_writes.then(|| flusher.clone());
+    let state = Arc::new(state);
     tracing::info!(%statsd_addr, %http_addr, udp_recv_buffer = recv_buffer, data_dir = %config.data_dir.display(), "stackd listening");
 
     tokio::spawn(log_rejects(Arc::clone(&ingest), token.clone()));
@@ -121,8 +149,72 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     for thread in udp_threads {
         tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("a statsd thread panicked"))?;
     }
-    tracing::info!("stopped");
+    flush_task.await.context("flush task failed")?;
+    // Everything received is in memory now: write it out.
+    let stats = tokio::task::spawn_blocking(move || store.flush(server::udp::now_ms())).await?.context("final flush failed")?;
+    tracing::info!(buckets = stats.buckets, "stopped; everything flushed");
     Ok(())
+}
+
+/// Asks the flush loop for a flush and waits until it is durable (`--sync-writes`).
+#[derive(Clone, Debug)]
+pub struct Flusher {
+    requests: tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+type FlushRequests = tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Result<(), String>>>;
+
+impl Flusher {
+    fn new() -> (Flusher, FlushRequests) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Flusher { requests: tx }, rx)
+    }
+
+    /// Wait for a flush that starts after this call. Concurrent callers share one commit.
+    pub async fn sync(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.requests.send(tx).map_err(|_| "stackd is shutting down".to_string())?;
+        rx.await.map_err(|_| "stackd is shutting down".to_string())?
+    }
+}
+
+/// Flush every `interval`, and at once when a writer waits for durability; every waiter that
+/// arrived before a flush started is answered by that flush.
+async fn flush_loop(ingest: Arc<Ingest>, interval: Duration, mut requests: FlushRequests, token: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut waiters = Vec::new();
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tick.tick() => {}
+            Some(w) = requests.recv() => waiters.push(w),
+        }
+        while let Ok(w) = requests.try_recv() {
+            waiters.push(w);
+        }
+        let store = Arc::clone(&ingest.store);
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || store.flush(server::udp::now_ms())).await;
+        ingest.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        let result = match result {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &result {
+            ingest.metrics.flush_failures.inc();
+            tracing::error!(error = %e, "flush to the store failed; the data stays in memory and the next flush retries");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+    // Writers still waiting get the final flush's durability only if they wait for shutdown;
+    // tell them now rather than leave them hanging.
+    while let Ok(w) = requests.try_recv() {
+        let _ = w.send(Err("stackd is shutting down".into()));
+    }
 }
 
 /// Summarise rejected lines once a minute, never per packet.

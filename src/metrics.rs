@@ -29,6 +29,8 @@ pub struct Metrics {
     pub limit_hits: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub render_seconds: HistogramVec,
+    pub flush_failures: IntCounter,
+    pub flush_seconds: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -51,7 +53,18 @@ impl Metrics {
         )
         .expect("valid histogram");
         registry.register(Box::new(render_seconds.clone())).expect("registered once");
+        let flush_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new("stackd_store_flush_duration_seconds", "Time to write changes to the embedded store (one durable commit).")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        )
+        .expect("valid histogram");
+        registry.register(Box::new(flush_seconds.clone())).expect("registered once");
         Metrics {
+            flush_failures: counter(
+                "stackd_store_flush_failures_total",
+                "Flushes to the embedded store that failed (disk full, I/O error); the data stays in memory and is retried.",
+            ),
+            flush_seconds,
             udp_datagrams: counter("stackd_udp_datagrams_total", "UDP datagrams received."),
             udp_processed: counter(
                 "stackd_udp_datagrams_processed_total",

@@ -3,15 +3,28 @@
 //! Every protocol module turns its input into these borrowed types; nothing after the ingest
 //! step knows which protocol a sample came from.
 
-/// How a Prometheus family built from agent gauges is exposed.
+/// How a Prometheus family built from agent gauges is exposed. The discriminants are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FamilyKind {
-    Gauge,
-    Counter,
+    Gauge = 0,
+    Counter = 1,
     /// The `_count` of a summary whose `_sum` is another family with the same `name`.
-    SummaryCount,
+    SummaryCount = 2,
     /// The `_sum` of a summary.
-    SummarySum,
+    SummarySum = 3,
+}
+
+impl FamilyKind {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Gauge,
+            1 => Self::Counter,
+            2 => Self::SummaryCount,
+            3 => Self::SummarySum,
+            _ => return None,
+        })
+    }
 }
 
 /// A Prometheus metric family that JVM gauges are exported as.

@@ -40,23 +40,29 @@ fn bad_flags_are_refused_with_a_clear_message() {
 #[test]
 fn starts_on_port_zero_logs_addresses_and_stops_on_sigterm() {
     let data = std::env::temp_dir().join(format!("stackd-bin-{}", std::process::id()));
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--prefix-labels", "SKIP.app.executor"])
         .arg("--data-dir")
         .arg(&data)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let mut child = KillOnDrop(child);
     // Log lines arrive through a channel, so that a silent or stuck process fails the test
     // instead of hanging it.
     let (tx, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
+    let stderr = child.0.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let listening = lines.recv_timeout(Duration::from_secs(10)).expect("a log line within 10 s");
+    let listening = loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).expect("log lines within 10 s");
+        if line.contains("stackd listening") {
+            break line;
+        }
+    };
     assert!(listening.contains("stackd listening"), "{listening}");
     let field = |name: &str| {
         let start = listening.find(&format!("{name}=")).expect(name) + name.len() + 1;
@@ -79,22 +85,29 @@ fn starts_on_port_zero_logs_addresses_and_stops_on_sigterm() {
     };
     assert_eq!(body, "a.B.c:1 2\n");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("no exit within 10 s of SIGTERM");
-        }
+        assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     // The process has exited: the reader thread reaches EOF and the channel closes.
     let rest: Vec<String> = lines.iter().collect();
     assert!(exit.success(), "exit {exit:?}; log: {rest:?}");
-    assert!(rest.iter().any(|l| l.contains("shutting down")) && rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("shutting down")) && rest.iter().any(|l| l.contains("stopped; everything flushed")), "{rest:?}");
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A child process killed when the test ends, whether it passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

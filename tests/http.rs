@@ -144,7 +144,10 @@ async fn errors_are_plain_and_helpful() {
         (404, "no data for app \"app-1\" with these labels; labels seen: executor=1|2, host=h, jvm=1@h, pid=1\n".into())
     );
     // app-1 executor 2 sent only a gauge.
-    assert_eq!(svc.get_text("/flamegraph/app-1.folded?executor=2").await.1, "app \"app-1\" has no stack samples\n");
+    assert_eq!(
+        svc.get_text("/flamegraph/app-1.folded?executor=2").await.1,
+        "app \"app-1\" has no stack samples from the beginning to now\n"
+    );
     assert_eq!(svc.get_text("/nope").await.0, 404);
     assert_eq!(svc.metric("stackd_http_requests_total{route=\"unmatched\",status=\"404\"}").await, 1.0);
     svc.stop().await;

@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 
-use common::Service;
+use common::{recent, Service};
 
 const IJ01: &str = "cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12,hostname=worker-1,jvmName=4242@worker-1,pid=4242,spark=sparkapp value=3.0 1500000000123000000\n";
 
@@ -26,11 +26,11 @@ async fn profiler_influx_reporter_writes() {
     let svc = Service::start(&["--prefix-labels", "SKIP.app.executor"]).await;
     let q = "u=profiler&p=secret&db=profiler&precision=n&consistency=one";
     // influxdb-java 2.0 writes floats; later versions write `3i`: the same count.
-    assert_eq!(write(&svc, q, IJ01).await, (204, String::new(), None));
-    assert_eq!(write(&svc, q, IJ01.replace("value=3.0", "value=3i")).await.0, 204);
+    assert_eq!(write(&svc, q, recent(IJ01)).await, (204, String::new(), None));
+    assert_eq!(write(&svc, q, recent(IJ01).replace("value=3.0", "value=3i")).await.0, 204);
     let memory = "heap.total.used,hostname=h,jvmName=1@h,pid=1,prefix=spark.app-9.3 value=123456789.0 1500000010124000000\n\
                   nonheap.metaspace.max,hostname=h,jvmName=1@h,pid=1,prefix=spark.app-9.3 value=-1.0 1500000010124000000\n";
-    assert_eq!(write(&svc, q, memory).await.0, 204);
+    assert_eq!(write(&svc, q, recent(memory)).await.0, 204);
     assert_eq!(
         svc.get_text("/flamegraph/sparkapp.folded").await,
         (200, "com.example.Main.main:12;java.lang.Thread.sleep:-2 6\n".to_string())
@@ -38,10 +38,17 @@ async fn profiler_influx_reporter_writes() {
     let apps: serde_json::Value = serde_json::from_str(&svc.get_text("/apps").await.1).expect("json");
     assert_eq!(apps[0]["name"], "app-9");
     assert_eq!(apps[1]["name"], "sparkapp");
-    assert_eq!(
-        apps[1]["labels"],
-        serde_json::json!({"host": ["worker-1"], "jvm": ["4242@worker-1"], "pid": ["4242"], "spark": ["sparkapp"]})
-    );
+    let labels = apps[1]["labels"].as_object().expect("labels");
+    let seen: Vec<(String, String, u64)> = labels
+        .iter()
+        .flat_map(|(k, values)| {
+            values.as_object().expect("values").iter().map(move |(v, st)| (k.clone(), v.clone(), st["samples"].as_u64().expect("samples")))
+        })
+        .collect();
+    let want = [("host", "worker-1"), ("jvm", "4242@worker-1"), ("pid", "4242"), ("spark", "sparkapp")];
+    assert_eq!(seen, want.map(|(k, v)| (k.to_string(), v.to_string(), 6)));
+    let st = &labels["host"]["worker-1"];
+    assert!(st["first_seen_ms"].as_i64() <= st["last_seen_ms"].as_i64() && st["first_seen_ms"].as_i64() > Some(1_700_000_000_000));
     svc.stop().await;
 }
 
@@ -107,7 +114,14 @@ async fn v2_write_api() {
     let post = |q: &str, body: &'static str| {
         svc.client.post(svc.url(&format!("/api/v2/write?{q}"))).header("Authorization", "Token abc").body(body).send()
     };
-    let r = post("org=o&bucket=profiler&precision=ms", "cpu.trace.a-B-c-1,prefix=p value=2i 1500000000123\n").await.expect("POST");
+    let r = svc
+        .client
+        .post(svc.url("/api/v2/write?org=o&bucket=profiler&precision=ms"))
+        .header("Authorization", "Token abc")
+        .body(recent("cpu.trace.a-B-c-1,prefix=p value=2i 1500000000123\n"))
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(r.status(), 204);
     let r = post("org=o&precision=ms", "x").await.expect("POST");
     assert_eq!((r.status().as_u16(), r.headers()["X-Platform-Error-Code"].to_str().expect("ascii").to_string()), (404, "not found".into()));
@@ -161,7 +175,7 @@ async fn uber_stacktrace_measurement() {
     let body = r#"Stacktrace,processUuid=3c2ec835 count=3i,endEpoch=1515627003374i,host="machine01",name="24103@machine01",appId="application_1576797426048_311346",stacktrace="java.lang.Thread.sleep,com.uber.profiling.examples.HelloWorldApplication.main",startEpoch=1515627002374i,tag="mytag",threadName="main",threadState="TIMED_WAITING" 1515627003374000000
 Stacktrace,processUuid=3c2ec835 count=2i,host="machine01",name="24103@machine01",tag="mytag",stacktrace="a.B.c,a.B.main",threadState="RUNNABLE" 1515627003374000000
 "#;
-    assert_eq!(write(&svc, "db=metrics&rp=autogen&precision=n&consistency=all", body).await.0, 204);
+    assert_eq!(write(&svc, "db=metrics&rp=autogen&precision=n&consistency=all", recent(body)).await.0, 204);
     assert_eq!(
         svc.get_text("/flamegraph/application_1576797426048_311346.folded").await.1,
         "com.uber.profiling.examples.HelloWorldApplication.main;java.lang.Thread.sleep 3\n"

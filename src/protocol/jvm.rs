@@ -108,6 +108,25 @@ pub fn metric_name(metric: &str) -> Option<Metric<'_>> {
     }
 }
 
+/// Every family JVM gauges are exported as.
+pub fn families() -> impl Iterator<Item = &'static GaugeFamily> {
+    MEMORY.iter().chain(&MEMORY_POOL).chain([
+        &GC_COUNT,
+        &GC_SUM,
+        &GC_INTERVAL,
+        &PENDING_FINALIZATION,
+        &CLASSES_LOADED,
+        &CLASSES_LOADED_TOTAL,
+        &CLASSES_UNLOADED_TOTAL,
+        &CPU_LOAD,
+    ])
+}
+
+/// The family with this name and kind (how the store finds a stored gauge's family again).
+pub fn family(name: &str, kind: crate::sample::FamilyKind) -> Option<&'static GaugeFamily> {
+    families().find(|f| f.name == name && f.kind == kind)
+}
+
 /// Build the gauge reading for `family` from the agent's raw value (ms → s, % → ratio).
 pub fn gauge_value<'a>(family: &'static GaugeFamily, label_value: &'a str, raw: f64, relative: bool) -> Gauge<'a> {
     let value = if std::ptr::eq(family, &GC_SUM) || std::ptr::eq(family, &GC_INTERVAL) {
@@ -400,6 +419,14 @@ mod tests {
             encode_stack(&["com.example.Main.main:12", "java.lang.Thread.sleep:-2"]),
             "cpu.trace.java-lang-Thread-sleep--2.com-example-Main-main-12"
         );
+    }
+
+    #[test]
+    fn families_are_found_by_name_and_kind() {
+        use crate::sample::FamilyKind;
+        assert_eq!(families().count(), 16);
+        assert!(std::ptr::eq(family("jvm_gc_collection_seconds", FamilyKind::SummarySum).expect("sum"), &GC_SUM));
+        assert!(family("jvm_gc_collection_seconds", FamilyKind::Gauge).is_none());
     }
 
     #[test]

@@ -33,11 +33,24 @@ pub struct AppState {
     pub udp_recv_buffer: usize,
     /// Databases named by `CREATE DATABASE` (writes need none of them to exist).
     databases: Mutex<BTreeSet<String>>,
+    /// With `--sync-writes`: writes are answered once durable.
+    pub flusher: Option<crate::Flusher>,
+    /// The store's file, for its size on /metrics.
+    pub store_file: Option<std::path::PathBuf>,
 }
 
 impl AppState {
     pub fn new(ingest: Arc<Ingest>, max_body_size: usize, gauge_ttl_ms: i64, statsd_port: Option<u16>, udp_recv_buffer: usize) -> Self {
-        AppState { ingest, max_body_size, gauge_ttl_ms, statsd_port, udp_recv_buffer, databases: Mutex::default() }
+        AppState {
+            ingest,
+            max_body_size,
+            gauge_ttl_ms,
+            statsd_port,
+            udp_recv_buffer,
+            databases: Mutex::default(),
+            flusher: None,
+            store_file: None,
+        }
     }
 }
 
@@ -46,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/apps", get(apps))
+        .route("/apps/{app}", get(app_info))
         .route("/flamegraph/{file}", get(flamegraph))
         .route("/metrics", get(metrics))
         .route("/write", post(write_v1).options(|| async { StatusCode::NO_CONTENT }))
@@ -185,10 +199,19 @@ async fn write_v1(
     })?;
     let ingest = Arc::clone(&state.ingest);
     let outcome = ingest_off_thread(ingest, body, precision).await;
+    durable(&state, &outcome).await.map_err(|e| HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     match outcome {
         WriteOutcome { rejected: 0, .. } => Ok(StatusCode::NO_CONTENT),
         WriteOutcome { written: 0, errors, rejected, .. } => Err(bad(error_list(&errors, rejected))),
         WriteOutcome { errors, rejected, .. } => Err(bad(format!("partial write: {} dropped=0", error_list(&errors, rejected)))),
+    }
+}
+
+/// With `--sync-writes`, wait until what was written is on disk.
+async fn durable(state: &AppState, outcome: &WriteOutcome) -> Result<(), String> {
+    match &state.flusher {
+        Some(f) if outcome.written > 0 => f.sync().await.map_err(|e| format!("written but not durable: {e}")),
+        _ => Ok(()),
     }
 }
 
@@ -234,6 +257,7 @@ async fn write_v2(
         BodyError::BadGzip(m) | BodyError::Read(m) => HttpError::V2(StatusCode::BAD_REQUEST, "invalid", m),
     })?;
     let outcome = ingest_off_thread(Arc::clone(&state.ingest), body, precision).await;
+    durable(&state, &outcome).await.map_err(|e| HttpError::V2(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e))?;
     if outcome.rejected == 0 {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -327,6 +351,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         )
         .as_bytes(),
     );
+    if let Some(size) = state.store_file.as_ref().and_then(|f| std::fs::metadata(f).ok()).map(|m| m.len()) {
+        body.extend_from_slice(
+            format!("# HELP stackd_store_bytes Size of the embedded store's file.\n# TYPE stackd_store_bytes gauge\nstackd_store_bytes {size}\n").as_bytes(),
+        );
+    }
     if let Some(drops) = state.statsd_port.and_then(udp::kernel_drops) {
         body.extend_from_slice(
             format!("# HELP stackd_udp_kernel_drops_total Datagrams the kernel dropped because the statsd socket's receive buffer was full.\n# TYPE stackd_udp_kernel_drops_total counter\nstackd_udp_kernel_drops_total {drops}\n").as_bytes(),
@@ -339,7 +368,33 @@ async fn apps(State(state): State<Arc<AppState>>) -> Json<Vec<crate::store::AppI
     Json(state.ingest.store.apps().iter().map(|a| a.info()).collect())
 }
 
-/// `/flamegraph/<app>.svg|.folded|.json`. Query parameters other than `title` filter by label.
+/// A point in time in a query: `now`, `-15m` or `now-15m` (relative), RFC 3339
+/// (`2026-11-21T10:00:00Z`), or Unix seconds (10 digits or fewer) or milliseconds (more).
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(rel) = t.strip_prefix("now-").or_else(|| t.strip_prefix('-')) {
+        let d = humantime::parse_duration(rel).map_err(|e| format!("{text:?}: {e}"))?;
+        return Ok(now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = t.parse().map_err(|_| format!("{text:?}: number out of range"))?;
+        return Ok(if t.len() <= 10 { n.saturating_mul(1000) } else { n });
+    }
+    let at = humantime::parse_rfc3339_weak(t)
+        .map_err(|_| format!("{text:?} is not a time: use now, -15m, now-1h, 2026-11-21T10:00:00Z, or Unix seconds or milliseconds"))?;
+    let since = at.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
+    Ok(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `/flamegraph/<app>.svg|.folded|.json?from=…&to=…&<label>=<value>…`.
 async fn flamegraph(
     State(state): State<Arc<AppState>>,
     Path(file): Path<String>,
@@ -349,30 +404,41 @@ async fn flamegraph(
         .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("{file:?}: ask for <app>.svg, <app>.folded or <app>.json")))?;
     let store = Arc::clone(&state.ingest.store);
     let app = store.app(name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
+    let now = now_ms();
+    let bad = |m: String| HttpError::Plain(StatusCode::BAD_REQUEST, m);
     let mut title = None;
     let mut query = StoreQuery::default();
     for (k, v) in params {
         match k.as_str() {
+            "from" => query.from_ms = Some(parse_time(&v, now).map_err(bad)?),
+            "to" => query.to_ms = Some(parse_time(&v, now).map_err(bad)?),
             "title" => title = Some(v),
             _ => query.labels.push((k.strip_prefix("label.").map_or(k.clone(), str::to_string), v)),
+        }
+    }
+    if let (Some(f), Some(t)) = (query.from_ms, query.to_ms) {
+        if f >= t {
+            return Err(bad(format!("from ({}) must be before to ({})", rfc3339(f), rfc3339(t))));
         }
     }
     let metrics = state.ingest.metrics.clone();
     let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, HttpError> {
         let started = Instant::now();
-        let profile = app.query(&query, store.bucket_ms()).ok_or_else(|| {
-            let known = app
-                .label_values()
-                .into_iter()
-                .map(|(k, v)| format!("{k}={}", v.into_iter().collect::<Vec<_>>().join("|")))
-                .collect::<Vec<_>>();
+        let profile = store.query(&app, &query).ok_or_else(|| {
+            let known: Vec<String> =
+                app.label_values().into_iter().map(|(k, v)| format!("{k}={}", v.into_keys().collect::<Vec<_>>().join("|"))).collect();
             HttpError::Plain(
                 StatusCode::NOT_FOUND,
                 format!("no data for app {:?} with these labels; labels seen: {}", app.name, known.join(", ")),
             )
         })?;
+        let range = format!(
+            "{} to {}",
+            query.from_ms.map_or_else(|| "the beginning".to_string(), rfc3339),
+            query.to_ms.map_or_else(|| "now".to_string(), rfc3339)
+        );
         if profile.total == 0 {
-            return Err(HttpError::Plain(StatusCode::NOT_FOUND, format!("app {:?} has no stack samples", app.name)));
+            return Err(HttpError::Plain(StatusCode::NOT_FOUND, format!("app {:?} has no stack samples from {range}", app.name)));
         }
         let stacks = store.resolve(&profile);
         let bytes = match format {
@@ -381,7 +447,7 @@ async fn flamegraph(
             Format::Svg => {
                 let titles = Titles {
                     title: title.unwrap_or_else(|| app.name.to_string()),
-                    subtitle: Some(format!("{} samples, {} stacks", profile.total, profile.stacks.len())),
+                    subtitle: Some(format!("{range}: {} samples, {} stacks", profile.total, profile.stacks.len())),
                 };
                 render::svg(&render::folded(&stacks), &titles)
                     .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
@@ -393,6 +459,16 @@ async fn flamegraph(
     .await
     .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}")))??;
     Ok(([(header::CONTENT_TYPE, format.content_type())], rendered).into_response())
+}
+
+/// `GET /apps/<app>`: one app's summary, with each label's values.
+async fn app_info(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<crate::store::AppInfo>, HttpError> {
+    let app = state
+        .ingest
+        .store
+        .app(&name)
+        .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
+    Ok(Json(app.info()))
 }
 
 /// A plain HTML index: apps with links to their flame graphs.

@@ -3,6 +3,7 @@
 usage: influx_v2.py URL
 """
 import sys
+import time
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -16,7 +17,7 @@ with InfluxDBClient(url=sys.argv[1], token="user:password", org="o", enable_gzip
         .tag("pid", "7")
         .tag("prefix", "spark.app-v2.5")
         .field("value", 4)
-        .time(1500000000123, WritePrecision.MS)
+        .time(time.time_ns() // 1_000_000, WritePrecision.MS)
     )
     write.write(bucket="profiler", record=point, write_precision=WritePrecision.MS)
     write.write(bucket="profiler", record="cpu.trace.a-B-c-1,prefix=spark.app-v2.5 value=1i")

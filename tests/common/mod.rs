@@ -163,3 +163,15 @@ pub fn python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
 }
+
+/// The spec's example timestamps (2017–2018) moved to now, so that vectors stay readable and
+/// samples stay within the retention: `1500000000123000000` (ns) becomes now, the others keep
+/// their offsets from it; `1500000000123` (ms) likewise.
+pub fn recent(body: &str) -> String {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let ns = |t_ms: i64| ((now_ms + t_ms - 1_500_000_000_123) * 1_000_000).to_string();
+    body.replace("1500000000123000000", &ns(1_500_000_000_123))
+        .replace("1500000010124000000", &ns(1_500_000_010_124))
+        .replace("1515627003374000000", &ns(1_500_000_000_123))
+        .replace("1500000000123", &now_ms.to_string())
+}

@@ -1,0 +1,186 @@
+//! The embedded store: one redb file, `<data-dir>/stackd.redb`.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | name | u64 (`format` = [`FORMAT`]) |
+//! | `frames` | frame id | frame text |
+//! | `apps` | app name | first seen, Unix ms |
+//! | `stacks` | (app, stack id) | xxh3 of the raw stack, then frame ids (varints) |
+//! | `labelsets` | (app, label-set id) | samples, first/last seen, then the labels |
+//! | `buckets` | (app, bucket number) | (label-set id, stack id, count) varint triples |
+//! | `gauges` | (app, gauge key) | family, label value, label-set id, value, updated |
+//!
+//! Ids are append-only, so a flush writes the new tail of each id space plus every bucket that
+//! changed. A bucket is always written whole.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+
+/// Version of the layout above. A data dir written by a newer stackd is refused, never rewritten.
+pub const FORMAT: u64 = 1;
+pub const FILE_NAME: &str = "stackd.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const FRAMES: TableDefinition<u32, &str> = TableDefinition::new("frames");
+pub(super) const APPS: TableDefinition<&str, i64> = TableDefinition::new("apps");
+pub(super) const STACKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("stacks");
+pub(super) const LABELSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("labelsets");
+pub(super) const BUCKETS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("buckets");
+pub(super) const GAUGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("gauges");
+
+/// Why the store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{path} was written by a newer stackd (format {found}, this one reads {FORMAT}); refusing to start rather than risk it")]
+    NewerFormat { path: PathBuf, found: u64 },
+    #[error("{path} is damaged: {detail}; stackd never deletes data, move the file away to start empty")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("store write failed: {0}")]
+    Write(String),
+}
+
+impl StoreError {
+    pub(super) fn write(e: impl std::fmt::Display) -> Self {
+        StoreError::Write(e.to_string())
+    }
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct Disk {
+    pub db: Database,
+    pub path: PathBuf,
+}
+
+impl Disk {
+    /// Open (or create) the store in `dir`. Refuses a newer format or a damaged file.
+    pub fn open(dir: &Path) -> Result<Disk, StoreError> {
+        let path = dir.join(FILE_NAME);
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.clone(), source: e };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::Corrupt { path: path.clone(), detail },
+            other => {
+                let text = other.to_string();
+                if text.contains("invalid") || text.contains("corrupt") || text.contains("magic") || text.contains("version") {
+                    StoreError::Corrupt { path: path.clone(), detail: text }
+                } else {
+                    open_err(Box::new(other))
+                }
+            }
+        })?;
+        let disk = Disk { db, path };
+        disk.check_format()?;
+        Ok(disk)
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() };
+        let found = {
+            let read = self.db.begin_read().map_err(|e| corrupt(&e))?;
+            match read.open_table(META) {
+                Ok(t) => t.get("format").map_err(|e| corrupt(&e))?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(corrupt(&e)),
+            }
+        };
+        match found {
+            Some(f) if f > FORMAT => Err(StoreError::NewerFormat { path: self.path.clone(), found: f }),
+            Some(_) => Ok(()),
+            None => {
+                let mut w = self.db.begin_write().map_err(StoreError::write)?;
+                w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
+                {
+                    w.open_table(META).map_err(StoreError::write)?.insert("format", FORMAT).map_err(StoreError::write)?;
+                    // Create every table, so that readers never meet a missing one.
+                    w.open_table(FRAMES).map_err(StoreError::write)?;
+                    w.open_table(APPS).map_err(StoreError::write)?;
+                    w.open_table(STACKS).map_err(StoreError::write)?;
+                    w.open_table(LABELSETS).map_err(StoreError::write)?;
+                    w.open_table(BUCKETS).map_err(StoreError::write)?;
+                    w.open_table(GAUGES).map_err(StoreError::write)?;
+                }
+                w.commit().map_err(StoreError::write)
+            }
+        }
+    }
+}
+
+/// LEB128 varints: the compact integer form of every blob.
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(super) fn get_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = input.split_first()?;
+        *input = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Zig-zag for signed values.
+pub(super) fn put_ivarint(out: &mut Vec<u8>, v: i64) {
+    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+pub(super) fn get_ivarint(input: &mut &[u8]) -> Option<i64> {
+    let v = get_varint(input)?;
+    Some(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub(super) fn get_str(input: &mut &[u8]) -> Option<String> {
+    let len = get_varint(input)? as usize;
+    if input.len() < len {
+        return None;
+    }
+    let (s, rest) = input.split_at(len);
+    *input = rest;
+    String::from_utf8(s.to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip() {
+        let mut buf = Vec::new();
+        let values = [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX];
+        for v in values {
+            put_varint(&mut buf, v);
+        }
+        let signed = [0i64, -1, 1, i64::MIN, i64::MAX, -123456789];
+        for v in signed {
+            put_ivarint(&mut buf, v);
+        }
+        put_str(&mut buf, "héllo");
+        let mut r = &buf[..];
+        for v in values {
+            assert_eq!(get_varint(&mut r), Some(v));
+        }
+        for v in signed {
+            assert_eq!(get_ivarint(&mut r), Some(v));
+        }
+        assert_eq!(get_str(&mut r).as_deref(), Some("héllo"));
+        assert!(r.is_empty());
+        assert_eq!(get_varint(&mut &[0x80u8][..]), None, "truncated");
+    }
+}
