@@ -413,16 +413,12 @@ impl Store {
         }
         let mut stats = FlushStats::default();
         let mut written: Vec<Arc<Bucket>> = Vec::new();
+        // Lengths of the append-only id spaces as written, to be marked persisted on commit.
+        let mut stacks_written: Vec<usize> = Vec::with_capacity(apps.len());
+        let mut frames_written = *frames_on_disk;
         let result = (|| -> Result<(), StoreError> {
             let mut w = disk.db.begin_write().map_err(StoreError::write)?;
             w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
-            {
-                let names = self.frames();
-                let mut t = w.open_table(disk::FRAMES).map_err(StoreError::write)?;
-                for (id, name) in names.iter().enumerate().skip(*frames_on_disk) {
-                    t.insert(id as u32, &**name).map_err(StoreError::write)?;
-                }
-            }
             let mut apps_t = w.open_table(disk::APPS).map_err(StoreError::write)?;
             let mut stacks_t = w.open_table(disk::STACKS).map_err(StoreError::write)?;
             let mut labels_t = w.open_table(disk::LABELSETS).map_err(StoreError::write)?;
@@ -431,32 +427,9 @@ impl Store {
             let mut blob = Vec::with_capacity(64 * 1024);
             for app in &apps {
                 let name = &*app.name;
-                let persisted = app.persisted.lock().unwrap_or_else(|e| e.into_inner());
-                if persisted.0 == 0 && persisted.1 == 0 {
-                    apps_t.insert(name, now_ms).map_err(StoreError::write)?;
-                }
-                for (id, s) in app.stacks.read().unwrap_or_else(|e| e.into_inner()).iter().enumerate().skip(persisted.0) {
-                    blob.clear();
-                    blob.extend_from_slice(&s.hash.to_le_bytes());
-                    for f in s.frames.iter() {
-                        put_varint(&mut blob, u64::from(*f));
-                    }
-                    stacks_t.insert((name, id as u32), &blob[..]).map_err(StoreError::write)?;
-                }
-                // Label sets carry their running totals: all of them, every flush (few).
-                for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).iter().enumerate() {
-                    blob.clear();
-                    put_varint(&mut blob, st.samples.load(Ordering::Relaxed));
-                    put_ivarint(&mut blob, st.first_ms.load(Ordering::Relaxed));
-                    put_ivarint(&mut blob, st.last_ms.load(Ordering::Relaxed));
-                    put_varint(&mut blob, labels.len() as u64);
-                    for (k, v) in labels {
-                        put_str(&mut blob, k);
-                        put_str(&mut blob, v);
-                    }
-                    labels_t.insert((name, id as u32), &blob[..]).map_err(StoreError::write)?;
-                }
-                drop(persisted);
+                // Order matters: what is written first may refer only to ids written after it,
+                // and ids only grow. Buckets, then gauges, then label sets, then stacks; frames
+                // last of all.
                 for b in app.buckets.iter() {
                     if b.value().dirty.swap(false, Ordering::AcqRel) {
                         written.push(Arc::clone(b.value()));
@@ -476,6 +449,33 @@ impl Store {
                     put_ivarint(&mut blob, g.updated_ms.load(Ordering::Relaxed));
                     gauges_t.insert((name, *g.key()), &blob[..]).map_err(StoreError::write)?;
                 }
+                // Label sets carry their running totals: all of them, every flush (few).
+                for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).iter().enumerate() {
+                    blob.clear();
+                    put_varint(&mut blob, st.samples.load(Ordering::Relaxed));
+                    put_ivarint(&mut blob, st.first_ms.load(Ordering::Relaxed));
+                    put_ivarint(&mut blob, st.last_ms.load(Ordering::Relaxed));
+                    put_varint(&mut blob, labels.len() as u64);
+                    for (k, v) in labels {
+                        put_str(&mut blob, k);
+                        put_str(&mut blob, v);
+                    }
+                    labels_t.insert((name, id as u32), &blob[..]).map_err(StoreError::write)?;
+                }
+                let persisted = app.persisted.lock().unwrap_or_else(|e| e.into_inner());
+                if persisted.1 == 0 {
+                    apps_t.insert(name, now_ms).map_err(StoreError::write)?;
+                }
+                let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
+                for (id, s) in stacks.iter().enumerate().skip(persisted.0) {
+                    blob.clear();
+                    blob.extend_from_slice(&s.hash.to_le_bytes());
+                    for f in s.frames.iter() {
+                        put_varint(&mut blob, u64::from(*f));
+                    }
+                    stacks_t.insert((name, id as u32), &blob[..]).map_err(StoreError::write)?;
+                }
+                stacks_written.push(stacks.len());
                 // Retention.
                 let old: Vec<i64> = buckets_t
                     .range((name, i64::MIN)..(name, delete_before))
@@ -489,14 +489,22 @@ impl Store {
                 }
             }
             drop((apps_t, stacks_t, labels_t, buckets_t, gauges_t));
+            {
+                let names = self.frames();
+                let mut t = w.open_table(disk::FRAMES).map_err(StoreError::write)?;
+                for (id, name) in names.iter().enumerate().skip(*frames_on_disk) {
+                    t.insert(id as u32, &**name).map_err(StoreError::write)?;
+                }
+                frames_written = names.len();
+            }
             w.commit().map_err(StoreError::write)
         })();
         match result {
             Ok(()) => {
-                *frames_on_disk = self.frames().len();
-                for app in &apps {
+                *frames_on_disk = frames_written;
+                for (app, len) in apps.iter().zip(stacks_written) {
                     let mut persisted = app.persisted.lock().unwrap_or_else(|e| e.into_inner());
-                    *persisted = (app.stacks.read().unwrap_or_else(|e| e.into_inner()).len(), persisted.1 + 1);
+                    *persisted = (len, persisted.1 + 1);
                 }
                 for (app, n, _) in &sealed {
                     app.buckets.remove(n);

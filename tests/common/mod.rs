@@ -175,3 +175,84 @@ pub fn recent(body: &str) -> String {
         .replace("1515627003374000000", &ns(1_500_000_000_123))
         .replace("1500000000123", &now_ms.to_string())
 }
+
+/// The real stackd binary on 127.0.0.1:0, with its log lines.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub http: String,
+    pub statsd: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Binary {
+    /// Start `stackd --data-dir <dir> <args>` and wait for its "listening" line.
+    pub fn start(dir: &std::path::Path, args: &[&str]) -> Binary {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stackd"))
+            .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn stackd");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut bin = Binary { child, http: String::new(), statsd: String::new(), lines };
+        let listening = loop {
+            let line = bin.lines.recv_timeout(Duration::from_secs(20)).expect("stackd starts within 20 s");
+            if line.contains("stackd listening") {
+                break line;
+            }
+        };
+        let field = |name: &str| {
+            let start = listening.find(&format!("{name}=")).expect("field") + name.len() + 1;
+            listening[start..].split_whitespace().next().expect("value").to_string()
+        };
+        bin.http = field("http_addr");
+        bin.statsd = field("statsd_addr");
+        bin
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// SIGTERM, then wait (10 s at most) for a clean exit; the remaining log lines.
+    pub fn stop(mut self) -> Vec<String> {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status:?}");
+        self.lines.iter().collect()
+    }
+
+    /// SIGKILL: no chance to flush.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Unix time now, in ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
