@@ -100,6 +100,7 @@ enum Reject {
     BadTimestamp,
     TooOld,
     InFuture,
+    StoreUnavailable,
 }
 
 impl Reject {
@@ -114,6 +115,7 @@ impl Reject {
             Self::BadTimestamp => "bad_timestamp",
             Self::TooOld => "too_old",
             Self::InFuture => "in_future",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -128,6 +130,7 @@ impl Reject {
             Self::BadTimestamp => "timestamp out of range",
             Self::TooOld => "timestamp older than the retention (--retention)",
             Self::InFuture => "timestamp too far in the future",
+            Self::StoreUnavailable => "the store cannot be read and this sample's time bucket is only on disk; retry later",
         }
     }
 }
@@ -218,6 +221,7 @@ impl Ingest {
             Err(Rejected::TooOld) => Err(Reject::TooOld),
             Err(Rejected::InFuture) => Err(Reject::InFuture),
             Err(Rejected::AppLimit) => Err(Reject::AppLimit),
+            Err(Rejected::StoreUnavailable) => Err(Reject::StoreUnavailable),
         }
     }
 

@@ -270,3 +270,57 @@ fn a_newer_store_format_is_refused() {
         )
     );
 }
+
+/// A 16 MiB tmpfs, unmounted when dropped. Needs root (as .ci/run has).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(tag: &str) -> SmallDisk {
+        let dir = std::env::temp_dir().join(format!("stackd-small-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&dir).status().expect("mount");
+        assert!(ok.success(), "mounting a tmpfs needs root: run the tests as .ci/run does");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_counted_served_through_and_recovered() {
+    let disk = SmallDisk::mount("full");
+    let data = disk.0.join("data");
+    let filler = disk.0.join("filler");
+    let client = reqwest::Client::new();
+    let args = ["--flush-interval", "100ms"];
+    let bin = Binary::start(&data, &args);
+    // Fill the disk so that flushes fail, then keep writing.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        while f.write_all(&[0u8; 64 * 1024]).is_ok() {}
+    }
+    let mut total = 0;
+    for batch in 0..20 {
+        let body: String = (0..2000).map(|i| format!("cpu.trace.org-example-B{batch}-m{i}-{i},prefix=p value=1\n")).collect();
+        assert_eq!(post(&client, bin.url("/write?db=x"), body).await.0, 204);
+        total += 2000;
+    }
+    let failures =
+        |text: &str| text.lines().find_map(|l| l.strip_prefix("stackd_store_flush_failures_total ")).map_or(0.0, |v| v.parse().expect("n"));
+    wait_until(Duration::from_secs(10), || async { failures(&get(&client, bin.url("/metrics")).await.1) >= 1.0 }).await;
+    // Still serving everything from memory.
+    assert_eq!(get(&client, bin.url("/flamegraph/p.folded")).await.1.lines().count(), total);
+    // Room again: the next flushes succeed and write it all; a restart shows it.
+    std::fs::remove_file(&filler).expect("free space");
+    let log = bin.stop();
+    assert!(log.iter().any(|l| l.contains("stopped; everything flushed")), "{log:?}");
+    let bin = Binary::start(&data, &args);
+    assert_eq!(get(&client, bin.url("/flamegraph/p.folded")).await.1.lines().count(), total);
+    bin.stop();
+}

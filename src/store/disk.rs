@@ -14,6 +14,7 @@
 //! changed. A bucket is always written whole.
 
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
@@ -48,10 +49,11 @@ impl StoreError {
     }
 }
 
-/// The open database.
+/// The open database. After an I/O error redb accepts no more writes until it is reopened;
+/// [`Disk::reopen`] does that, and while it cannot, the slot is empty.
 #[derive(Debug)]
 pub struct Disk {
-    pub db: Database,
+    db: RwLock<Option<Database>>,
     pub path: PathBuf,
 }
 
@@ -61,7 +63,30 @@ impl Disk {
         let path = dir.join(FILE_NAME);
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.clone(), source: e };
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
-        let db = Database::create(&path).map_err(|e| match e {
+        let db = Self::create(&path)?;
+        let disk = Disk { db: RwLock::new(Some(db)), path };
+        disk.check_format()?;
+        Ok(disk)
+    }
+
+    /// The database, unless it could not be reopened after an error.
+    pub fn db(&self) -> Option<RwLockReadGuard<'_, Option<Database>>> {
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        guard.is_some().then_some(guard)
+    }
+
+    /// Close and open the file again (after an I/O error such as a full disk).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        drop(slot.take()); // the file lock goes with the old handle
+        *slot = Some(Self::create(&self.path)?);
+        Ok(())
+    }
+
+    fn create(path: &Path) -> Result<Database, StoreError> {
+        let path = path.to_path_buf();
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.clone(), source: e };
+        Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::Corrupt { path: path.clone(), detail },
             other => {
                 let text = other.to_string();
@@ -71,16 +96,15 @@ impl Disk {
                     open_err(Box::new(other))
                 }
             }
-        })?;
-        let disk = Disk { db, path };
-        disk.check_format()?;
-        Ok(disk)
+        })
     }
 
     fn check_format(&self) -> Result<(), StoreError> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() };
+        let guard = self.db().ok_or_else(|| corrupt(&"not open"))?;
+        let Some(db) = guard.as_ref() else { return Err(corrupt(&"not open")) };
         let found = {
-            let read = self.db.begin_read().map_err(|e| corrupt(&e))?;
+            let read = db.begin_read().map_err(|e| corrupt(&e))?;
             match read.open_table(META) {
                 Ok(t) => t.get("format").map_err(|e| corrupt(&e))?.map(|v| v.value()),
                 Err(redb::TableError::TableDoesNotExist(_)) => None,
@@ -91,7 +115,7 @@ impl Disk {
             Some(f) if f > FORMAT => Err(StoreError::NewerFormat { path: self.path.clone(), found: f }),
             Some(_) => Ok(()),
             None => {
-                let mut w = self.db.begin_write().map_err(StoreError::write)?;
+                let mut w = db.begin_write().map_err(StoreError::write)?;
                 w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
                 {
                     w.open_table(META).map_err(StoreError::write)?.insert("format", FORMAT).map_err(StoreError::write)?;

@@ -90,6 +90,8 @@ pub enum Rejected {
     TooOld,
     #[error("timestamp too far in the future")]
     InFuture,
+    #[error("the store cannot be read, and this sample's time bucket is only on disk")]
+    StoreUnavailable,
 }
 
 impl Rejected {
@@ -98,6 +100,7 @@ impl Rejected {
             Self::AppLimit => "app_limit",
             Self::TooOld => "too_old",
             Self::InFuture => "in_future",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -245,7 +248,7 @@ impl Store {
         let (id, stored) = app.stack_id(stack, &self.frames);
         let bucket_no = time_ms.div_euclid(self.bucket_ms);
         loop {
-            let bucket = self.bucket(app, bucket_no);
+            let bucket = self.bucket(app, bucket_no)?;
             let sealed = bucket.sealed.read().unwrap_or_else(|e| e.into_inner());
             if *sealed {
                 continue; // being evicted: the next look takes the reload path, which waits
@@ -264,33 +267,37 @@ impl Store {
     }
 
     /// The in-memory bucket `n` of `app`, reloading it from disk when it was evicted.
-    fn bucket(&self, app: &App, n: i64) -> Arc<Bucket> {
+    fn bucket(&self, app: &App, n: i64) -> Result<Arc<Bucket>, Rejected> {
         if n >= app.oldest_resident.load(Ordering::Acquire) {
             if let Some(b) = app.buckets.get(&n) {
-                return Arc::clone(&b);
+                return Ok(Arc::clone(&b));
             }
-            return Arc::clone(&app.buckets.entry(n).or_insert_with(|| Arc::new(Bucket::default())));
+            return Ok(Arc::clone(&app.buckets.entry(n).or_insert_with(|| Arc::new(Bucket::default()))));
         }
         let _reload = app.lock_reload();
         if let Some(b) = app.buckets.get(&n) {
             if !*b.sealed.read().unwrap_or_else(|e| e.into_inner()) {
-                return Arc::clone(&b);
+                return Ok(Arc::clone(&b));
             }
         }
         let bucket = Arc::new(Bucket::default());
-        if let Some(blob) = self.read_bucket(&app.name, n) {
+        if let Some(blob) = self.read_bucket(&app.name, n)? {
             decode_bucket(&blob, |labels, stack, count| add_count(&bucket.counts, (labels, stack), count));
         }
         app.buckets.insert(n, Arc::clone(&bucket));
-        bucket
+        Ok(bucket)
     }
 
-    fn read_bucket(&self, app: &str, n: i64) -> Option<Vec<u8>> {
-        let disk = self.disk.as_ref()?;
-        let read = disk.db.begin_read().ok()?;
-        let table = read.open_table(disk::BUCKETS).ok()?;
-        let value = table.get((app, n)).ok()??;
-        Some(value.value().to_vec())
+    /// A stored bucket; `Err` when the store cannot be read (then nothing may start that bucket
+    /// afresh: its next flush would overwrite what is stored).
+    fn read_bucket(&self, app: &str, n: i64) -> Result<Option<Vec<u8>>, Rejected> {
+        let Some(disk) = &self.disk else { return Ok(None) };
+        let guard = disk.db().ok_or(Rejected::StoreUnavailable)?;
+        let db = guard.as_ref().ok_or(Rejected::StoreUnavailable)?;
+        let read = db.begin_read().map_err(|_| Rejected::StoreUnavailable)?;
+        let table = read.open_table(disk::BUCKETS).map_err(|_| Rejected::StoreUnavailable)?;
+        let value = table.get((app, n)).map_err(|_| Rejected::StoreUnavailable)?;
+        Ok(value.map(|v| v.value().to_vec()))
     }
 
     /// Set (or, for relative gauges, change) a gauge.
@@ -362,8 +369,8 @@ impl Store {
                 add(e.key().0, e.key().1, e.value().load(Ordering::Relaxed));
             }
         }
-        if let Some(disk) = &self.disk {
-            if let Ok(read) = disk.db.begin_read() {
+        if let Some(guard) = self.disk.as_ref().and_then(Disk::db) {
+            if let Some(read) = guard.as_ref().and_then(|db| db.begin_read().ok()) {
                 if let Ok(table) = read.open_table(disk::BUCKETS) {
                     if let Ok(range) = table.range((&*app.name, first)..=(&*app.name, last)) {
                         for (key, blob) in range.flatten() {
@@ -393,6 +400,14 @@ impl Store {
             return Ok(FlushStats::default());
         };
         let mut frames_on_disk = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = match disk.db() {
+            Some(g) => g,
+            None => {
+                disk.reopen()?;
+                disk.db().ok_or_else(|| StoreError::write("the store could not be reopened"))?
+            }
+        };
+        let Some(db) = guard.as_ref() else { return Err(StoreError::write("the store is not open")) };
         let now_bucket = now_ms.div_euclid(self.bucket_ms);
         let evict_before = now_bucket.saturating_sub(self.window_ms / self.bucket_ms + 1);
         let delete_before = (now_ms.saturating_sub(self.retention_ms)).div_euclid(self.bucket_ms);
@@ -417,7 +432,7 @@ impl Store {
         let mut stacks_written: Vec<usize> = Vec::with_capacity(apps.len());
         let mut frames_written = *frames_on_disk;
         let result = (|| -> Result<(), StoreError> {
-            let mut w = disk.db.begin_write().map_err(StoreError::write)?;
+            let mut w = db.begin_write().map_err(StoreError::write)?;
             w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
             let mut apps_t = w.open_table(disk::APPS).map_err(StoreError::write)?;
             let mut stacks_t = w.open_table(disk::STACKS).map_err(StoreError::write)?;
@@ -522,6 +537,12 @@ impl Store {
                     *b.sealed.write().unwrap_or_else(|e| e.into_inner()) = false;
                 }
                 drop(reload_guards);
+                // redb accepts no writes after an I/O error until reopened: reopen now, so that
+                // the next flush can succeed once there is room again.
+                drop(guard);
+                if let Err(again) = disk.reopen() {
+                    tracing::error!(error = %again, "cannot reopen the store; flushes keep failing until it opens");
+                }
                 Err(e)
             }
         }
@@ -531,7 +552,9 @@ impl Store {
     fn load(&self, now_ms: i64) -> Result<(), StoreError> {
         let Some(disk) = &self.disk else { return Ok(()) };
         let corrupt = |detail: String| StoreError::Corrupt { path: disk.path.clone(), detail };
-        let read = disk.db.begin_read().map_err(|e| corrupt(e.to_string()))?;
+        let guard = disk.db().ok_or_else(|| corrupt("not open".into()))?;
+        let db = guard.as_ref().ok_or_else(|| corrupt("not open".into()))?;
+        let read = db.begin_read().map_err(|e| corrupt(e.to_string()))?;
         let frames_t = read.open_table(disk::FRAMES).map_err(|e| corrupt(e.to_string()))?;
         {
             let mut names = self.frames.names.write().unwrap_or_else(|e| e.into_inner());

@@ -234,8 +234,9 @@ impl Binary {
             assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(status.success(), "exit status {status:?}");
-        self.lines.iter().collect()
+        let lines: Vec<String> = self.lines.iter().collect();
+        assert!(status.success(), "exit status {status:?}; log:\n{}", lines.join("\n"));
+        lines
     }
 
     /// SIGKILL: no chance to flush.
