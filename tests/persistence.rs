@@ -225,16 +225,26 @@ async fn retention_drops_old_buckets() {
     bin.stop();
 }
 
+/// Run stackd on `dir` once (it is expected to refuse to start).
+fn start_on(dir: &std::path::Path) -> std::process::Output {
+    start_on_with(dir, &[])
+}
+
+fn start_on_with(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stackd"))
+        .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn a_damaged_store_is_refused_and_kept() {
     let dir = TempDir::new("damaged");
     let file = dir.0.join("stackd.redb");
     std::fs::write(&file, b"not a database").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackd"))
-        .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir.0)
-        .output()
-        .expect("run");
+    let out = start_on(&dir.0);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -256,11 +266,7 @@ fn a_newer_store_format_is_refused() {
         w.open_table(redb::TableDefinition::<&str, u64>::new("meta")).expect("table").insert("format", 99).expect("insert");
         w.commit().expect("commit");
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackd"))
-        .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir.0)
-        .output()
-        .expect("run");
+    let out = start_on(&dir.0);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -323,4 +329,19 @@ async fn a_full_disk_is_counted_served_through_and_recovered() {
     let bin = Binary::start(&data, &args);
     assert_eq!(get(&client, bin.url("/flamegraph/p.folded")).await.1.lines().count(), total);
     bin.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_filed_by_another_bucket_width_is_refused() {
+    let dir = TempDir::new("bucket");
+    Binary::start(&dir.0, &["--bucket", "60s"]).stop();
+    let out = start_on_with(&dir.0, &["--bucket", "10s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "stackd: {} was written with --bucket 60000ms and stackd was started with --bucket 10000ms; start with the same --bucket (the stored counts are filed by it)\n",
+            dir.0.join("stackd.redb").display()
+        )
+    );
 }

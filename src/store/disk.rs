@@ -2,7 +2,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | name | u64 (`format` = [`FORMAT`]) |
+//! | `meta` | name | u64: `format` = [`FORMAT`], `bucket_ms` = the bucket width it is filed by |
 //! | `frames` | frame id | frame text |
 //! | `apps` | app name | first seen, Unix ms |
 //! | `stacks` | (app, stack id) | xxh3 of the raw stack, then frame ids (varints) |
@@ -39,6 +39,8 @@ pub enum StoreError {
     NewerFormat { path: PathBuf, found: u64 },
     #[error("{path} is damaged: {detail}; stackd never deletes data, move the file away to start empty")]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{path} was written with --bucket {stored_ms}ms and stackd was started with --bucket {asked_ms}ms; start with the same --bucket (the stored counts are filed by it)")]
+    BucketChanged { path: PathBuf, stored_ms: u64, asked_ms: u64 },
     #[error("store write failed: {0}")]
     Write(String),
 }
@@ -58,14 +60,15 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// Open (or create) the store in `dir`. Refuses a newer format or a damaged file.
-    pub fn open(dir: &Path) -> Result<Disk, StoreError> {
+    /// Open (or create) the store in `dir`, for buckets of `bucket_ms`. Refuses a newer format, a
+    /// damaged file, or a store filed with another bucket width.
+    pub fn open(dir: &Path, bucket_ms: u64) -> Result<Disk, StoreError> {
         let path = dir.join(FILE_NAME);
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.clone(), source: e };
         std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         let db = Self::create(&path)?;
         let disk = Disk { db: RwLock::new(Some(db)), path };
-        disk.check_format()?;
+        disk.check_format(bucket_ms)?;
         Ok(disk)
     }
 
@@ -99,26 +102,36 @@ impl Disk {
         })
     }
 
-    fn check_format(&self) -> Result<(), StoreError> {
+    fn check_format(&self, bucket_ms: u64) -> Result<(), StoreError> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() };
         let guard = self.db().ok_or_else(|| corrupt(&"not open"))?;
         let Some(db) = guard.as_ref() else { return Err(corrupt(&"not open")) };
-        let found = {
+        let (found, stored_bucket) = {
             let read = db.begin_read().map_err(|e| corrupt(&e))?;
             match read.open_table(META) {
-                Ok(t) => t.get("format").map_err(|e| corrupt(&e))?.map(|v| v.value()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Ok(t) => (
+                    t.get("format").map_err(|e| corrupt(&e))?.map(|v| v.value()),
+                    t.get("bucket_ms").map_err(|e| corrupt(&e))?.map(|v| v.value()),
+                ),
+                Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
                 Err(e) => return Err(corrupt(&e)),
             }
         };
         match found {
             Some(f) if f > FORMAT => Err(StoreError::NewerFormat { path: self.path.clone(), found: f }),
-            Some(_) => Ok(()),
+            Some(_) => match stored_bucket {
+                Some(stored) if stored != bucket_ms => {
+                    Err(StoreError::BucketChanged { path: self.path.clone(), stored_ms: stored, asked_ms: bucket_ms })
+                }
+                _ => Ok(()),
+            },
             None => {
                 let mut w = db.begin_write().map_err(StoreError::write)?;
                 w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
                 {
-                    w.open_table(META).map_err(StoreError::write)?.insert("format", FORMAT).map_err(StoreError::write)?;
+                    let mut meta = w.open_table(META).map_err(StoreError::write)?;
+                    meta.insert("format", FORMAT).map_err(StoreError::write)?;
+                    meta.insert("bucket_ms", bucket_ms).map_err(StoreError::write)?;
                     // Create every table, so that readers never meet a missing one.
                     w.open_table(FRAMES).map_err(StoreError::write)?;
                     w.open_table(APPS).map_err(StoreError::write)?;

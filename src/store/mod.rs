@@ -170,12 +170,14 @@ impl Store {
     /// Open the store: with a data dir, load what it holds (metadata only; buckets are read
     /// when needed). Refuses a damaged or newer-format store.
     pub fn open(config: StoreConfig, now_ms: i64) -> Result<Store, StoreError> {
-        let disk = config.data_dir.as_deref().map(Disk::open).transpose()?;
+        let bucket_ms = ms(config.bucket).max(1);
+        let disk = config.data_dir.as_deref().map(|dir| Disk::open(dir, bucket_ms as u64)).transpose()?;
         let store = Store {
             limits: config.limits,
-            bucket_ms: ms(config.bucket).max(1),
+            bucket_ms,
             retention_ms: ms(config.retention),
-            window_ms: ms(config.memory_window),
+            // Nothing older than the retention stays in memory, whatever the window says.
+            window_ms: ms(config.memory_window).min(ms(config.retention)),
             future_ms: ms(config.max_future),
             apps: DashMap::new(),
             sources: DashMap::new(),
