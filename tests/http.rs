@@ -204,3 +204,16 @@ fn shipped_alert_rules_are_valid() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 3 rules found"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gauges_of_a_silent_executor_expire() {
+    let svc = Service::start(&["--prefix-labels", "SKIP.app.executor", "--gauge-ttl", "1s"]).await;
+    let n = svc.send_udp(["spark.app-g.4.heap.total.used:42|g"]);
+    svc.wait_datagrams(n).await;
+    let series = "jvm_memory_bytes_used{app=\"app-g\",area=\"heap\",executor=\"4\"}";
+    assert_eq!(svc.metric(series).await, 42.0);
+    common::wait_until(Duration::from_secs(10), || async { !svc.get_text("/metrics").await.1.contains(series) }).await;
+    // The app and its samples stay; only the stale gauge left /metrics.
+    assert_eq!(svc.metric("stackd_apps").await, 1.0);
+    svc.stop().await;
+}
