@@ -24,6 +24,9 @@ pub struct Ingest {
     pub store: Arc<Store>,
     pub metrics: Metrics,
     template: Option<PrefixTemplate>,
+    /// `stackd_lines_accepted_total{protocol}`, resolved once: counted on every line.
+    accepted_statsd: prometheus::IntCounter,
+    accepted_influx: prometheus::IntCounter,
 }
 
 /// Time unit of line-protocol timestamps (`precision=`).
@@ -144,7 +147,9 @@ enum Outcome {
 
 impl Ingest {
     pub fn new(store: Arc<Store>, metrics: Metrics, template: Option<PrefixTemplate>) -> Self {
-        Ingest { store, metrics, template }
+        let accepted_statsd = metrics.lines_accepted.with_label_values(&[STATSD]);
+        let accepted_influx = metrics.lines_accepted.with_label_values(&[INFLUX]);
+        Ingest { store, metrics, template, accepted_statsd, accepted_influx }
     }
 
     /// One statsd datagram, received at `now_ms`.
@@ -163,7 +168,8 @@ impl Ingest {
 
     fn count(&self, protocol: &str, outcome: Outcome) {
         match outcome {
-            Outcome::Accepted => self.metrics.lines_accepted.with_label_values(&[protocol]).inc(),
+            Outcome::Accepted if protocol == STATSD => self.accepted_statsd.inc(),
+            Outcome::Accepted => self.accepted_influx.inc(),
             Outcome::Ignored(reason) => self.metrics.lines_ignored.with_label_values(&[protocol, reason]).inc(),
             Outcome::Rejected(r) => {
                 if r == Reject::AppLimit {
@@ -467,15 +473,8 @@ mod tests {
 
     fn folded(i: &Ingest, app: &str) -> Vec<String> {
         let a = i.store.app(app).unwrap_or_else(|| panic!("no app {app}"));
-        let p = i.store.query(&a, &Query::default()).expect("profile");
-        let names = i.store.frames();
-        let mut v: Vec<String> = p
-            .stacks
-            .iter()
-            .map(|(ids, c)| format!("{} {c}", ids.iter().map(|f| &*names[*f as usize]).collect::<Vec<_>>().join(";")))
-            .collect();
-        v.sort();
-        v
+        let lines = crate::store::folded_lines(&i.store, &a, &Query::default()).expect("profile");
+        lines.into_iter().map(|(stack, count)| format!("{stack} {count}")).collect()
     }
 
     #[test]

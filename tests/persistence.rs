@@ -225,6 +225,12 @@ async fn retention_drops_old_buckets() {
     bin.stop();
 }
 
+/// stackd refused to start: exit code 1 and exactly this one line on stderr.
+fn assert_refused(out: &std::process::Output, line: String) {
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("stackd: {line}\n"));
+}
+
 /// Run stackd on `dir` once (it is expected to refuse to start).
 fn start_on(dir: &std::path::Path) -> std::process::Output {
     start_on_with(dir, &[])
@@ -244,14 +250,12 @@ fn a_damaged_store_is_refused_and_kept() {
     let dir = TempDir::new("damaged");
     let file = dir.0.join("stackd.redb");
     std::fs::write(&file, b"not a database").expect("write");
-    let out = start_on(&dir.0);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+    assert_refused(
+        &start_on(&dir.0),
         format!(
-            "stackd: {} is damaged: I/O error: Not a redb database: magic number mismatch; stackd never deletes data, move the file away to start empty\n",
+            "{} is damaged: I/O error: Not a redb database: magic number mismatch; stackd never deletes data, move the file away to start empty",
             file.display()
-        )
+        ),
     );
     assert_eq!(std::fs::read(&file).expect("still there"), b"not a database");
 }
@@ -266,14 +270,9 @@ fn a_newer_store_format_is_refused() {
         w.open_table(redb::TableDefinition::<&str, u64>::new("meta")).expect("table").insert("format", 99).expect("insert");
         w.commit().expect("commit");
     }
-    let out = start_on(&dir.0);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!(
-            "stackd: {} was written by a newer stackd (format 99, this one reads 1); refusing to start rather than risk it\n",
-            file.display()
-        )
+    assert_refused(
+        &start_on(&dir.0),
+        format!("{} was written by a newer stackd (format 99, this one reads 1); refusing to start rather than risk it", file.display()),
     );
 }
 
@@ -335,13 +334,11 @@ async fn a_full_disk_is_counted_served_through_and_recovered() {
 async fn a_store_filed_by_another_bucket_width_is_refused() {
     let dir = TempDir::new("bucket");
     Binary::start(&dir.0, &["--bucket", "60s"]).stop();
-    let out = start_on_with(&dir.0, &["--bucket", "10s"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+    assert_refused(
+        &start_on_with(&dir.0, &["--bucket", "10s"]),
         format!(
-            "stackd: {} was written with --bucket 60000ms and stackd was started with --bucket 10000ms; start with the same --bucket (the stored counts are filed by it)\n",
+            "{} was written with --bucket 60000ms and stackd was started with --bucket 10000ms; start with the same --bucket (the stored counts are filed by it)",
             dir.0.join("stackd.redb").display()
-        )
+        ),
     );
 }

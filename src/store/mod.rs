@@ -94,17 +94,6 @@ pub enum Rejected {
     StoreUnavailable,
 }
 
-impl Rejected {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::AppLimit => "app_limit",
-            Self::TooOld => "too_old",
-            Self::InFuture => "in_future",
-            Self::StoreUnavailable => "store_unavailable",
-        }
-    }
-}
-
 /// How a stack sample was stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stored {
@@ -202,10 +191,6 @@ impl Store {
 
     pub fn bucket_ms(&self) -> i64 {
         self.bucket_ms
-    }
-
-    pub fn retention_ms(&self) -> i64 {
-        self.retention_ms
     }
 
     /// The source for an origin hash, resolving it with `resolve` on first sight.
