@@ -57,7 +57,7 @@ fn influx_body() -> String {
 }
 
 fn ingest() -> Ingest {
-    let store = Arc::new(Store::new(Limits { max_apps: 100, max_stacks_per_app: 100_000 }, Duration::from_secs(60)));
+    let store = Arc::new(Store::new(Limits { max_apps: 100, max_stacks_per_app: 100_000, ..Limits::default() }, Duration::from_secs(60)));
     Ingest::new(store, Metrics::new(), Some(stackd::config::PrefixTemplate::parse("SKIP.app.executor").expect("template")))
 }
 

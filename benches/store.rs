@@ -41,7 +41,7 @@ impl Rng {
 
 fn config(dir: &std::path::Path) -> StoreConfig {
     StoreConfig {
-        limits: Limits { max_apps: 1000, max_stacks_per_app: 100_000 },
+        limits: Limits { max_apps: 1000, max_stacks_per_app: 100_000, ..Limits::default() },
         bucket: Duration::from_secs(60),
         retention: Duration::from_secs(7 * 86_400),
         memory_window: Duration::from_secs(15 * 60),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::sample::is_label_name;
+
 pub const DEFAULT_STATSD_ADDR: &str = "0.0.0.0:8125";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8086";
 pub const DEFAULT_DATA_DIR: &str = "./stackd-data";
@@ -16,12 +18,20 @@ pub const DEFAULT_UDP_RECV_BUFFER: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 pub const DEFAULT_MAX_APPS: usize = 1_000;
 pub const DEFAULT_MAX_STACKS_PER_APP: usize = 100_000;
+pub const DEFAULT_MAX_LABEL_VALUES: usize = 10_000;
+pub const DEFAULT_MAX_SERIES_PER_APP: usize = 10_000;
 pub const DEFAULT_BUCKET: &str = "60s";
 pub const DEFAULT_RETENTION: &str = "7d";
 pub const DEFAULT_MEMORY_WINDOW: &str = "15m";
 pub const DEFAULT_FLUSH_INTERVAL: &str = "1s";
 pub const DEFAULT_MAX_FUTURE: &str = "10m";
 pub const DEFAULT_GAUGE_TTL: &str = "5m";
+/// Well under the file descriptors stackd asks for at start-up (it raises its soft limit to the
+/// hard one; deploy/stackd.service sets 65536).
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 4_096;
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: &str = "10s";
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: &str = "60s";
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "60s";
 
 /// statsd for stack traces: JVM profiler samples in, flame graphs and Prometheus metrics out.
 #[derive(Clone, Debug, Parser)]
@@ -67,6 +77,16 @@ pub struct Config {
     #[arg(long, env = "STACKD_MAX_STACKS_PER_APP", default_value_t = DEFAULT_MAX_STACKS_PER_APP)]
     pub max_stacks_per_app: usize,
 
+    /// Most distinct values of one label (executor, host, pid…) per app; origins with further
+    /// values are kept under the value "[stackd: label value limit reached]".
+    #[arg(long, env = "STACKD_MAX_LABEL_VALUES", default_value_t = DEFAULT_MAX_LABEL_VALUES)]
+    pub max_label_values: usize,
+
+    /// Most gauge series (exported on /metrics) per app; readings of further series are refused
+    /// and counted.
+    #[arg(long, env = "STACKD_MAX_SERIES_PER_APP", default_value_t = DEFAULT_MAX_SERIES_PER_APP)]
+    pub max_series_per_app: usize,
+
     /// Width of the time buckets that stack counts are kept in (e.g. 60s, 5m).
     #[arg(long, env = "STACKD_BUCKET", default_value = DEFAULT_BUCKET, value_parser = parse_duration)]
     pub bucket: Duration,
@@ -95,6 +115,54 @@ pub struct Config {
     /// A JVM gauge not updated for this long is no longer exported on /metrics.
     #[arg(long, env = "STACKD_GAUGE_TTL", default_value = DEFAULT_GAUGE_TTL, value_parser = parse_duration)]
     pub gauge_ttl: Duration,
+
+    /// Most HTTP connections open at once; further ones are closed at once and counted
+    /// (stackd_limit_hits_total{limit="connections"}).
+    #[arg(long, env = "STACKD_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
+
+    /// A request head (or a TLS handshake) that has started must be complete within this time.
+    #[arg(long, env = "STACKD_HTTP_HEADER_TIMEOUT", default_value = DEFAULT_HTTP_HEADER_TIMEOUT, value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+
+    /// A connection with no request in flight and no bytes moving for this long is closed.
+    #[arg(long, env = "STACKD_HTTP_IDLE_TIMEOUT", default_value = DEFAULT_HTTP_IDLE_TIMEOUT, value_parser = parse_duration)]
+    pub http_idle_timeout: Duration,
+
+    /// A request body must arrive within this time (408 otherwise); also how long a flame graph
+    /// request waits for a render slot (503 otherwise).
+    #[arg(long, env = "STACKD_HTTP_REQUEST_TIMEOUT", default_value = DEFAULT_HTTP_REQUEST_TIMEOUT, value_parser = parse_duration)]
+    pub http_request_timeout: Duration,
+
+    /// Flame graphs rendered at once (each can take hundreds of MB for a large app); further
+    /// requests wait. Default: the number of CPUs.
+    #[arg(long, env = "STACKD_MAX_CONCURRENT_RENDERS")]
+    pub max_concurrent_renders: Option<usize>,
+
+    /// PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key).
+    #[arg(long, env = "STACKD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STACKD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Who may write (/write, /api/v2/write, /query): comma-separated user:password pairs or
+    /// tokens, checked like InfluxDB (u/p parameters, Basic, "Token user:password"). Unset:
+    /// anyone may write. Prefer the environment variable (or a systemd EnvironmentFile) to keep
+    /// them out of the process list.
+    #[arg(long, env = "STACKD_WRITE_CREDENTIALS", value_delimiter = ',', value_parser = crate::server::auth::Credential::parse, hide_env_values = true)]
+    pub write_credentials: Vec<crate::server::auth::Credential>,
+
+    /// Who may read flame graphs, /apps and the index (HTTP Basic or the write forms). Unset:
+    /// anyone may read.
+    #[arg(long, env = "STACKD_READ_CREDENTIALS", value_delimiter = ',', value_parser = crate::server::auth::Credential::parse, hide_env_values = true)]
+    pub read_credentials: Vec<crate::server::auth::Credential>,
+
+    /// Put /metrics, /ping and /health behind --read-credentials too (open by default, for
+    /// Prometheus and health checks).
+    #[arg(long, env = "STACKD_AUTH_METRICS")]
+    pub auth_metrics: bool,
 
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "stackd=debug".
     #[arg(long, env = "STACKD_LOG", default_value = "info")]
@@ -145,14 +213,6 @@ impl PrefixTemplate {
         }
         Some(self.components.iter().zip(parts).filter_map(|(name, value)| Some((name.as_deref()?, value))).collect())
     }
-}
-
-/// A valid Prometheus label name that is not reserved.
-pub fn is_label_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !s.starts_with("__")
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@
 //! Origins (who sent a sample) are hashed from their raw text and resolved to an app and labels
 //! once; see [`Store::source`].
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::config::{is_label_name, PrefixTemplate};
+use crate::config::PrefixTemplate;
 use crate::metrics::Metrics;
 use crate::protocol::influx::{self, FieldValue};
 use crate::protocol::{jvm, statsd};
@@ -27,6 +28,24 @@ pub struct Ingest {
     /// `stackd_lines_accepted_total{protocol}`, resolved once: counted on every line.
     accepted_statsd: prometheus::IntCounter,
     accepted_influx: prometheus::IntCounter,
+    /// When a prefix mismatch was last logged, and how many were not logged since.
+    prefix_warned: Mutex<Option<std::time::Instant>>,
+    prefix_unlogged: AtomicU64,
+}
+
+/// How often aggregated warnings (rejected lines, prefix mismatches) are logged at most.
+pub const REJECT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// At most `max` bytes of `s` (on a char boundary), for logs and messages.
+pub fn truncated(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Time unit of line-protocol timestamps (`precision=`).
@@ -88,6 +107,12 @@ pub struct WriteOutcome {
     pub errors: Vec<String>,
 }
 
+/// The largest sample count one line may carry: 10^12 (an agent sampling every 10 ms sends about
+/// 100 per thread per second). Larger values are refused (`count_too_large`), so that no single
+/// line can push a total near `u64::MAX`; totals saturate rather than wrap in any case. Exact in
+/// an f64, so `1e12` and `1000000000000i` mean the same.
+pub const MAX_SAMPLE_COUNT: u64 = 1_000_000_000_000;
+
 /// At most this many rejection messages go into one HTTP error body.
 const MAX_ERRORS_SHOWN: usize = 10;
 
@@ -97,6 +122,7 @@ enum Reject {
     AppLimit,
     NegativeCount,
     FractionalCount,
+    CountTooLarge,
     MissingValue,
     WrongType,
     MissingStacktrace,
@@ -104,6 +130,7 @@ enum Reject {
     TooOld,
     InFuture,
     StoreUnavailable,
+    SeriesLimit,
 }
 
 impl Reject {
@@ -112,6 +139,7 @@ impl Reject {
             Self::AppLimit => "app_limit",
             Self::NegativeCount => "negative_count",
             Self::FractionalCount => "fractional_count",
+            Self::CountTooLarge => "count_too_large",
             Self::MissingValue => "missing_value",
             Self::WrongType => "wrong_type",
             Self::MissingStacktrace => "missing_stacktrace",
@@ -119,6 +147,7 @@ impl Reject {
             Self::TooOld => "too_old",
             Self::InFuture => "in_future",
             Self::StoreUnavailable => "store_unavailable",
+            Self::SeriesLimit => "series_limit",
         }
     }
 
@@ -127,6 +156,7 @@ impl Reject {
             Self::AppLimit => "app limit reached (--max-apps)",
             Self::NegativeCount => "stack sample count is negative",
             Self::FractionalCount => "stack sample count is not a whole number",
+            Self::CountTooLarge => "stack sample count is larger than 1000000000000",
             Self::MissingValue => "missing numeric field \"value\"",
             Self::WrongType => "stack samples must be gauges or counters",
             Self::MissingStacktrace => "Stacktrace point without a string field \"stacktrace\"",
@@ -134,6 +164,7 @@ impl Reject {
             Self::TooOld => "timestamp older than the retention (--retention)",
             Self::InFuture => "timestamp too far in the future",
             Self::StoreUnavailable => "the store cannot be read and this sample's time bucket is only on disk; retry later",
+            Self::SeriesLimit => "gauge series limit reached (--max-series-per-app)",
         }
     }
 }
@@ -149,20 +180,24 @@ impl Ingest {
     pub fn new(store: Arc<Store>, metrics: Metrics, template: Option<PrefixTemplate>) -> Self {
         let accepted_statsd = metrics.lines_accepted.with_label_values(&[STATSD]);
         let accepted_influx = metrics.lines_accepted.with_label_values(&[INFLUX]);
-        Ingest { store, metrics, template, accepted_statsd, accepted_influx }
+        Ingest {
+            store,
+            metrics,
+            template,
+            accepted_statsd,
+            accepted_influx,
+            prefix_warned: Mutex::new(None),
+            prefix_unlogged: AtomicU64::new(0),
+        }
     }
 
     /// One statsd datagram, received at `now_ms`.
     pub fn statsd_datagram(&self, datagram: &[u8], now_ms: i64) {
         for line in statsd::parse_datagram(datagram) {
-            let outcome = match line {
-                Err(e) => {
-                    self.metrics.lines_rejected.with_label_values(&[STATSD, e.reason()]).inc();
-                    continue;
-                }
+            match line {
+                Err(e) => self.metrics.lines_rejected.with_label_values(&[STATSD, e.reason()]).inc(),
                 Ok(line) => self.statsd_line(&line, now_ms),
-            };
-            self.count(STATSD, outcome);
+            }
         }
     }
 
@@ -172,51 +207,69 @@ impl Ingest {
             Outcome::Accepted => self.accepted_influx.inc(),
             Outcome::Ignored(reason) => self.metrics.lines_ignored.with_label_values(&[protocol, reason]).inc(),
             Outcome::Rejected(r) => {
-                if r == Reject::AppLimit {
-                    self.metrics.limit_hits.with_label_values(&["apps"]).inc();
+                match r {
+                    Reject::AppLimit => self.metrics.limit_hits.with_label_values(&["apps"]).inc(),
+                    Reject::SeriesLimit => self.metrics.limit_hits.with_label_values(&["series"]).inc(),
+                    _ => {}
                 }
                 self.metrics.lines_rejected.with_label_values(&[protocol, r.reason()]).inc();
             }
         }
     }
 
-    fn statsd_line(&self, line: &statsd::Line<'_>, now_ms: i64) -> Outcome {
+    /// One statsd line. A line with several samples (`x:4|g:-1|g`) has one outcome per sample:
+    /// the good ones are kept and counted as accepted, the bad ones refused and counted.
+    fn statsd_line(&self, line: &statsd::Line<'_>, now_ms: i64) {
         let Some((prefix, metric)) = jvm::split_name(&line.name) else {
-            return Outcome::Ignored("unknown_metric");
+            return self.count(STATSD, Outcome::Ignored("unknown_metric"));
         };
         let (stack, gauge) = match metric {
-            jvm::Metric::Bounds => return Outcome::Ignored("depth_marker"),
+            jvm::Metric::Bounds => return self.count(STATSD, Outcome::Ignored("depth_marker")),
             jvm::Metric::Stack(text) => (Some(jvm::profiler_stack(text)), None),
             jvm::Metric::Gauge { family, label_value } => (None, Some((family, label_value))),
         };
         let source = match self.statsd_source(prefix, &line.tags) {
             Ok(s) => s,
-            Err(r) => return Outcome::Rejected(r),
+            Err(r) => return self.count(STATSD, Outcome::Rejected(r)),
         };
         for sample in line.samples() {
             // `parse_line` validated every value as a finite number (sets aside).
             let value = sample.number().unwrap_or(0.0);
-            if let Some(stack) = &stack {
-                if !matches!(sample.kind, statsd::MetricType::Gauge | statsd::MetricType::Counter) {
-                    return Outcome::Rejected(Reject::WrongType);
+            let result = match (&stack, gauge) {
+                (Some(_), _) if !matches!(sample.kind, statsd::MetricType::Gauge | statsd::MetricType::Counter) => Err(Reject::WrongType),
+                (Some(stack), _) => self.add_stack(&source, stack, value, now_ms, now_ms),
+                (None, Some((family, label_value))) => {
+                    self.set_gauge(&source, &jvm::gauge_value(family, label_value, value, sample.is_relative()), now_ms)
                 }
-                if let Err(r) = self.add_stack(&source, stack, value, now_ms, now_ms) {
-                    return Outcome::Rejected(r);
-                }
-            } else if let Some((family, label_value)) = gauge {
-                let g = jvm::gauge_value(family, label_value, value, sample.is_relative());
-                self.store.set_gauge(&source, &g, now_ms);
-            }
+                (None, None) => Ok(()),
+            };
+            self.count(STATSD, result.map_or_else(Outcome::Rejected, |()| Outcome::Accepted));
         }
-        Outcome::Accepted
+    }
+
+    fn set_gauge(&self, source: &Source, gauge: &crate::sample::Gauge<'_>, now_ms: i64) -> Result<(), Reject> {
+        self.label_overflow(source);
+        self.store.set_gauge(source, gauge, now_ms).map_err(|_| Reject::SeriesLimit)
+    }
+
+    /// Samples of an origin whose label value was over `--max-label-values` are kept under the
+    /// overflow value; each is a hit of that limit.
+    fn label_overflow(&self, source: &Source) {
+        if source.label_overflow {
+            self.metrics.limit_hits.with_label_values(&["label_values"]).inc();
+        }
     }
 
     fn add_stack(&self, source: &Source, stack: &RawStack<'_>, value: f64, time_ms: i64, now_ms: i64) -> Result<(), Reject> {
+        self.label_overflow(source);
         if value < 0.0 {
             return Err(Reject::NegativeCount);
         }
         if value.fract() != 0.0 {
             return Err(Reject::FractionalCount);
+        }
+        if value > MAX_SAMPLE_COUNT as f64 {
+            return Err(Reject::CountTooLarge);
         }
         match self.store.add_stack(source, stack, value as u64, time_ms, now_ms) {
             Ok(Stored::Stack) => Ok(()),
@@ -228,6 +281,7 @@ impl Ingest {
             Err(Rejected::InFuture) => Err(Reject::InFuture),
             Err(Rejected::AppLimit) => Err(Reject::AppLimit),
             Err(Rejected::StoreUnavailable) => Err(Reject::StoreUnavailable),
+            Err(Rejected::SeriesLimit) => Err(Reject::SeriesLimit),
         }
     }
 
@@ -241,7 +295,7 @@ impl Ingest {
             .source(h.digest(), || {
                 let mut spec = self.split_prefix(prefix);
                 spec.labels.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                finish_spec(spec)
+                spec
             })
             .map_err(|_| Reject::AppLimit)
     }
@@ -262,9 +316,22 @@ impl Ingest {
                     }
                 }
             }
-            None => tracing::warn!(prefix, "prefix does not fit --prefix-labels; the whole prefix names the app"),
+            None => self.prefix_mismatch(prefix),
         }
         spec
+    }
+
+    /// A prefix that does not fit the template: logged at most once a minute, with how many
+    /// were not logged (each origin is resolved once, but there may be many origins).
+    fn prefix_mismatch(&self, prefix: &str) {
+        let mut last = self.prefix_warned.lock().unwrap_or_else(|e| e.into_inner());
+        let unlogged = self.prefix_unlogged.fetch_add(1, Ordering::Relaxed);
+        if last.is_some_and(|t| t.elapsed() < REJECT_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.prefix_unlogged.store(0, Ordering::Relaxed);
+        tracing::warn!(prefix = %truncated(prefix, 200), not_logged_before = unlogged, "prefix does not fit --prefix-labels; the whole prefix names the app (logged at most once a minute)");
     }
 
     /// A line-protocol body (already decompressed).
@@ -321,7 +388,9 @@ impl Ingest {
             // A gauge's age is about when it arrived: it expires when the executor goes silent,
             // whatever the agent's clock says.
             jvm::Metric::Gauge { family, label_value } => {
-                self.store.set_gauge(&source, &jvm::gauge_value(family, label_value, value, false), now_ms);
+                if let Err(r) = self.set_gauge(&source, &jvm::gauge_value(family, label_value, value, false), now_ms) {
+                    return Outcome::Rejected(r);
+                }
             }
         }
         Outcome::Accepted
@@ -356,7 +425,7 @@ impl Ingest {
                 }
                 mapped.retain(|(k, _)| k != "app");
                 spec.labels.extend(mapped);
-                finish_spec(spec)
+                spec
             })
             .map_err(|_| Reject::AppLimit)
     }
@@ -423,51 +492,14 @@ fn app_from_mapped_tags(mapped: &[(String, String)]) -> String {
     mapped.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(".")
 }
 
-/// Label names become valid Prometheus label names (statsd_exporter's escaping); an empty app
-/// name becomes "unknown".
-fn finish_spec(mut spec: SourceSpec) -> SourceSpec {
-    if spec.app.is_empty() {
-        spec.app = "unknown".into();
-    }
-    for (k, _) in &mut spec.labels {
-        if !is_label_name(k) {
-            *k = escape_label_name(k);
-        }
-    }
-    spec
-}
-
-/// `[^A-Za-z0-9_]` → `_`, a leading digit gets a `_` prefix, runs of `-` collapse, reserved
-/// `__` prefixes are cut to one `_`.
-pub fn escape_label_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 1);
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        out.push('_');
-    }
-    let mut prev_dash = false;
-    for c in name.chars() {
-        if c == '-' && prev_dash {
-            continue;
-        }
-        prev_dash = c == '-';
-        out.push(if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' });
-    }
-    while out.starts_with("__") {
-        out.remove(0);
-    }
-    if out.is_empty() {
-        out.push('_');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{Limits, Query};
 
     fn ingest(template: Option<&str>) -> Ingest {
-        let store = Arc::new(Store::new(Limits { max_apps: 5, max_stacks_per_app: 100 }, std::time::Duration::from_secs(60)));
+        let store =
+            Arc::new(Store::new(Limits { max_apps: 5, max_stacks_per_app: 100, ..Limits::default() }, std::time::Duration::from_secs(60)));
         Ingest::new(store, Metrics::new(), template.map(|t| PrefixTemplate::parse(t).expect("template")))
     }
 
@@ -475,21 +507,6 @@ mod tests {
         let a = i.store.app(app).unwrap_or_else(|| panic!("no app {app}"));
         let lines = crate::store::folded_lines(&i.store, &a, &Query::default()).expect("profile");
         lines.into_iter().map(|(stack, count)| format!("{stack} {count}")).collect()
-    }
-
-    #[test]
-    fn escape_label_names_like_statsd_exporter() {
-        for (input, want) in [
-            ("jvmName", "jvmName"),
-            ("0starts_with_digit", "_0starts_with_digit"),
-            ("with--doubledash", "with_doubledash"),
-            ("with---multiple-dashes", "with_multiple_dashes"),
-            ("with.*.multiple", "with___multiple"),
-            ("with😱emoji", "with_emoji"),
-            ("test.web-server.foo.bar", "test_web_server_foo_bar"),
-        ] {
-            assert_eq!(escape_label_name(input), want, "{input}");
-        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, REJECT_LOG_INTERVAL};
 use crate::metrics::Metrics;
 use crate::server::http::AppState;
 use crate::store::{Limits, Store, StoreConfig};
@@ -68,13 +68,15 @@ impl Listeners {
     }
 }
 
-/// How often rejected lines are summarised in the log.
-const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
 /// Open the store configured by `config` (loads what the data dir holds).
 pub fn open_store(config: &Config) -> Result<Store, store::StoreError> {
     let store_config = StoreConfig {
-        limits: Limits { max_apps: config.max_apps, max_stacks_per_app: config.max_stacks_per_app },
+        limits: Limits {
+            max_apps: config.max_apps,
+            max_stacks_per_app: config.max_stacks_per_app,
+            max_label_values: config.max_label_values,
+            max_series_per_app: config.max_series_per_app,
+        },
         bucket: config.bucket,
         retention: config.retention,
         memory_window: config.memory_window,
@@ -128,23 +130,47 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     listeners.http.set_nonblocking(true)?;
     let http = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http.local_addr()?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(server::conn::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let gauge_ttl_ms = config.gauge_ttl.as_millis() as i64;
-    let mut state = AppState::new(Arc::clone(&ingest), config.max_body_size, gauge_ttl_ms, Some(statsd_addr.port()), recv_buffer);
+    let limits = server::http::HttpLimits {
+        request_timeout: config.http_request_timeout,
+        max_concurrent_renders: config.max_concurrent_renders.unwrap_or_else(server::http::default_renders),
+    };
+    let mut state =
+        AppState::new(Arc::clone(&ingest), config.max_body_size, gauge_ttl_ms, Some(statsd_addr.port()), recv_buffer).with_limits(limits);
     state.store_file = Some(config.data_dir.join(store::disk::FILE_NAME));
     state.flusher = config.sync_writes.then(|| flusher.clone());
+    state.auth = server::auth::Auth {
+        write: config.write_credentials.clone(),
+        read: config.read_credentials.clone(),
+        protect_metrics: config.auth_metrics,
+    };
     let state = Arc::new(state);
-    tracing::info!(%statsd_addr, %http_addr, udp_recv_buffer = recv_buffer, data_dir = %config.data_dir.display(), "stackd listening");
+    let conn_limits = server::conn::ConnLimits {
+        max_connections: server::conn::fit_to_fd_limit(config.http_max_connections),
+        header_timeout: config.http_header_timeout,
+        idle_timeout: config.http_idle_timeout,
+    };
+    tracing::info!(
+        %statsd_addr,
+        %http_addr,
+        tls = tls.is_some(),
+        udp_recv_buffer = recv_buffer,
+        max_connections = conn_limits.max_connections,
+        data_dir = %config.data_dir.display(),
+        "stackd listening"
+    );
 
     tokio::spawn(log_rejects(Arc::clone(&ingest), token.clone()));
-    let server = {
-        let token = token.clone();
-        axum::serve(http, server::http::router(state)).with_graceful_shutdown(async move { token.cancelled().await })
-    };
-    let server = tokio::spawn(async move { server.await });
+    let server =
+        tokio::spawn(server::conn::serve(http, tls, server::http::router(state), conn_limits, ingest.metrics.clone(), token.clone()));
     shutdown.await;
     tracing::info!("shutting down");
     token.cancel();
-    server.await.context("HTTP server task failed")?.context("HTTP server failed")?;
+    server.await.context("HTTP server task failed")?;
     // The receiver stops, then the worker drains what was queued.
     for thread in udp_threads {
         tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("a statsd thread panicked"))?;

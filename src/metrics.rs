@@ -27,6 +27,9 @@ pub struct Metrics {
     pub lines_rejected: IntCounterVec,
     pub lines_ignored: IntCounterVec,
     pub limit_hits: IntCounterVec,
+    pub requests_rejected: IntCounterVec,
+    pub http_connections: prometheus::IntGauge,
+    pub http_accept_errors: IntCounter,
     pub http_requests: IntCounterVec,
     pub render_seconds: HistogramVec,
     pub flush_failures: IntCounter,
@@ -85,10 +88,24 @@ impl Metrics {
             ),
             limit_hits: counter_vec(
                 "stackd_limit_hits_total",
-                "Times a configured limit was hit: apps (sample refused), stacks (sample counted under the overflow frame), body (request refused).",
+                "Times a configured limit was hit: apps (sample refused), stacks (sample counted under the overflow frame), label_values (sample kept under the overflow label value), series (gauge refused), body (request refused), connections (connection closed at once), header_timeout and idle_timeout (connection closed), renders (request waited too long for a render slot).",
                 &["limit"],
             ),
             http_requests: counter_vec("stackd_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
+            requests_rejected: counter_vec(
+                "stackd_requests_rejected_total",
+                "HTTP requests refused before their lines were read: too_large, bad_gzip, unsupported_encoding, body_timeout, body_read_error, unauthorized, render_busy, tls_handshake.",
+                &["reason"],
+            ),
+            http_connections: {
+                let g = prometheus::IntGauge::new("stackd_http_connections", "HTTP connections open now.").expect("valid metric name");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            http_accept_errors: counter(
+                "stackd_http_accept_errors_total",
+                "Errors accepting HTTP connections (such as running out of file descriptors).",
+            ),
             render_seconds,
             registry,
         }
@@ -241,13 +258,13 @@ mod tests {
 
     #[test]
     fn jvm_gauges_render_as_java_client_families() {
-        let store = Store::new(Limits { max_apps: 10, max_stacks_per_app: 10 }, std::time::Duration::from_secs(60));
+        let store = Store::new(Limits { max_apps: 10, max_stacks_per_app: 10, ..Limits::default() }, std::time::Duration::from_secs(60));
         let src = store.source(1, || SourceSpec { app: "app-42".into(), labels: vec![("executor".into(), "7".into())] }).expect("source");
         for (name, raw) in
             [("heap.total.used", 123456789.0), ("gc.PS_Scavenge.count", 17.0), ("gc.PS_Scavenge.time", 1500.0), ("cpu.jvm", 12.5)]
         {
             let Some(jvm::Metric::Gauge { family, label_value }) = jvm::metric_name(name) else { panic!("{name}") };
-            store.set_gauge(&src, &jvm::gauge_value(family, label_value, raw, false), 1_000);
+            store.set_gauge(&src, &jvm::gauge_value(family, label_value, raw, false), 1_000).expect("under the series limit");
         }
         let text = String::from_utf8(Metrics::new().render(&store, 0)).expect("utf-8");
         for want in [

@@ -3,7 +3,7 @@
 //! All output is deterministic: folded lines are sorted, SVG colours come from a hash of the
 //! frame name (never from an RNG), JSON children are sorted by name.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -87,7 +87,7 @@ pub fn folded(stacks: &Stacks) -> String {
     while let Some((line, mut count)) = iter.next() {
         // Two stacks that differ only in sanitised characters merge into one line.
         while iter.peek().is_some_and(|(next, _)| *next == line) {
-            count += iter.next().map_or(0, |(_, c)| c);
+            count = count.saturating_add(iter.next().map_or(0, |(_, c)| c));
         }
         let _ = writeln!(out, "{line} {count}");
     }
@@ -97,8 +97,10 @@ pub fn folded(stacks: &Stacks) -> String {
 /// An interactive SVG flame graph (zoom, search) of folded text.
 pub fn svg(folded: &str, titles: &Titles) -> std::io::Result<Vec<u8>> {
     let mut opts = inferno::flamegraph::Options::default();
-    opts.title = titles.title.clone();
-    opts.subtitle = titles.subtitle.clone();
+    opts.title = xml_text(&titles.title).into_owned();
+    opts.subtitle = titles.subtitle.as_deref().map(|s| xml_text(s).into_owned());
+    // Frame names are whatever agents sent: keep the SVG well-formed XML.
+    let folded = xml_text(folded);
     opts.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
     opts.hash = true;
     opts.deterministic = true;
@@ -108,40 +110,76 @@ pub fn svg(folded: &str, titles: &Titles) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-#[derive(Default)]
+/// Characters that XML 1.0 forbids (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF)
+/// become U+FFFD, so that text from agents can never make a document invalid. Borrows when
+/// there is nothing to replace (the usual case).
+pub fn xml_text(s: &str) -> Cow<'_, str> {
+    let forbidden = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if !s.contains(forbidden) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().map(|c| if forbidden(c) { '\u{fffd}' } else { c }).collect())
+}
+
+/// One node of the merged tree: children are indices into the same arena, so neither building
+/// nor writing nor dropping the tree recurses (stacks can be tens of thousands of frames deep).
 struct Node {
+    name: Arc<str>,
     value: u64,
-    /// Sorted by name, so that the same data gives the same bytes.
-    children: BTreeMap<Arc<str>, Node>,
+    children: Vec<u32>,
 }
 
 /// d3-flame-graph JSON (inclusive values, root named "root"), as Flink's flame graph `data`.
+/// Children are sorted by name, so the same data gives the same bytes.
 pub fn json(stacks: &Stacks) -> String {
-    let mut root = Node::default();
+    let mut nodes = vec![Node { name: Arc::from("root"), value: 0, children: Vec::new() }];
+    // (parent, frame name) → child; frame names are interned, but compare by text to be safe.
+    let mut index: std::collections::HashMap<(u32, Arc<str>), u32> = std::collections::HashMap::new();
     for (frames, count) in stacks {
-        root.value += count;
-        let mut node = &mut root;
+        nodes[0].value = nodes[0].value.saturating_add(*count);
+        let mut at = 0u32;
         for frame in frames {
-            node = node.children.entry(Arc::clone(frame)).or_default();
-            node.value += count;
+            let next = *index.entry((at, Arc::clone(frame))).or_insert_with(|| {
+                nodes.push(Node { name: Arc::clone(frame), value: 0, children: Vec::new() });
+                let id = (nodes.len() - 1) as u32;
+                nodes[at as usize].children.push(id);
+                id
+            });
+            nodes[next as usize].value = nodes[next as usize].value.saturating_add(*count);
+            at = next;
         }
     }
+    drop(index);
+    for i in 0..nodes.len() {
+        let mut children = std::mem::take(&mut nodes[i].children);
+        children.sort_unstable_by(|a, b| nodes[*a as usize].name.cmp(&nodes[*b as usize].name));
+        nodes[i].children = children;
+    }
     let mut out = String::with_capacity(64 * 1024);
-    write_node(&mut out, "root", &root);
+    // Depth-first with an explicit stack of (node, next child to write).
+    let mut path: Vec<(u32, usize)> = vec![(0, 0)];
+    open_node(&mut out, &nodes[0]);
+    while let Some((node, next)) = path.last_mut() {
+        let n = &nodes[*node as usize];
+        if let Some(&child) = n.children.get(*next) {
+            if *next > 0 {
+                out.push(',');
+            }
+            *next += 1;
+            open_node(&mut out, &nodes[child as usize]);
+            path.push((child, 0));
+        } else {
+            out.push_str("]}");
+            path.pop();
+        }
+    }
     out
 }
 
-fn write_node(out: &mut String, name: &str, node: &Node) {
+fn open_node(out: &mut String, node: &Node) {
     out.push_str("{\"name\":");
-    out.push_str(&serde_json::Value::from(name).to_string());
+    out.push_str(&serde_json::Value::from(&*node.name).to_string());
     let _ = write!(out, ",\"value\":{},\"children\":[", node.value);
-    for (i, (child_name, child)) in node.children.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_node(out, child_name, child);
-    }
-    out.push_str("]}");
 }
 
 #[cfg(test)]

@@ -62,3 +62,55 @@ pub struct RawStack<'a> {
     pub text: &'a str,
     pub decode: DecodeFn,
 }
+
+/// A valid Prometheus label name that is not reserved.
+pub fn is_label_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.starts_with("__")
+}
+
+/// `[^A-Za-z0-9_]` → `_`, a leading digit gets a `_` prefix, runs of `-` collapse, reserved
+/// `__` prefixes are cut to one `_`.
+pub fn escape_label_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 1);
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    let mut prev_dash = false;
+    for c in name.chars() {
+        if c == '-' && prev_dash {
+            continue;
+        }
+        prev_dash = c == '-';
+        out.push(if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' });
+    }
+    while out.starts_with("__") {
+        out.remove(0);
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_label_names_like_statsd_exporter() {
+        for (input, want) in [
+            ("jvmName", "jvmName"),
+            ("0starts_with_digit", "_0starts_with_digit"),
+            ("with--doubledash", "with_doubledash"),
+            ("with---multiple-dashes", "with_multiple_dashes"),
+            ("with.*.multiple", "with___multiple"),
+            ("with😱emoji", "with_emoji"),
+            ("test.web-server.foo.bar", "test_web_server_foo_bar"),
+        ] {
+            assert_eq!(escape_label_name(input), want, "{input}");
+        }
+    }
+}

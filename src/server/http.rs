@@ -37,6 +37,29 @@ pub struct AppState {
     pub flusher: Option<crate::Flusher>,
     /// The store's file, for its size on /metrics.
     pub store_file: Option<std::path::PathBuf>,
+    pub limits: HttpLimits,
+    /// Flame graphs being rendered; a request waits for a permit.
+    renders: Arc<tokio::sync::Semaphore>,
+    pub auth: super::auth::Auth,
+}
+
+/// Per-request limits of the HTTP handlers.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// How long a body may take to arrive, and a render may wait for a slot.
+    pub request_timeout: std::time::Duration,
+    pub max_concurrent_renders: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { request_timeout: std::time::Duration::from_secs(60), max_concurrent_renders: default_renders() }
+    }
+}
+
+/// One render per CPU.
+pub fn default_renders() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl AppState {
@@ -50,7 +73,17 @@ impl AppState {
             databases: Mutex::default(),
             flusher: None,
             store_file: None,
+            limits: HttpLimits::default(),
+            renders: Arc::new(tokio::sync::Semaphore::new(default_renders())),
+            auth: super::auth::Auth::default(),
         }
+    }
+
+    /// Set the per-request limits (and size the render slots by them).
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.renders = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_renders.max(1)));
+        self.limits = limits;
+        self
     }
 }
 
@@ -69,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/query", get(query).post(query))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_requests))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), super::auth::check))
         // Bodies are read with our own limit, so that the 413 has InfluxDB's shape.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::map_response(influx_headers))
@@ -136,17 +170,69 @@ async fn ping(Query(params): Query<BTreeMap<String, String>>) -> Response {
 enum BodyError {
     TooLarge,
     BadGzip(String),
+    /// A `Content-Encoding` other than identity and gzip: 415.
+    Unsupported(String),
+    /// The body did not arrive within `--http-request-timeout`: 408.
+    TimedOut,
     Read(String),
 }
 
-/// Read a request body within `limit` bytes, gunzipping it when `Content-Encoding` says so
-/// (the limit applies after decompression too).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+impl BodyError {
+    /// Bounded label value of `stackd_requests_rejected_total{reason}`.
+    fn reason(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "too_large",
+            BodyError::BadGzip(_) => "bad_gzip",
+            BodyError::Unsupported(_) => "unsupported_encoding",
+            BodyError::TimedOut => "body_timeout",
+            BodyError::Read(_) => "body_read_error",
+        }
+    }
+
+    /// The response, in the write API's own error shape (`v2` for `/api/v2/write`).
+    fn into_http(self, state: &AppState, v2: bool) -> HttpError {
+        state.ingest.metrics.requests_rejected.with_label_values(&[self.reason()]).inc();
+        let (status, code, message) = match self {
+            BodyError::TooLarge => {
+                state.ingest.metrics.limit_hits.with_label_values(&["body"]).inc();
+                let message = if v2 { format!("body exceeds {} bytes", state.max_body_size) } else { "Request Entity Too Large".into() };
+                (StatusCode::PAYLOAD_TOO_LARGE, "request too large", message)
+            }
+            BodyError::BadGzip(m) => (StatusCode::BAD_REQUEST, "invalid", m),
+            BodyError::Unsupported(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported media type", m),
+            BodyError::TimedOut => {
+                (StatusCode::REQUEST_TIMEOUT, "request timeout", "the request body did not arrive in time (--http-request-timeout)".into())
+            }
+            BodyError::Read(m) => (StatusCode::BAD_REQUEST, "invalid", format!("cannot read body: {m}")),
+        };
+        if v2 {
+            HttpError::V2(status, code, message)
+        } else {
+            HttpError::V1(status, message)
+        }
+    }
+}
+
+/// Read a request body within `limit` bytes and `timeout`, gunzipping it when
+/// `Content-Encoding` says so (the limit applies after decompression too). Other encodings are
+/// refused rather than read as text.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, BodyError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase());
+    let gzip = match encoding.as_deref() {
+        None | Some("" | "identity") => false,
+        Some("gzip" | "x-gzip") => true,
+        Some(other) => {
+            return Err(BodyError::Unsupported(format!(
+                "unsupported Content-Encoding {:?}: send the body as it is or gzip-compressed",
+                crate::ingest::truncated(other, 64)
+            )))
+        }
+    };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let raw = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| BodyError::TimedOut)?.map_err(|e| {
         let mut source: Option<&dyn std::error::Error> = Some(&e);
         while let Some(s) = source {
             if s.is::<http_body_util::LengthLimitError>() {
@@ -156,8 +242,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         }
         BodyError::Read(e.to_string())
     })?;
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
-    if !(encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip")) {
+    if !gzip {
         return Ok(raw);
     }
     let mut out = Vec::with_capacity(raw.len() * 4);
@@ -189,14 +274,8 @@ async fn write_v1(
             return Err(bad(format!("invalid consistency {c:?} (use any, one, quorum or all)")));
         }
     }
-    let body = read_body(&headers, body, state.max_body_size).await.map_err(|e| match e {
-        BodyError::TooLarge => {
-            state.ingest.metrics.limit_hits.with_label_values(&["body"]).inc();
-            HttpError::V1(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large".into())
-        }
-        BodyError::BadGzip(m) => bad(m),
-        BodyError::Read(m) => bad(format!("cannot read body: {m}")),
-    })?;
+    let body =
+        read_body(&headers, body, state.max_body_size, state.limits.request_timeout).await.map_err(|e| e.into_http(&state, false))?;
     let ingest = Arc::clone(&state.ingest);
     let outcome = ingest_off_thread(ingest, body, precision).await;
     durable(&state, &outcome).await.map_err(|e| HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, e))?;
@@ -249,13 +328,7 @@ async fn write_v2(
     let precision = Precision::from_v2(params.get("precision").map_or("", String::as_str)).ok_or_else(|| {
         HttpError::V2(StatusCode::BAD_REQUEST, "invalid", "invalid precision; valid precision units are ns, us, ms, and s".into())
     })?;
-    let body = read_body(&headers, body, state.max_body_size).await.map_err(|e| match e {
-        BodyError::TooLarge => {
-            state.ingest.metrics.limit_hits.with_label_values(&["body"]).inc();
-            HttpError::V2(StatusCode::PAYLOAD_TOO_LARGE, "request too large", format!("body exceeds {} bytes", state.max_body_size))
-        }
-        BodyError::BadGzip(m) | BodyError::Read(m) => HttpError::V2(StatusCode::BAD_REQUEST, "invalid", m),
-    })?;
+    let body = read_body(&headers, body, state.max_body_size, state.limits.request_timeout).await.map_err(|e| e.into_http(&state, true))?;
     let outcome = ingest_off_thread(Arc::clone(&state.ingest), body, precision).await;
     durable(&state, &outcome).await.map_err(|e| HttpError::V2(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e))?;
     if outcome.rejected == 0 {
@@ -422,7 +495,21 @@ async fn flamegraph(
         }
     }
     let metrics = state.ingest.metrics.clone();
+    // Renders of large apps take much memory: only so many at once, the others wait (bounded).
+    let permit = tokio::time::timeout(state.limits.request_timeout, Arc::clone(&state.renders).acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            metrics.limit_hits.with_label_values(&["renders"]).inc();
+            metrics.requests_rejected.with_label_values(&["render_busy"]).inc();
+            HttpError::Plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many flame graphs being rendered; retry later (--max-concurrent-renders)".into(),
+            )
+        })?;
     let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, HttpError> {
+        let _permit = permit;
         let started = Instant::now();
         let profile = store.query(&app, &query).ok_or_else(|| {
             let known: Vec<String> =

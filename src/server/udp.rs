@@ -121,7 +121,15 @@ pub fn work_loop(queue: Receiver<Batch>, ingest: Arc<Ingest>) {
     for batch in queue {
         let now = now_ms();
         for datagram in &batch {
-            ingest.statsd_datagram(datagram, now);
+            // No datagram may stop this thread: a panic (a bug) costs that datagram only, and is
+            // counted and logged.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingest.statsd_datagram(datagram, now))).is_err() {
+                ingest.metrics.lines_rejected.with_label_values(&["statsd", "internal_error"]).inc();
+                tracing::error!(
+                    bytes = datagram.len(),
+                    "a datagram made stackd fail; it was dropped (stackd_lines_rejected_total{{reason=\"internal_error\"}})"
+                );
+            }
         }
         ingest.metrics.udp_processed.inc_by(batch.len() as u64);
     }

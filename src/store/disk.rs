@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadOnlyDatabase, ReadableDatabase, TableDefinition};
 
 /// Version of the layout above. A data dir written by a newer stackd is refused, never rewritten.
 pub const FORMAT: u64 = 1;
@@ -87,61 +87,106 @@ impl Disk {
     }
 
     fn create(path: &Path) -> Result<Database, StoreError> {
-        let path = path.to_path_buf();
-        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.clone(), source: e };
-        Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::Corrupt { path: path.clone(), detail },
-            other => {
-                let text = other.to_string();
-                if text.contains("invalid") || text.contains("corrupt") || text.contains("magic") || text.contains("version") {
-                    StoreError::Corrupt { path: path.clone(), detail: text }
-                } else {
-                    open_err(Box::new(other))
-                }
-            }
-        })
+        guarded(path, || Database::create(path).map_err(|e| open_error(path, e)))
     }
 
     fn check_format(&self, bucket_ms: u64) -> Result<(), StoreError> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() };
         let guard = self.db().ok_or_else(|| corrupt(&"not open"))?;
         let Some(db) = guard.as_ref() else { return Err(corrupt(&"not open")) };
-        let (found, stored_bucket) = {
-            let read = db.begin_read().map_err(|e| corrupt(&e))?;
-            match read.open_table(META) {
-                Ok(t) => (
-                    t.get("format").map_err(|e| corrupt(&e))?.map(|v| v.value()),
-                    t.get("bucket_ms").map_err(|e| corrupt(&e))?.map(|v| v.value()),
-                ),
-                Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
-                Err(e) => return Err(corrupt(&e)),
+        if check_format(db, &self.path, bucket_ms)? {
+            return Ok(());
+        }
+        let mut w = db.begin_write().map_err(StoreError::write)?;
+        w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
+        {
+            let mut meta = w.open_table(META).map_err(StoreError::write)?;
+            meta.insert("format", FORMAT).map_err(StoreError::write)?;
+            meta.insert("bucket_ms", bucket_ms).map_err(StoreError::write)?;
+            // Create every table, so that readers never meet a missing one.
+            w.open_table(FRAMES).map_err(StoreError::write)?;
+            w.open_table(APPS).map_err(StoreError::write)?;
+            w.open_table(STACKS).map_err(StoreError::write)?;
+            w.open_table(LABELSETS).map_err(StoreError::write)?;
+            w.open_table(BUCKETS).map_err(StoreError::write)?;
+            w.open_table(GAUGES).map_err(StoreError::write)?;
+        }
+        w.commit().map_err(StoreError::write)
+    }
+}
+
+/// A read-only handle on an existing store that was closed cleanly; `None` when there is no
+/// store yet, or when it was not closed cleanly (then only a writable open can repair it).
+pub(super) fn open_read_only(path: &Path) -> Result<Option<ReadOnlyDatabase>, StoreError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > 0 => {}
+        _ => return Ok(None),
+    }
+    guarded(path, || match ReadOnlyDatabase::open(path) {
+        Ok(db) => Ok(Some(db)),
+        Err(redb::DatabaseError::RepairAborted) => Ok(None),
+        Err(e) => Err(open_error(path, e)),
+    })
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::Corrupt { path, detail },
+        other => {
+            let text = other.to_string();
+            if text.contains("invalid") || text.contains("corrupt") || text.contains("magic") || text.contains("version") {
+                StoreError::Corrupt { path, detail: text }
+            } else {
+                StoreError::Open { path, source: Box::new(other) }
             }
-        };
-        match found {
-            Some(f) if f > FORMAT => Err(StoreError::NewerFormat { path: self.path.clone(), found: f }),
-            Some(_) => match stored_bucket {
-                Some(stored) if stored != bucket_ms => {
-                    Err(StoreError::BucketChanged { path: self.path.clone(), stored_ms: stored, asked_ms: bucket_ms })
-                }
-                _ => Ok(()),
-            },
-            None => {
-                let mut w = db.begin_write().map_err(StoreError::write)?;
-                w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
-                {
-                    let mut meta = w.open_table(META).map_err(StoreError::write)?;
-                    meta.insert("format", FORMAT).map_err(StoreError::write)?;
-                    meta.insert("bucket_ms", bucket_ms).map_err(StoreError::write)?;
-                    // Create every table, so that readers never meet a missing one.
-                    w.open_table(FRAMES).map_err(StoreError::write)?;
-                    w.open_table(APPS).map_err(StoreError::write)?;
-                    w.open_table(STACKS).map_err(StoreError::write)?;
-                    w.open_table(LABELSETS).map_err(StoreError::write)?;
-                    w.open_table(BUCKETS).map_err(StoreError::write)?;
-                    w.open_table(GAUGES).map_err(StoreError::write)?;
-                }
-                w.commit().map_err(StoreError::write)
-            }
+        }
+    }
+}
+
+/// Check the stored format and bucket width without writing. `Ok(false)`: no format recorded
+/// yet (a new store).
+pub(super) fn check_format(db: &impl ReadableDatabase, path: &Path, bucket_ms: u64) -> Result<bool, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
+    let (found, stored_bucket) = guarded(path, || {
+        let read = db.begin_read().map_err(|e| corrupt(&e))?;
+        match read.open_table(META) {
+            Ok(t) => Ok((
+                t.get("format").map_err(|e| corrupt(&e))?.map(|v| v.value()),
+                t.get("bucket_ms").map_err(|e| corrupt(&e))?.map(|v| v.value()),
+            )),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok((None, None)),
+            Err(e) => Err(corrupt(&e)),
+        }
+    })?;
+    match (found, stored_bucket) {
+        (Some(f), _) if f > FORMAT => Err(StoreError::NewerFormat { path: path.to_path_buf(), found: f }),
+        (Some(_), Some(stored)) if stored != bucket_ms => {
+            Err(StoreError::BucketChanged { path: path.to_path_buf(), stored_ms: stored, asked_ms: bucket_ms })
+        }
+        (Some(_), _) => Ok(true),
+        (None, _) => Ok(false),
+    }
+}
+
+/// Run `f`, which reads the store, so that a damaged file ends in a refusal naming it: an error
+/// reported as damage gets the file's path, and a panic inside the storage library (it asserts
+/// on some malformed pages) becomes a damage error rather than a crash. The panic message is
+/// not printed: the refusal says it.
+pub(super) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    match result {
+        Ok(Err(StoreError::Corrupt { detail, .. })) => Err(StoreError::Corrupt { path: path.to_path_buf(), detail }),
+        Ok(other) => other,
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("reading it failed ({})", what.as_deref().unwrap_or("the storage library gave up")),
+            })
         }
     }
 }

@@ -47,7 +47,25 @@ pub const OVERFLOW_FRAME: &str = "[stackd: unique stack limit reached]";
 pub struct Limits {
     pub max_apps: usize,
     pub max_stacks_per_app: usize,
+    /// Distinct values of one label name within one app (executors, hosts, pids…).
+    pub max_label_values: usize,
+    /// Gauge series per app (family × its own label × label set).
+    pub max_series_per_app: usize,
 }
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_apps: 1_000, max_stacks_per_app: 100_000, max_label_values: 10_000, max_series_per_app: 10_000 }
+    }
+}
+
+/// The value that replaces a label value beyond [`Limits::max_label_values`]: the samples are
+/// kept (totals stay right) under this value.
+pub const OVERFLOW_LABEL_VALUE: &str = "[stackd: label value limit reached]";
+
+/// Origins cached at most (resolved or refused); beyond, new origins are resolved every time
+/// (an O(labels) hash lookup), so the cache cannot grow without bound.
+const MAX_CACHED_ORIGINS: usize = 1 << 20;
 
 /// How the store keeps time and where it keeps data.
 #[derive(Clone, Debug)]
@@ -92,6 +110,8 @@ pub enum Rejected {
     InFuture,
     #[error("the store cannot be read, and this sample's time bucket is only on disk")]
     StoreUnavailable,
+    #[error("gauge series limit reached (--max-series-per-app)")]
+    SeriesLimit,
 }
 
 /// How a stack sample was stored.
@@ -112,12 +132,30 @@ pub struct SourceSpec {
     pub labels: Labels,
 }
 
+impl SourceSpec {
+    /// What every origin is made into, whichever input resolved it: a non-empty app name
+    /// (`unknown` otherwise), label names valid in Prometheus (statsd_exporter's escaping).
+    fn normalised(mut self) -> Self {
+        if self.app.is_empty() {
+            self.app = "unknown".into();
+        }
+        for (k, _) in &mut self.labels {
+            if !crate::sample::is_label_name(k) {
+                *k = crate::sample::escape_label_name(k);
+            }
+        }
+        self
+    }
+}
+
 /// A resolved origin: where its samples go.
 #[derive(Debug)]
 pub struct Source {
     pub app: Arc<App>,
     labels: u32,
     stats: Arc<LabelStats>,
+    /// Some label value was replaced by [`OVERFLOW_LABEL_VALUE`] when this origin was resolved.
+    pub label_overflow: bool,
 }
 
 /// Samples and first/last sample time of one label set.
@@ -144,6 +182,8 @@ pub struct Store {
     future_ms: i64,
     apps: DashMap<Arc<str>, Arc<App>>,
     sources: DashMap<u64, Arc<Source>>,
+    /// Origins refused (app limit): refused again without resolving them (or logging) again.
+    refused: DashMap<u64, Rejected>,
     frames: Interner,
     disk: Option<Disk>,
     family: fn(&str, FamilyKind) -> Option<&'static GaugeFamily>,
@@ -160,8 +200,7 @@ impl Store {
     /// when needed). Refuses a damaged or newer-format store.
     pub fn open(config: StoreConfig, now_ms: i64) -> Result<Store, StoreError> {
         let bucket_ms = ms(config.bucket).max(1);
-        let disk = config.data_dir.as_deref().map(|dir| Disk::open(dir, bucket_ms as u64)).transpose()?;
-        let store = Store {
+        let mut store = Store {
             limits: config.limits,
             bucket_ms,
             retention_ms: ms(config.retention),
@@ -170,13 +209,31 @@ impl Store {
             future_ms: ms(config.max_future),
             apps: DashMap::new(),
             sources: DashMap::new(),
+            refused: DashMap::new(),
             frames: Interner::default(),
-            disk,
+            disk: None,
             family: config.family,
             flushing: Mutex::new(0),
         };
-        if store.disk.is_some() {
-            store.load(now_ms)?;
+        let Some(dir) = config.data_dir.as_deref() else { return Ok(store) };
+        let path = dir.join(disk::FILE_NAME);
+        // A store that was closed cleanly is read (format, bucket width, metadata) through a
+        // read-only handle first: a damaged or foreign file is refused before anything writes
+        // to it. One left by a crash needs redb's repair, which only a writable handle does
+        // (and which verifies every page's checksum).
+        if let Some(read_only) = disk::open_read_only(&path)? {
+            disk::check_format(&read_only, &path, bucket_ms as u64)?;
+            disk::guarded(&path, || store.load(&read_only, now_ms))?;
+            drop(read_only);
+            store.disk = Some(Disk::open(dir, bucket_ms as u64)?);
+        } else {
+            let opened = Disk::open(dir, bucket_ms as u64)?;
+            {
+                let guard = opened.db().ok_or_else(|| StoreError::Corrupt { path: path.clone(), detail: "not open".into() })?;
+                let db = guard.as_ref().ok_or_else(|| StoreError::Corrupt { path: path.clone(), detail: "not open".into() })?;
+                disk::guarded(&path, || store.load(db, now_ms))?;
+            }
+            store.disk = Some(opened);
         }
         Ok(store)
     }
@@ -193,15 +250,31 @@ impl Store {
         self.bucket_ms
     }
 
-    /// The source for an origin hash, resolving it with `resolve` on first sight.
+    /// The source for an origin hash, resolving it with `resolve` on first sight. A refusal is
+    /// remembered too, so a refused origin costs one lookup per sample, not a resolution.
     pub fn source(&self, origin: u64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Rejected> {
         if let Some(s) = self.sources.get(&origin) {
             return Ok(Arc::clone(&s));
         }
-        let spec = resolve();
-        let app = self.app_or_create(&spec.app)?;
-        let (labels, stats) = app.labelset(spec.labels);
-        let source = Arc::new(Source { app, labels, stats });
+        if let Some(r) = self.refused.get(&origin) {
+            return Err(*r);
+        }
+        let spec = resolve().normalised();
+        let app = match self.app_or_create(&spec.app) {
+            Ok(app) => app,
+            Err(r) => {
+                if self.refused.len() >= MAX_CACHED_ORIGINS {
+                    self.refused.clear();
+                }
+                self.refused.insert(origin, r);
+                return Err(r);
+            }
+        };
+        let (labels, stats, label_overflow) = app.labelset(spec.labels);
+        let source = Arc::new(Source { app, labels, stats, label_overflow });
+        if self.sources.len() >= MAX_CACHED_ORIGINS {
+            return Ok(source);
+        }
         Ok(Arc::clone(self.sources.entry(origin).or_insert(source).value()))
     }
 
@@ -213,7 +286,7 @@ impl Store {
             return Err(Rejected::AppLimit);
         }
         let name: Arc<str> = name.into();
-        let app = self.apps.entry(Arc::clone(&name)).or_insert_with(|| Arc::new(App::new(name, self.limits.max_stacks_per_app, i64::MIN)));
+        let app = self.apps.entry(Arc::clone(&name)).or_insert_with(|| Arc::new(App::new(name, &self.limits, i64::MIN)));
         Ok(Arc::clone(app.value()))
     }
 
@@ -244,10 +317,10 @@ impl Store {
             bucket.dirty.store(true, Ordering::Relaxed);
             break;
         }
-        app.total.fetch_add(count, Ordering::Relaxed);
+        saturating_add(&app.total, count);
         app.last_seen_ms.fetch_max(time_ms, Ordering::Relaxed);
         let stats = &source.stats;
-        stats.samples.fetch_add(count, Ordering::Relaxed);
+        saturating_add(&stats.samples, count);
         stats.first_ms.fetch_min(time_ms, Ordering::Relaxed);
         stats.last_ms.fetch_max(time_ms, Ordering::Relaxed);
         Ok(stored)
@@ -277,22 +350,29 @@ impl Store {
 
     /// A stored bucket; `Err` when the store cannot be read (then nothing may start that bucket
     /// afresh: its next flush would overwrite what is stored).
+    /// A damaged page makes the storage library panic: that is an unreadable store too, and must
+    /// not take down the ingest thread that asked.
     fn read_bucket(&self, app: &str, n: i64) -> Result<Option<Vec<u8>>, Rejected> {
         let Some(disk) = &self.disk else { return Ok(None) };
         let guard = disk.db().ok_or(Rejected::StoreUnavailable)?;
         let db = guard.as_ref().ok_or(Rejected::StoreUnavailable)?;
-        let read = db.begin_read().map_err(|_| Rejected::StoreUnavailable)?;
-        let table = read.open_table(disk::BUCKETS).map_err(|_| Rejected::StoreUnavailable)?;
-        let value = table.get((app, n)).map_err(|_| Rejected::StoreUnavailable)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let read = db.begin_read().map_err(|_| Rejected::StoreUnavailable)?;
+            let table = read.open_table(disk::BUCKETS).map_err(|_| Rejected::StoreUnavailable)?;
+            let value = table.get((app, n)).map_err(|_| Rejected::StoreUnavailable)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        }))
+        .unwrap_or(Err(Rejected::StoreUnavailable))
     }
 
-    /// Set (or, for relative gauges, change) a gauge.
-    pub fn set_gauge(&self, source: &Source, gauge: &Gauge<'_>, time_ms: i64) {
+    /// Set (or, for relative gauges, change) a gauge. A new series beyond
+    /// [`Limits::max_series_per_app`] is refused.
+    pub fn set_gauge(&self, source: &Source, gauge: &Gauge<'_>, time_ms: i64) -> Result<(), Rejected> {
         let app = &source.app;
         let key = gauge_key(source.labels, gauge.family, gauge.label_value);
         let cell = match app.gauges.get(&key) {
             Some(c) => c,
+            None if app.gauges.len() >= self.limits.max_series_per_app => return Err(Rejected::SeriesLimit),
             None => app
                 .gauges
                 .entry(key)
@@ -306,6 +386,7 @@ impl Store {
         }
         cell.updated_ms.store(time_ms, Ordering::Relaxed);
         app.last_seen_ms.fetch_max(time_ms, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn app(&self, name: &str) -> Option<Arc<App>> {
@@ -345,7 +426,7 @@ impl Store {
         let mut add = |labels: u32, stack: u32, count: u64| {
             if matching.get(labels as usize).copied().unwrap_or(false) {
                 if let Some(c) = per_stack.get_mut(stack as usize) {
-                    *c += count;
+                    *c = c.saturating_add(count);
                 }
             }
         };
@@ -372,7 +453,7 @@ impl Store {
         let mut profile = Profile::default();
         for (id, count) in per_stack.into_iter().enumerate() {
             if count > 0 {
-                profile.total += count;
+                profile.total = profile.total.saturating_add(count);
                 profile.stacks.push((stacks[id].frames.clone(), count));
             }
         }
@@ -452,7 +533,7 @@ impl Store {
                     gauges_t.insert((name, *g.key()), &blob[..]).map_err(StoreError::write)?;
                 }
                 // Label sets carry their running totals: all of them, every flush (few).
-                for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).iter().enumerate() {
+                for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().enumerate() {
                     blob.clear();
                     put_varint(&mut blob, st.samples.load(Ordering::Relaxed));
                     put_ivarint(&mut blob, st.first_ms.load(Ordering::Relaxed));
@@ -536,11 +617,8 @@ impl Store {
     }
 
     /// Load metadata from disk; buckets stay on disk until needed.
-    fn load(&self, now_ms: i64) -> Result<(), StoreError> {
-        let Some(disk) = &self.disk else { return Ok(()) };
-        let corrupt = |detail: String| StoreError::Corrupt { path: disk.path.clone(), detail };
-        let guard = disk.db().ok_or_else(|| corrupt("not open".into()))?;
-        let db = guard.as_ref().ok_or_else(|| corrupt("not open".into()))?;
+    fn load(&self, db: &impl ReadableDatabase, now_ms: i64) -> Result<(), StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt { path: PathBuf::new(), detail };
         let read = db.begin_read().map_err(|e| corrupt(e.to_string()))?;
         let frames_t = read.open_table(disk::FRAMES).map_err(|e| corrupt(e.to_string()))?;
         {
@@ -566,7 +644,7 @@ impl Store {
         for entry in apps_t.iter().map_err(|e| corrupt(e.to_string()))? {
             let (name, _) = entry.map_err(|e| corrupt(e.to_string()))?;
             let name: Arc<str> = name.value().into();
-            let app = App::new(Arc::clone(&name), self.limits.max_stacks_per_app, first_fresh);
+            let app = App::new(Arc::clone(&name), &self.limits, first_fresh);
             {
                 let mut stacks = app.stacks.write().unwrap_or_else(|e| e.into_inner());
                 for (i, e) in stacks_t.range((&*name, 0u32)..=(&*name, u32::MAX)).map_err(|e| corrupt(e.to_string()))?.enumerate() {
@@ -604,9 +682,9 @@ impl Store {
                     for _ in 0..n {
                         labels.push((get_str(&mut b).ok_or_else(bad)?, get_str(&mut b).ok_or_else(bad)?));
                     }
-                    app.total.fetch_add(samples, Ordering::Relaxed);
+                    saturating_add(&app.total, samples);
                     app.last_seen_ms.fetch_max(last, Ordering::Relaxed);
-                    sets.push((labels, Arc::new(LabelStats::new(samples, first, last))));
+                    sets.insert(labels, Arc::new(LabelStats::new(samples, first, last)));
                 }
             }
             for e in gauges_t.range((&*name, 0u64)..=(&*name, u64::MAX)).map_err(|e| corrupt(e.to_string()))? {
@@ -688,10 +766,16 @@ fn decode_bucket(mut blob: &[u8], mut f: impl FnMut(u32, u32, u64)) {
 
 fn add_count<K: Eq + Hash>(counts: &DashMap<K, AtomicU64>, key: K, n: u64) {
     if let Some(c) = counts.get(&key) {
-        c.fetch_add(n, Ordering::Relaxed);
+        saturating_add(&c, n);
         return;
     }
-    counts.entry(key).or_default().fetch_add(n, Ordering::Relaxed);
+    saturating_add(&counts.entry(key).or_default(), n);
+}
+
+/// Counts never wrap: at `u64::MAX` they stay there. (Ingest caps a single sample far below
+/// that, but a long-lived total of many samples must not turn small.)
+fn saturating_add(cell: &AtomicU64, n: u64) {
+    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(n)));
 }
 
 /// One time bucket of one app in memory.
@@ -717,7 +801,7 @@ pub struct App {
     stack_ids: DashMap<u64, u32>,
     stacks: RwLock<Vec<StackEntry>>,
     overflow: OnceLock<u32>,
-    labelsets: RwLock<Vec<(Labels, Arc<LabelStats>)>>,
+    labelsets: RwLock<LabelSets>,
     buckets: DashMap<i64, Arc<Bucket>>,
     /// Buckets from this one on are in memory (when present at all).
     oldest_resident: AtomicI64,
@@ -791,14 +875,14 @@ pub struct AppInfo {
 }
 
 impl App {
-    fn new(name: Arc<str>, max_stacks: usize, oldest_resident: i64) -> Self {
+    fn new(name: Arc<str>, limits: &Limits, oldest_resident: i64) -> Self {
         App {
             name,
-            max_stacks,
+            max_stacks: limits.max_stacks_per_app,
             stack_ids: DashMap::new(),
             stacks: RwLock::new(Vec::new()),
             overflow: OnceLock::new(),
-            labelsets: RwLock::new(Vec::new()),
+            labelsets: RwLock::new(LabelSets { max_values: limits.max_label_values, ..LabelSets::default() }),
             buckets: DashMap::new(),
             oldest_resident: AtomicI64::new(oldest_resident),
             reload: Mutex::new(()),
@@ -813,22 +897,37 @@ impl App {
         self.reload.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn labelset(&self, mut labels: Labels) -> (u32, Arc<LabelStats>) {
+    /// The id of a label set (created on first sight), its stats, and whether a value over the
+    /// per-label limit was replaced by [`OVERFLOW_LABEL_VALUE`].
+    fn labelset(&self, mut labels: Labels) -> (u32, Arc<LabelStats>, bool) {
         labels.sort();
         let mut sets = self.labelsets.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = sets.iter().position(|(l, _)| *l == labels) {
-            return (i as u32, Arc::clone(&sets[i].1));
+        if let Some(&i) = sets.index.get(&labels) {
+            return (i, Arc::clone(&sets.list[i as usize].1), false);
+        }
+        let mut overflow = false;
+        for (k, v) in &mut labels {
+            let known = sets.values.get(k.as_str()).is_some_and(|vs| vs.contains(v.as_str()));
+            if !known && sets.values.get(k.as_str()).is_some_and(|vs| vs.len() >= sets.max_values) {
+                *v = OVERFLOW_LABEL_VALUE.to_string();
+                overflow = true;
+            }
+        }
+        if overflow {
+            if let Some(&i) = sets.index.get(&labels) {
+                return (i, Arc::clone(&sets.list[i as usize].1), true);
+            }
         }
         let stats = Arc::new(LabelStats::new(0, i64::MAX, i64::MIN));
-        sets.push((labels, Arc::clone(&stats)));
-        ((sets.len() - 1) as u32, stats)
+        let id = sets.insert(labels, Arc::clone(&stats));
+        (id, stats, overflow)
     }
 
     /// Which label sets match all `matchers`; `None` when none does.
     fn matching_labelsets(&self, matchers: &[(String, String)]) -> Option<Vec<bool>> {
         let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
         let matching: Vec<bool> =
-            sets.iter().map(|(set, _)| matchers.iter().all(|(k, v)| set.iter().any(|(sk, sv)| sk == k && sv == v))).collect();
+            sets.list.iter().map(|(set, _)| matchers.iter().all(|(k, v)| set.iter().any(|(sk, sv)| sk == k && sv == v))).collect();
         (matchers.is_empty() || matching.contains(&true)).then_some(matching)
     }
 
@@ -869,7 +968,7 @@ impl App {
     /// Label names and values this app has seen, with samples and first/last sample time.
     pub fn label_values(&self) -> BTreeMap<String, BTreeMap<String, ValueStats>> {
         let mut out: BTreeMap<String, BTreeMap<String, ValueStats>> = BTreeMap::new();
-        for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
             let (samples, first, last) =
                 (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
             for (k, v) in set {
@@ -878,7 +977,7 @@ impl App {
                     first_seen_ms: i64::MAX,
                     last_seen_ms: i64::MIN,
                 });
-                e.samples += samples;
+                e.samples = e.samples.saturating_add(samples);
                 e.first_seen_ms = e.first_seen_ms.min(first);
                 e.last_seen_ms = e.last_seen_ms.max(last);
             }
@@ -912,11 +1011,33 @@ impl App {
             .map(|g| GaugeReading {
                 family: g.family,
                 label_value: g.label_value.to_string(),
-                labels: sets.get(g.labels as usize).map(|(l, _)| l.clone()).unwrap_or_default(),
+                labels: sets.list.get(g.labels as usize).map(|(l, _)| l.clone()).unwrap_or_default(),
                 value: f64::from_bits(g.bits.load(Ordering::Relaxed)),
                 updated_ms: g.updated_ms.load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+/// One app's label sets: ids are positions in `list` (append-only, stored), `index` finds a set
+/// in O(labels), `values` holds each label name's distinct values for the per-label limit.
+#[derive(Debug, Default)]
+struct LabelSets {
+    list: Vec<(Labels, Arc<LabelStats>)>,
+    index: std::collections::HashMap<Labels, u32>,
+    values: std::collections::HashMap<String, std::collections::HashSet<String>>,
+    max_values: usize,
+}
+
+impl LabelSets {
+    fn insert(&mut self, labels: Labels, stats: Arc<LabelStats>) -> u32 {
+        let id = self.list.len() as u32;
+        for (k, v) in &labels {
+            self.values.entry(k.clone()).or_default().insert(v.clone());
+        }
+        self.index.insert(labels.clone(), id);
+        self.list.push((labels, stats));
+        id
     }
 }
 
@@ -968,7 +1089,7 @@ mod tests {
     }
 
     fn store(max_apps: usize, max_stacks: usize) -> Store {
-        Store::new(Limits { max_apps, max_stacks_per_app: max_stacks }, Duration::from_secs(60))
+        Store::new(Limits { max_apps, max_stacks_per_app: max_stacks, ..Limits::default() }, Duration::from_secs(60))
     }
 
     fn spec(app: &str, labels: &[(&str, &str)]) -> SourceSpec {
@@ -1046,7 +1167,7 @@ mod tests {
         let config = StoreConfig {
             retention: Duration::from_secs(3600),
             max_future: Duration::from_secs(600),
-            ..StoreConfig::in_memory(Limits { max_apps: 1, max_stacks_per_app: 10 }, Duration::from_secs(60))
+            ..StoreConfig::in_memory(Limits { max_apps: 1, max_stacks_per_app: 10, ..Limits::default() }, Duration::from_secs(60))
         };
         let s = Store::open(config, 0).expect("open");
         let src = s.source(1, || spec("a", &[])).expect("src");
@@ -1063,12 +1184,12 @@ mod tests {
         let s = store(10, 10);
         let src = s.source(1, || spec("a", &[])).expect("src");
         let g = |value, relative| Gauge { family: &G, label_value: "", value, relative };
-        s.set_gauge(&src, &g(0.0, false), 1);
-        s.set_gauge(&src, &g(-1.0, true), 2);
+        s.set_gauge(&src, &g(0.0, false), 1).expect("set");
+        s.set_gauge(&src, &g(-1.0, true), 2).expect("set");
         let readings = s.app("a").expect("a").gauges();
         assert_eq!(readings.len(), 1);
         assert_eq!((readings[0].value, readings[0].updated_ms), (-1.0, 2));
-        s.set_gauge(&src, &g(5.0, false), 3);
+        s.set_gauge(&src, &g(5.0, false), 3).expect("set");
         assert_eq!(s.app("a").expect("a").gauges()[0].value, 5.0);
     }
 
@@ -1079,7 +1200,7 @@ mod tests {
             retention: Duration::from_secs(7 * 86_400),
             max_future: Duration::from_secs(600),
             family: |name, kind| (name == "g" && kind == FamilyKind::Gauge).then_some(&G),
-            ..StoreConfig::in_memory(Limits { max_apps: 10, max_stacks_per_app: 100 }, Duration::from_secs(60))
+            ..StoreConfig::in_memory(Limits { max_apps: 10, max_stacks_per_app: 100, ..Limits::default() }, Duration::from_secs(60))
         };
         Store::open(config, 100 * 60_000).expect("open")
     }
@@ -1095,7 +1216,7 @@ mod tests {
             for minute in 90..=100 {
                 s.add_stack(&src, &raw("r;x"), 1, minute * 60_000, now).expect("ok");
             }
-            s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: 7.0, relative: false }, now);
+            s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: 7.0, relative: false }, now).expect("set");
             let stats = s.flush(now).expect("flush");
             assert_eq!(stats.buckets, 11);
             assert_eq!(stats.evicted, 7, "minutes 90..=96 leave memory (the window, plus one bucket of margin, stays)");

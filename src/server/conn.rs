@@ -1,0 +1,319 @@
+//! The HTTP connection layer: accept loop, connection cap, timeouts, optional TLS.
+//!
+//! axum's own `serve` has no connection cap and no timeouts, so one client holding idle or
+//! half-sent connections can exhaust file descriptors. Here every connection:
+//!
+//! * takes a slot of `--http-max-connections`; when none is free the connection is closed at
+//!   once (counted as `stackd_limit_hits_total{limit="connections"}`), so the listen backlog
+//!   keeps draining and the limit is visible;
+//! * is closed when a request head has started arriving but is not complete within
+//!   `--http-header-timeout` (slow headers; `limit="header_timeout"`), or when it has been idle,
+//!   no request in flight and no bytes moving, for `--http-idle-timeout` (`limit="idle_timeout"`);
+//! * with `--tls-cert`/`--tls-key`, completes its TLS handshake within the header timeout.
+//!
+//! Request bodies have their own deadline (`--http-request-timeout`, in the handlers). Shutdown
+//! stops accepting, lets requests in flight finish (bounded), then closes what is left.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How long shutdown waits for requests in flight before closing their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Connection limits and timeouts (the `--http-*` flags).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// A TLS server configuration from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context as _;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not fit together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serve `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limits: ConnLimits,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: say so, back off, keep serving.
+                    metrics.http_accept_errors.inc();
+                    tracing::warn!(error = %e, "cannot accept an HTTP connection (stackd_http_accept_errors_total)");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.limit_hits.with_label_values(&["connections"]).inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (router, metrics, tls, shutdown) = (router.clone(), metrics.clone(), tls.clone(), shutdown.clone());
+        connections.spawn(async move {
+            metrics.http_connections.inc();
+            serve_connection(stream, tls, router, limits, &metrics, shutdown).await;
+            metrics.http_connections.dec();
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Let requests in flight finish; idle connections close at once on graceful shutdown.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(left = connections.len(), "closing HTTP connections still busy after the shutdown grace period");
+        connections.shutdown().await;
+    }
+}
+
+/// What the watchdog of one connection reads: set by the I/O wrapper and the service.
+#[derive(Debug)]
+struct Activity {
+    started: Instant,
+    /// Requests being handled.
+    in_flight: AtomicUsize,
+    /// Milliseconds since `started` of the last byte moved, or the last response.
+    last_active: AtomicI64,
+    /// Milliseconds since `started` of the first byte of a request head not yet complete; -1
+    /// when none is arriving.
+    head_started: AtomicI64,
+}
+
+impl Activity {
+    fn now(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    fn on_read(&self) {
+        let now = self.now();
+        self.last_active.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ = self.head_started.compare_exchange(-1, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn on_request(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(-1, Ordering::Relaxed);
+    }
+
+    fn on_response(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.last_active.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Why the connection should be closed now, if it should.
+    fn expired(&self, limits: &ConnLimits) -> Option<&'static str> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let now = self.now();
+        let head = self.head_started.load(Ordering::Relaxed);
+        if head >= 0 && now - head >= limits.header_timeout.as_millis() as i64 {
+            return Some("header_timeout");
+        }
+        if head < 0 && now - self.last_active.load(Ordering::Relaxed) >= limits.idle_timeout.as_millis() as i64 {
+            return Some("idle_timeout");
+        }
+        None
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limits: ConnLimits,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) {
+    let activity = Arc::new(Activity {
+        started: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        last_active: AtomicI64::new(0),
+        head_started: AtomicI64::new(-1),
+    });
+    let io = Watched { inner: stream, activity: Arc::clone(&activity) };
+    match tls {
+        None => drive(io, router, limits, metrics, activity, shutdown).await,
+        Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+            Ok(Ok(tls_stream)) => drive(tls_stream, router, limits, metrics, activity, shutdown).await,
+            Ok(Err(e)) => {
+                metrics.requests_rejected.with_label_values(&["tls_handshake"]).inc();
+                tracing::debug!(error = %e, "TLS handshake failed");
+            }
+            Err(_) => metrics.limit_hits.with_label_values(&["header_timeout"]).inc(),
+        },
+    }
+}
+
+async fn drive<I>(io: I, router: Router, limits: ConnLimits, metrics: &Metrics, activity: Arc<Activity>, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut router = router.clone();
+            let activity = Arc::clone(&activity);
+            activity.on_request();
+            async move {
+                let response = tower_service::Service::call(&mut router, request).await;
+                activity.on_response();
+                response
+            }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // The watchdog below times headers (and idleness) itself.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let tick = (limits.header_timeout.min(limits.idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut watchdog = tokio::time::interval(tick);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = watchdog.tick() => {
+                if let Some(limit) = activity.expired(&limits) {
+                    metrics.limit_hits.with_label_values(&[limit]).inc();
+                    return; // dropping the connection closes the socket
+                }
+            }
+        }
+    }
+}
+
+/// The socket, noting when bytes move (for the watchdog).
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.last_active.store(self.activity.now(), Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.last_active.store(self.activity.now(), Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// File descriptors kept for everything but HTTP connections (store, sockets, /proc reads).
+const FD_RESERVE: u64 = 64;
+
+/// Raise the soft open-files limit to the hard one (as Go's runtime does), and return how many
+/// HTTP connections fit under it: `wanted`, or fewer (with a warning) when the limit is lower.
+pub fn fit_to_fd_limit(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return wanted };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    let room = usize::try_from(soft.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX).max(16);
+    if room < wanted {
+        tracing::warn!(
+            open_files_limit = soft,
+            wanted,
+            using = room,
+            "the open-files limit leaves room for fewer HTTP connections than --http-max-connections; raise LimitNOFILE (deploy/stackd.service) or ulimit -n"
+        );
+        return room;
+    }
+    wanted
+}
