@@ -260,6 +260,78 @@ fn a_damaged_store_is_refused_and_kept() {
     assert_eq!(std::fs::read(&file).expect("still there"), b"not a database");
 }
 
+/// Damage inside the file (not its header) used to panic in the storage library at start-up,
+/// with the file unnamed, and the open had already modified the file. Now each damage that
+/// stops start-up is one line naming the file, and the file is left byte for byte as it was.
+#[tokio::test]
+async fn a_store_damaged_in_its_middle_is_refused_untouched() {
+    let dir = TempDir::new("middle");
+    let bin = Binary::start(&dir.0, &["--prefix-labels", "SKIP.app.executor"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    for i in 0..600u32 {
+        let frames: Vec<String> = (0..20).map(|j| format!("com.ex.C{}.m{j}:{}", (i * 7 + j) % 301, (i + j) % 97 + 1)).collect();
+        let frames: Vec<&str> = frames.iter().map(String::as_str).collect();
+        let name = format!("spark.app{}.{}.{}:{}|g", i % 7, i % 5, common::agent_stack_name(&frames), i % 9 + 1);
+        socket.send_to(name.as_bytes(), &bin.statsd).expect("send");
+        if i % 100 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    bin.stop();
+    let file = dir.0.join("stackd.redb");
+    let clean = std::fs::read(&file).expect("store");
+    let mut refused = 0;
+    for eighth in 1..=6 {
+        let mut damaged = clean.clone();
+        let at = clean.len() * eighth / 8 / 4096 * 4096;
+        damaged[at..at + 4096].fill(0);
+        std::fs::write(&file, &damaged).expect("write");
+        let (code, stderr) = run_briefly(&dir.0);
+        if code == Some(1) {
+            refused += 1;
+            let prefix = format!("stackd: {} is damaged: ", file.display());
+            assert!(
+                stderr.starts_with(&prefix) && stderr.ends_with("; stackd never deletes data, move the file away to start empty\n"),
+                "{stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+            assert!(std::fs::read(&file).expect("still there") == damaged, "a refused store is not modified");
+        } else {
+            // Damage where start-up does not read (a bucket page) is found later; stackd ran.
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    assert!(refused >= 3, "the damaged metadata pages were found: {refused} of 6 refused");
+}
+
+/// Start stackd on `dir`; its exit code and stderr if it stops within 5 s, else kill it (it
+/// started) and return `None` with what it logged.
+fn run_briefly(dir: &std::path::Path) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stackd"))
+        .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
+    (code, stderr)
+}
+
 #[test]
 fn a_newer_store_format_is_refused() {
     let dir = TempDir::new("newer");

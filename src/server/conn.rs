@@ -3,9 +3,11 @@
 //! axum's own `serve` has no connection cap and no timeouts, so one client holding idle or
 //! half-sent connections can exhaust file descriptors. Here every connection:
 //!
-//! * takes a slot of `--http-max-connections`; when none is free the connection is closed at
-//!   once (counted as `stackd_limit_hits_total{limit="connections"}`), so the listen backlog
-//!   keeps draining and the limit is visible;
+//! * takes a slot of `--http-max-connections`. When none is free, the connection that has been
+//!   idle longest (no request in flight) is closed to make room, as nginx reuses keep-alive
+//!   connections; when every connection is busy, the new one is closed at once. Either way it is
+//!   counted (`stackd_limit_hits_total{limit="connections"}`), so a flood of idle connections
+//!   never makes stackd unanswerable and the listen backlog keeps draining;
 //! * is closed when a request head has started arriving but is not complete within
 //!   `--http-header-timeout` (slow headers; `limit="header_timeout"`), or when it has been idle,
 //!   no request in flight and no bytes moving, for `--http-idle-timeout` (`limit="idle_timeout"`);
@@ -14,11 +16,12 @@
 //! Request bodies have their own deadline (`--http-request-timeout`, in the handlers). Shutdown
 //! stops accepting, lets requests in flight finish (bounded), then closes what is left.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,7 +29,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -79,6 +82,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let open: Arc<Mutex<HashMap<u64, Arc<Handle>>>> = Arc::default();
+    let mut next_id = 0u64;
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -95,17 +100,35 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics.limit_hits.with_label_values(&["connections"]).inc();
-            drop(stream);
-            continue;
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                metrics.limit_hits.with_label_values(&["connections"]).inc();
+                let Some(idlest) = idlest(&open) else {
+                    drop(stream); // every connection is busy
+                    continue;
+                };
+                idlest.close.notify_one();
+                match tokio::time::timeout(EVICTION_WAIT, Arc::clone(&slots).acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
-        let (router, metrics, tls, shutdown) = (router.clone(), metrics.clone(), tls.clone(), shutdown.clone());
+        let handle = Arc::new(Handle { activity: Arc::new(Activity::new()), close: Notify::new() });
+        next_id += 1;
+        let id = next_id;
+        open.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&handle));
+        let (router, metrics, tls, shutdown, open) = (router.clone(), metrics.clone(), tls.clone(), shutdown.clone(), Arc::clone(&open));
         connections.spawn(async move {
             metrics.http_connections.inc();
-            serve_connection(stream, tls, router, limits, &metrics, shutdown).await;
+            serve_connection(stream, tls, router, limits, &metrics, &handle, shutdown).await;
             metrics.http_connections.dec();
+            open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             drop(slot);
         });
     }
@@ -116,6 +139,23 @@ pub async fn serve(
         tracing::warn!(left = connections.len(), "closing HTTP connections still busy after the shutdown grace period");
         connections.shutdown().await;
     }
+}
+
+/// How long a new connection waits for the slot of an idle connection it asked to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
+/// An open connection, as the accept loop sees it.
+#[derive(Debug)]
+struct Handle {
+    activity: Arc<Activity>,
+    /// Asks the connection to close (to make room for a new one).
+    close: Notify,
+}
+
+/// The open connection idle the longest (none in flight), if any.
+fn idlest(open: &Mutex<HashMap<u64, Arc<Handle>>>) -> Option<Arc<Handle>> {
+    let open = open.lock().unwrap_or_else(|e| e.into_inner());
+    open.values().filter(|h| h.activity.in_flight.load(Ordering::Relaxed) == 0).min_by_key(|h| h.activity.idle_since()).map(Arc::clone)
 }
 
 /// What the watchdog of one connection reads: set by the I/O wrapper and the service.
@@ -132,6 +172,20 @@ struct Activity {
 }
 
 impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_active: AtomicI64::new(0),
+            head_started: AtomicI64::new(-1),
+        }
+    }
+
+    /// When this connection last did something, on one clock for all connections.
+    fn idle_since(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_active.load(Ordering::Relaxed).max(0) as u64)
+    }
+
     fn now(&self) -> i64 {
         self.started.elapsed().as_millis() as i64
     }
@@ -177,19 +231,14 @@ async fn serve_connection(
     router: Router,
     limits: ConnLimits,
     metrics: &Metrics,
+    handle: &Handle,
     shutdown: CancellationToken,
 ) {
-    let activity = Arc::new(Activity {
-        started: Instant::now(),
-        in_flight: AtomicUsize::new(0),
-        last_active: AtomicI64::new(0),
-        head_started: AtomicI64::new(-1),
-    });
-    let io = Watched { inner: stream, activity: Arc::clone(&activity) };
+    let io = Watched { inner: stream, activity: Arc::clone(&handle.activity) };
     match tls {
-        None => drive(io, router, limits, metrics, activity, shutdown).await,
+        None => drive(io, router, limits, metrics, handle, shutdown).await,
         Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
-            Ok(Ok(tls_stream)) => drive(tls_stream, router, limits, metrics, activity, shutdown).await,
+            Ok(Ok(tls_stream)) => drive(tls_stream, router, limits, metrics, handle, shutdown).await,
             Ok(Err(e)) => {
                 metrics.requests_rejected.with_label_values(&["tls_handshake"]).inc();
                 tracing::debug!(error = %e, "TLS handshake failed");
@@ -199,10 +248,11 @@ async fn serve_connection(
     }
 }
 
-async fn drive<I>(io: I, router: Router, limits: ConnLimits, metrics: &Metrics, activity: Arc<Activity>, shutdown: CancellationToken)
+async fn drive<I>(io: I, router: Router, limits: ConnLimits, metrics: &Metrics, handle: &Handle, shutdown: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = &handle.activity;
     let service = {
         let activity = Arc::clone(&activity);
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -239,6 +289,8 @@ where
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
+            // Evicted to make room, unless a request started meanwhile.
+            _ = handle.close.notified() => if activity.in_flight.load(Ordering::Relaxed) == 0 { return },
             _ = watchdog.tick() => {
                 if let Some(limit) = activity.expired(&limits) {
                     metrics.limit_hits.with_label_values(&[limit]).inc();

@@ -578,8 +578,25 @@ async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
     ))
 }
 
+/// Text for HTML: markup escaped, and characters that would change how the page reads (bidi
+/// overrides and isolates, controls, non-characters) shown as `<U+202E>` instead of acting.
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{fffe}' | '\u{ffff}' => {
+                out.push_str(&format!("&lt;U+{:04X}&gt;", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("&lt;U+{:04X}&gt;", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters.

@@ -164,11 +164,25 @@ struct LabelStats {
     samples: AtomicU64,
     first_ms: AtomicI64,
     last_ms: AtomicI64,
+    /// Changed since it was last written.
+    dirty: AtomicBool,
 }
 
 impl LabelStats {
-    fn new(samples: u64, first_ms: i64, last_ms: i64) -> Self {
-        LabelStats { samples: AtomicU64::new(samples), first_ms: AtomicI64::new(first_ms), last_ms: AtomicI64::new(last_ms) }
+    fn new(samples: u64, first_ms: i64, last_ms: i64, dirty: bool) -> Self {
+        LabelStats {
+            samples: AtomicU64::new(samples),
+            first_ms: AtomicI64::new(first_ms),
+            last_ms: AtomicI64::new(last_ms),
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+}
+
+/// Set a dirty flag without writing the cache line when it is already set (the hot path).
+fn mark(flag: &AtomicBool) {
+    if !flag.load(Ordering::Relaxed) {
+        flag.store(true, Ordering::Release);
     }
 }
 
@@ -323,6 +337,7 @@ impl Store {
         saturating_add(&stats.samples, count);
         stats.first_ms.fetch_min(time_ms, Ordering::Relaxed);
         stats.last_ms.fetch_max(time_ms, Ordering::Relaxed);
+        mark(&stats.dirty);
         Ok(stored)
     }
 
@@ -376,7 +391,7 @@ impl Store {
             None => app
                 .gauges
                 .entry(key)
-                .or_insert_with(|| GaugeCell::new(gauge.family, gauge.label_value.into(), source.labels, 0.0, time_ms))
+                .or_insert_with(|| GaugeCell::new(gauge.family, gauge.label_value.into(), source.labels, 0.0, time_ms, true))
                 .downgrade(),
         };
         if gauge.relative {
@@ -385,6 +400,7 @@ impl Store {
             cell.bits.store(gauge.value.to_bits(), Ordering::Relaxed);
         }
         cell.updated_ms.store(time_ms, Ordering::Relaxed);
+        mark(&cell.dirty);
         app.last_seen_ms.fetch_max(time_ms, Ordering::Relaxed);
         Ok(())
     }
@@ -496,6 +512,8 @@ impl Store {
         }
         let mut stats = FlushStats::default();
         let mut written: Vec<Arc<Bucket>> = Vec::new();
+        let mut labels_written: Vec<Arc<LabelStats>> = Vec::new();
+        let mut gauges_written: Vec<(Arc<App>, u64)> = Vec::new();
         // Lengths of the append-only id spaces as written, to be marked persisted on commit.
         let mut stacks_written: Vec<usize> = Vec::with_capacity(apps.len());
         let mut frames_written = *frames_on_disk;
@@ -523,6 +541,11 @@ impl Store {
                     }
                 }
                 for g in app.gauges.iter() {
+                    if !g.dirty.swap(false, Ordering::AcqRel) {
+                        continue;
+                    }
+                    gauges_written.push((Arc::clone(app), *g.key()));
+                    stats.rows += 1;
                     blob.clear();
                     put_str(&mut blob, g.family.name);
                     blob.push(g.family.kind as u8);
@@ -532,8 +555,13 @@ impl Store {
                     put_ivarint(&mut blob, g.updated_ms.load(Ordering::Relaxed));
                     gauges_t.insert((name, *g.key()), &blob[..]).map_err(StoreError::write)?;
                 }
-                // Label sets carry their running totals: all of them, every flush (few).
+                // Label sets carry their running totals: those that changed.
                 for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().enumerate() {
+                    if !st.dirty.swap(false, Ordering::AcqRel) {
+                        continue;
+                    }
+                    labels_written.push(Arc::clone(st));
+                    stats.rows += 1;
                     blob.clear();
                     put_varint(&mut blob, st.samples.load(Ordering::Relaxed));
                     put_ivarint(&mut blob, st.first_ms.load(Ordering::Relaxed));
@@ -548,6 +576,7 @@ impl Store {
                 let persisted = app.persisted.lock().unwrap_or_else(|e| e.into_inner());
                 if persisted.1 == 0 {
                     apps_t.insert(name, now_ms).map_err(StoreError::write)?;
+                    stats.rows += 1;
                 }
                 let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
                 for (id, s) in stacks.iter().enumerate().skip(persisted.0) {
@@ -557,6 +586,7 @@ impl Store {
                         put_varint(&mut blob, u64::from(*f));
                     }
                     stacks_t.insert((name, id as u32), &blob[..]).map_err(StoreError::write)?;
+                    stats.rows += 1;
                 }
                 stacks_written.push(stacks.len());
                 // Retention.
@@ -577,8 +607,14 @@ impl Store {
                 let mut t = w.open_table(disk::FRAMES).map_err(StoreError::write)?;
                 for (id, name) in names.iter().enumerate().skip(*frames_on_disk) {
                     t.insert(id as u32, &**name).map_err(StoreError::write)?;
+                    stats.rows += 1;
                 }
                 frames_written = names.len();
+            }
+            if stats.buckets + stats.rows + stats.deleted == 0 {
+                // Nothing changed: no commit, no fsync, the file is not touched.
+                w.abort().map_err(StoreError::write)?;
+                return Ok(());
             }
             w.commit().map_err(StoreError::write)
         })();
@@ -600,6 +636,14 @@ impl Store {
                 // Keep everything: mark written buckets dirty again and unseal the evicted ones.
                 for b in written {
                     b.dirty.store(true, Ordering::Release);
+                }
+                for st in labels_written {
+                    st.dirty.store(true, Ordering::Release);
+                }
+                for (app, key) in gauges_written {
+                    if let Some(g) = app.gauges.get(&key) {
+                        g.dirty.store(true, Ordering::Release);
+                    }
                 }
                 for (_, _, b) in sealed {
                     *b.sealed.write().unwrap_or_else(|e| e.into_inner()) = false;
@@ -684,7 +728,7 @@ impl Store {
                     }
                     saturating_add(&app.total, samples);
                     app.last_seen_ms.fetch_max(last, Ordering::Relaxed);
-                    sets.insert(labels, Arc::new(LabelStats::new(samples, first, last)));
+                    sets.insert(labels, Arc::new(LabelStats::new(samples, first, last, false)));
                 }
             }
             for e in gauges_t.range((&*name, 0u64)..=(&*name, u64::MAX)).map_err(|e| corrupt(e.to_string()))? {
@@ -703,7 +747,7 @@ impl Store {
                     tracing::warn!(app = %name, family, "dropping a stored gauge of a family this stackd does not know");
                     continue;
                 };
-                app.gauges.insert(key.value().1, GaugeCell::new(family, label_value.into(), labels, f64::from_bits(bits), updated));
+                app.gauges.insert(key.value().1, GaugeCell::new(family, label_value.into(), labels, f64::from_bits(bits), updated, false));
             }
             self.apps.insert(name, Arc::new(app));
         }
@@ -715,6 +759,8 @@ impl Store {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlushStats {
     pub buckets: usize,
+    /// Rows other than buckets written (apps, stacks, label sets, gauges, frames).
+    pub rows: usize,
     pub bytes: usize,
     pub evicted: usize,
     pub deleted: usize,
@@ -821,11 +867,20 @@ struct GaugeCell {
     labels: u32,
     bits: AtomicU64,
     updated_ms: AtomicI64,
+    /// Changed since it was last written.
+    dirty: AtomicBool,
 }
 
 impl GaugeCell {
-    fn new(family: &'static GaugeFamily, label_value: Box<str>, labels: u32, value: f64, updated_ms: i64) -> Self {
-        GaugeCell { family, label_value, labels, bits: AtomicU64::new(value.to_bits()), updated_ms: AtomicI64::new(updated_ms) }
+    fn new(family: &'static GaugeFamily, label_value: Box<str>, labels: u32, value: f64, updated_ms: i64, dirty: bool) -> Self {
+        GaugeCell {
+            family,
+            label_value,
+            labels,
+            bits: AtomicU64::new(value.to_bits()),
+            updated_ms: AtomicI64::new(updated_ms),
+            dirty: AtomicBool::new(dirty),
+        }
     }
 }
 
@@ -918,7 +973,7 @@ impl App {
                 return (i, Arc::clone(&sets.list[i as usize].1), true);
             }
         }
-        let stats = Arc::new(LabelStats::new(0, i64::MAX, i64::MIN));
+        let stats = Arc::new(LabelStats::new(0, i64::MAX, i64::MIN, true));
         let id = sets.insert(labels, Arc::clone(&stats));
         (id, stats, overflow)
     }
@@ -1244,6 +1299,60 @@ mod tests {
         let q = Query { from_ms: Some(now), to_ms: None, labels: vec![] };
         assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 2)]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn flushes_write_only_what_changed() {
+        let dir = std::env::temp_dir().join(format!("stackd-store-dirty-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = 100 * 60_000;
+        {
+            let s = on_disk(&dir, Duration::from_secs(3600));
+            for e in 0..50 {
+                let src = s.source(e, || spec("a", &[("executor", &e.to_string())])).expect("src");
+                s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+                s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: e as f64, relative: false }, now).expect("set");
+            }
+            let first = s.flush(now).expect("flush");
+            assert_eq!((first.buckets, first.rows), (1, 1 + 1 + 50 + 50 + 2), "app, stack, label sets, gauges, frames");
+            assert_eq!(s.flush(now).expect("flush"), FlushStats::default(), "nothing changed, nothing written");
+            let src = s.source(3, || unreachable!()).expect("cached");
+            s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+            let third = s.flush(now).expect("flush");
+            assert_eq!((third.buckets, third.rows), (1, 1), "the bucket (whole) and one label set");
+        }
+        let s = on_disk(&dir, Duration::from_secs(3600));
+        assert_eq!(s.flush(now).expect("flush"), FlushStats::default(), "a restart writes nothing");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn many_label_sets_are_found_by_index() {
+        let s = store(10, 10);
+        for e in 0..30_000u64 {
+            let src = s.source(e, || spec("a", &[("executor", &e.to_string()), ("host", "h")])).expect("src");
+            s.add_stack(&src, &raw("x"), e + 1, 0, 0).expect("ok");
+        }
+        let app = s.app("a").expect("a");
+        let values = app.label_values();
+        assert_eq!(values["executor"].len(), 10_000 + 1, "the default cap, plus the overflow value");
+        assert_eq!(values["executor"]["29"].samples, 30);
+        let overflow: u64 = (10_000..30_000u64).map(|e| e + 1).sum();
+        assert_eq!(values["executor"][OVERFLOW_LABEL_VALUE].samples, overflow);
+        assert_eq!(app.total_samples(), (1..=30_000u64).sum::<u64>());
+        // Resolving a known label set again finds the same id.
+        let again = app.labelset(vec![("host".into(), "h".into()), ("executor".into(), "29".into())]);
+        assert_eq!((again.0, again.2), (29, false));
+    }
+
+    #[test]
+    fn totals_saturate_instead_of_wrapping() {
+        let s = store(10, 10);
+        let src = s.source(1, || spec("a", &[])).expect("src");
+        add(&s, &src, "x", u64::MAX - 1, 0);
+        add(&s, &src, "x", 5, 0);
+        assert_eq!(s.app("a").expect("a").total_samples(), u64::MAX);
+        assert_eq!(folded(&s, "a", &Query::default()), [("x".to_string(), u64::MAX)]);
     }
 
     #[test]
