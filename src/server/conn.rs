@@ -254,7 +254,7 @@ where
 {
     let activity = &handle.activity;
     let service = {
-        let activity = Arc::clone(&activity);
+        let activity = Arc::clone(activity);
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let mut router = router.clone();
             let activity = Arc::clone(&activity);
