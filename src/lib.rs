@@ -27,10 +27,15 @@
 //! * [`store`]: per-app aggregation; never imports a protocol module.
 //! * [`render`]: folded text, inferno SVG, d3/Flink JSON.
 //! * [`metrics`]: stackd's own metrics and the exported JVM gauges.
-//! * [`server`]: the UDP receive thread and the axum HTTP server.
+//! * [`server`]: the UDP receive thread; the HTTP connection layer (connection cap, timeouts,
+//!   TLS), optional authentication, and the axum handlers.
+//! * `invariants` (feature `invariants`): what holds for any input, checked by the fuzz targets
+//!   in `fuzz/` and over their kept corpora by `tests/fuzz_corpus.rs`.
 
 pub mod config;
 pub mod ingest;
+#[cfg(feature = "invariants")]
+pub mod invariants;
 pub mod metrics;
 pub mod protocol;
 pub mod render;

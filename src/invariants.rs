@@ -1,0 +1,188 @@
+//! Invariants that hold for any input whatsoever, checked by the fuzz targets (`fuzz/`) and, over
+//! the kept corpora and crash inputs, by `cargo test` (`tests/fuzz_corpus.rs`). Each function
+//! panics when an invariant breaks; "does not crash" is the least of what they check:
+//!
+//! * parsers: every accepted statsd sample is a finite number, every accepted line-protocol
+//!   line can be walked (tags, fields) and every refusal has a message;
+//! * ingest: an app's total never decreases, and always equals the sum of its folded output;
+//! * rendering: folded output is sorted and sums to the total, JSON is well-formed with each
+//!   node's value at least the sum of its children's, and SVG is well-formed XML.
+//!
+//! Built only with the `invariants` feature (it needs an XML parser that stackd itself does not).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ingest::{Ingest, Precision};
+use crate::metrics::Metrics;
+use crate::protocol::{influx, statsd};
+use crate::render::{self, Stacks, Titles};
+use crate::store::{Limits, Query, Store};
+
+/// Separates the payloads of one fuzz input in the ingest checks.
+const SPLIT: u8 = 0xff;
+
+/// The statsd parser on one datagram.
+pub fn statsd_parse(data: &[u8]) {
+    for line in statsd::parse_datagram(data) {
+        let Ok(line) = line else { continue };
+        assert!(!line.name.is_empty(), "an accepted line has a name");
+        for sample in line.samples() {
+            if sample.kind != statsd::MetricType::Set {
+                let v = sample.number().expect("an accepted sample has a number");
+                assert!(v.is_finite(), "{v}");
+            }
+            assert!(sample.rate > 0.0 && sample.rate <= 1.0, "rate {}", sample.rate);
+        }
+        let _ = line.tags.iter().count();
+    }
+}
+
+/// The line-protocol parser on one body.
+pub fn influx_parse(data: &[u8]) {
+    for line in influx::parse_body(data) {
+        match line {
+            Ok(line) => {
+                assert!(!line.measurement().is_empty(), "an accepted line has a measurement");
+                let _ = line.tags().count();
+                assert!(line.fields().count() > 0, "an accepted line has fields");
+            }
+            Err(e) => assert!(e.to_string().starts_with("unable to parse '"), "{e}"),
+        }
+    }
+}
+
+fn ingest() -> Ingest {
+    thread_local! {
+        // A registry is costly to build; counters are not part of any invariant, so one is shared.
+        static METRICS: Metrics = Metrics::new();
+    }
+    let limits = Limits { max_apps: 8, max_stacks_per_app: 64, max_label_values: 8, max_series_per_app: 16 };
+    let store = Arc::new(Store::new(limits, Duration::from_secs(60)));
+    let template = crate::config::PrefixTemplate::parse("SKIP.app.executor").ok();
+    Ingest::new(store, METRICS.with(Metrics::clone), template)
+}
+
+/// Payloads separated by 0xff; the first byte's low bit picks statsd (0) or line protocol (1).
+/// The store is small (8 apps, 64 stacks each, 8 label values, 16 gauge series), so that the
+/// limits are reached too.
+/// After each payload no app's total has gone down, and each total equals its folded sum.
+pub fn ingest_payloads(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let ingest = ingest();
+    let now = 1_700_000_000_000;
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for payload in rest.split(|&b| b == SPLIT) {
+        if mode & 1 == 0 {
+            ingest.statsd_datagram(payload, now);
+        } else {
+            let _ = ingest.influx_body(payload, Precision::Nanos, now);
+        }
+        for app in ingest.store.apps() {
+            let total = app.total_samples();
+            let before = totals.insert(app.name.to_string(), total).unwrap_or(0);
+            assert!(total >= before, "{}: total went from {before} down to {total}", app.name);
+        }
+    }
+    for app in ingest.store.apps() {
+        let Some(profile) = ingest.store.query(&app, &Query::default()) else { continue };
+        assert_eq!(profile.total, app.total_samples(), "{}: the profile holds every sample", app.name);
+        // SVG is checked by `render_folded`; here the outputs that come straight from the store.
+        outputs(&ingest.store.resolve(&profile), profile.total, false);
+    }
+}
+
+/// Text as folded stacks (`a;b;c 3` per line, anything else skipped), rendered every way.
+pub fn render_folded(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut stacks: Stacks = Vec::new();
+    let mut total = 0u64;
+    for line in text.lines() {
+        let Some((stack, count)) = line.rsplit_once(' ') else { continue };
+        let Ok(count) = count.parse::<u64>() else { continue };
+        if stack.is_empty() {
+            continue;
+        }
+        stacks.push((stack.split(';').map(Arc::from).collect(), count));
+        total = total.saturating_add(count);
+    }
+    outputs(&stacks, total, true);
+}
+
+/// Folded, JSON and (when `svg`) SVG of `stacks`, each checked.
+fn outputs(stacks: &Stacks, total: u64, svg: bool) {
+    let folded = render::folded(stacks);
+    let mut sum = 0u64;
+    let mut previous: Option<&str> = None;
+    for line in folded.lines() {
+        let (stack, count) = line.rsplit_once(' ').expect("folded line ends in a count");
+        sum = sum.saturating_add(count.parse::<u64>().expect("count"));
+        assert!(previous.is_none_or(|p| p < stack), "folded lines sorted and merged: {previous:?} then {stack:?}");
+        previous = Some(stack);
+    }
+    assert_eq!(sum, total, "folded output sums to the total");
+    check_json_tree(&render::json(stacks), total);
+    if svg && total > 0 {
+        let titles = Titles { title: "t\u{1}".into(), subtitle: Some("s".into()) };
+        let svg = render::svg(&folded, &titles).expect("renders");
+        let text = String::from_utf8(svg).expect("SVG is UTF-8");
+        let options = roxmltree::ParsingOptions { allow_dtd: true, nodes_limit: u32::MAX };
+        if let Err(e) = roxmltree::Document::parse_with_options(&text, options) {
+            panic!("SVG is not well-formed XML: {e}");
+        }
+    }
+}
+
+/// `{"name":"…","value":N,"children":[…]}` nested to any depth (checked without recursion):
+/// strings valid JSON, root value `total`, each value at least the sum of its children's.
+fn check_json_tree(json: &str, total: u64) {
+    let b = json.as_bytes();
+    let mut i = 0;
+    // (value, sum of children so far) of each open node.
+    let mut open: Vec<(u64, u64)> = Vec::new();
+    let mut root = None;
+    let expect = |i: &mut usize, what: &str| {
+        assert!(json[*i..].starts_with(what), "expected {what:?} at {i} in {}", &json[..json.len().min(200)]);
+        *i += what.len();
+    };
+    loop {
+        expect(&mut i, "{\"name\":");
+        let start = i;
+        i += 1;
+        while b[i] != b'"' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i += 1;
+        serde_json::from_str::<String>(&json[start..i]).expect("a valid JSON string");
+        expect(&mut i, ",\"value\":");
+        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let value: u64 = json[i..i + digits].parse().expect("value");
+        i += digits;
+        expect(&mut i, ",\"children\":[");
+        match open.last_mut() {
+            Some(parent) => parent.1 = parent.1.saturating_add(value),
+            None => root = Some(value),
+        }
+        open.push((value, 0));
+        // Close finished nodes; a comma means a sibling follows.
+        loop {
+            if json[i..].starts_with("]}") {
+                i += 2;
+                let (value, children) = open.pop().expect("open node");
+                assert!(children <= value, "children ({children}) exceed their parent ({value})");
+                if open.is_empty() {
+                    assert_eq!(i, json.len(), "nothing after the root");
+                    assert_eq!(root, Some(total), "root value is the total");
+                    return;
+                }
+                if json[i..].starts_with(',') {
+                    i += 1;
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+    }
+}
