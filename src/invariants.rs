@@ -125,11 +125,17 @@ fn outputs(stacks: &Stacks, total: u64, svg: bool) {
     check_json_tree(&render::json(stacks), total);
     if svg && total > 0 {
         let titles = Titles { title: "t\u{1}".into(), subtitle: Some("s".into()) };
-        let svg = render::svg(&folded, &titles).expect("renders");
+        let svg = render::svg(stacks, &titles).expect("renders");
         let text = String::from_utf8(svg).expect("SVG is UTF-8");
         let options = roxmltree::ParsingOptions { allow_dtd: true, nodes_limit: u32::MAX };
         if let Err(e) = roxmltree::Document::parse_with_options(&text, options) {
             panic!("SVG is not well-formed XML: {e}");
+        }
+        // The renderer's own total ("all (1,234 samples, 100%)") is every sample.
+        let all = text.split("<title>all (").nth(1).expect("an \"all\" frame");
+        let shown: String = all.split(' ').next().unwrap_or("").chars().filter(char::is_ascii_digit).collect();
+        if total < u64::MAX {
+            assert_eq!(shown, total.to_string(), "the SVG counts every sample");
         }
     }
 }

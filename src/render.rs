@@ -94,20 +94,57 @@ pub fn folded(stacks: &Stacks) -> String {
     out
 }
 
-/// An interactive SVG flame graph (zoom, search) of folded text.
-pub fn svg(folded: &str, titles: &Titles) -> std::io::Result<Vec<u8>> {
+/// An interactive SVG flame graph (zoom, search) of `stacks`.
+pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = xml_text(&titles.title).into_owned();
     opts.subtitle = titles.subtitle.as_deref().map(|s| xml_text(s).into_owned());
-    // Frame names are whatever agents sent: keep the SVG well-formed XML.
-    let folded = xml_text(folded);
     opts.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
     opts.hash = true;
     opts.deterministic = true;
     opts.count_name = "samples".into();
-    let mut out = Vec::with_capacity(folded.len() * 2 + 16 * 1024);
-    inferno::flamegraph::from_lines(&mut opts, folded.lines(), &mut out)?;
+    let input = svg_input(stacks);
+    let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
+    inferno::flamegraph::from_lines(&mut opts, input.lines(), &mut out)?;
     Ok(out)
+}
+
+/// Folded lines as the SVG renderer must see them, whatever the frames hold. Its parser takes
+/// the text after the last space as the count (and a number before that as a differential
+/// baseline), trims each line, and wants lines sorted after trimming. So spaces inside frames
+/// become no-break spaces, whitespace at either end of a stack is dropped (a stack left empty
+/// is `[blank]`), `;` and line breaks become `_` as in folded output, and characters XML
+/// forbids become U+FFFD.
+fn svg_input(stacks: &Stacks) -> String {
+    let mut lines: Vec<(String, u64)> = stacks
+        .iter()
+        .map(|(frames, count)| {
+            let mut line = String::new();
+            for (i, frame) in frames.iter().enumerate() {
+                if i > 0 {
+                    line.push(';');
+                }
+                line.extend(xml_text(frame).chars().map(|c| match c {
+                    ';' | '\n' | '\r' => '_',
+                    ' ' => '\u{a0}',
+                    c => c,
+                }));
+            }
+            let trimmed = line.trim();
+            let line = if trimmed.is_empty() { "[blank]".to_string() } else { trimmed.to_string() };
+            (line, *count)
+        })
+        .collect();
+    lines.sort_unstable();
+    // The renderer adds counts up in a u64 without checking: when they would overflow (only
+    // near-saturated totals can), scale them all down alike.
+    let overflows = lines.iter().try_fold(0u64, |sum, (_, c)| sum.checked_add(*c)).is_none();
+    let scale = if overflows { lines.len() as u64 + 1 } else { 1 };
+    let mut out = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 12).sum());
+    for (line, count) in lines {
+        let _ = writeln!(out, "{line} {}", count / scale);
+    }
+    out
 }
 
 /// Characters that XML 1.0 forbids (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF)
@@ -209,15 +246,24 @@ mod tests {
 
     #[test]
     fn svg_escapes_markup_and_is_deterministic() {
-        let text = "java.util.ArrayList.<init>:166;<script>alert(1)</script> 3\na&b;c 1\n";
+        let text = stacks(&[(&["java.util.ArrayList.<init>:166", "<script>alert(1)</script>"], 3), (&["a&b", "c"], 1)]);
         let titles = Titles { title: "app <x> & y".into(), subtitle: Some("3 samples".into()) };
-        let one = svg(text, &titles).expect("renders");
-        let two = svg(text, &titles).expect("renders");
+        let one = svg(&text, &titles).expect("renders");
+        let two = svg(&text, &titles).expect("renders");
         assert_eq!(one, two, "same data, same bytes");
         let s = String::from_utf8(one).expect("utf-8");
         assert!(s.contains("java.util.ArrayList.&lt;init&gt;:166"), "escaped <init>");
         assert!(!s.contains("<script>alert"), "frame text cannot inject markup");
         assert!(s.contains("app &lt;x&gt; &amp; y"), "escaped title");
+    }
+
+    #[test]
+    fn frames_with_spaces_and_digits_keep_their_counts_in_the_svg() {
+        // "b 12" once read as a differential line (baseline 12), and " " as no stack at all.
+        let s = stacks(&[(&["a", "b 12"], 3), (&[" "], 4), (&[" x"], 5), (&["a;b"], 1)]);
+        assert_eq!(svg_input(&s), "[blank] 4\na;b\u{a0}12 3\na_b 1\nx 5\n");
+        let out = String::from_utf8(svg(&s, &Titles { title: "t".into(), subtitle: None }).expect("renders")).expect("utf-8");
+        assert!(out.contains("all (13 samples, 100%)"), "every sample counted");
     }
 
     #[test]

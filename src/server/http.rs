@@ -536,7 +536,7 @@ async fn flamegraph(
                     title: title.unwrap_or_else(|| app.name.to_string()),
                     subtitle: Some(format!("{range}: {} samples, {} stacks", profile.total, profile.stacks.len())),
                 };
-                render::svg(&render::folded(&stacks), &titles)
+                render::svg(&stacks, &titles)
                     .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
             }
         };
