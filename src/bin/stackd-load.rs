@@ -1,0 +1,351 @@
+//! stackd-load: profiler-shaped load for stackd (or any statsd / InfluxDB peer), with the checks
+//! that make a figure worth reporting.
+//!
+//! * UDP: statsd-jvm-profiler datagrams (one stack each, about 1.5 KB, built from the JFR fixture
+//!   of real JVM stacks), at `--udp-rate` datagrams per second or flat out (`0`).
+//! * HTTP: `/write` bodies of `--lines` profiler lines over `--connections` keep-alive
+//!   connections, at `--write-rate` requests per second in all or flat out (`0`).
+//! * While it runs, a monitoring client asks `/ping` and `/metrics` every 100 ms on fresh
+//!   connections and records how long each answer took; with `--pid`, stackd's RSS is sampled.
+//! * Afterwards (`--verify`, stackd only) it waits for stackd's queue to drain and checks that
+//!   every datagram stackd received, and every line of every answered write, is in the store:
+//!   `stackd_samples_total` of the load's apps against what was sent and received.
+//!
+//! Prints one JSON object of figures. Exit status 1 when a check fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+const FIXTURE: &str = include_str!("../../tests/fixtures/jfr/workload.folded");
+
+#[derive(Debug, Parser)]
+#[command(about = "Profiler-shaped UDP and /write load, with latency probes and store checks")]
+struct Args {
+    /// statsd address; no UDP load without it.
+    #[arg(long)]
+    statsd: Option<SocketAddr>,
+    /// HTTP address (host:port) for /write load, probes and checks.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Datagrams per second; 0 sends as fast as it can.
+    #[arg(long, default_value_t = 0)]
+    udp_rate: u64,
+    /// /write requests per second in all; 0 as fast as the connections go; no writes unless
+    /// --write-connections > 0.
+    #[arg(long, default_value_t = 0)]
+    write_rate: u64,
+    #[arg(long, default_value_t = 0)]
+    write_connections: usize,
+    /// Profiler lines per /write body.
+    #[arg(long, default_value_t = 35)]
+    lines: usize,
+    /// Distinct stacks to cycle through.
+    #[arg(long, default_value_t = 2_000)]
+    stacks: usize,
+    /// How long to send, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// stackd's pid, to sample its resident memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Probe /ping and /metrics while sending.
+    #[arg(long)]
+    probe: bool,
+    /// After sending, check stackd's store against what was sent.
+    #[arg(long)]
+    verify: bool,
+    /// App names are <prefix>-udp and <prefix>-http (a fresh prefix keeps runs apart).
+    #[arg(long, default_value = "load")]
+    app: String,
+}
+
+/// A root-first stack of about 1.5 KB: a fixture stack under a synthetic executor frame chain.
+fn stacks(n: usize) -> Vec<String> {
+    let base: Vec<Vec<&str>> = FIXTURE.lines().filter_map(|l| l.rsplit_once(' ')).map(|(s, _)| s.split(';').collect()).collect();
+    (0..n)
+        .map(|i| {
+            let mut frames: Vec<String> =
+                (0..14).map(|d| format!("org.apache.spark.executor.Stage{}$Task{}.run:{}", d, (i / 7 + d) % 13, 100 + i % 97)).collect();
+            frames.extend(base[i % base.len()].iter().map(|f| f.to_string()));
+            frames.join(";")
+        })
+        .collect()
+}
+
+fn encode(stack: &str) -> String {
+    let frames: Vec<&str> = stack.split(';').collect();
+    stackd::protocol::jvm::encode_stack(&frames)
+}
+
+/// One HTTP/1.1 request on a keep-alive connection: the status code.
+fn request(conn: &mut BufReader<TcpStream>, head: &str, body: &[u8]) -> std::io::Result<u16> {
+    let mut request = Vec::with_capacity(head.len() + body.len());
+    request.extend_from_slice(head.as_bytes());
+    request.extend_from_slice(body);
+    conn.get_mut().write_all(&request)?;
+    let mut status = String::new();
+    conn.read_line(&mut status)?;
+    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut rest = vec![0u8; length];
+    conn.read_exact(&mut rest)?;
+    Ok(code)
+}
+
+/// GET on a fresh connection: status and body.
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: stackd\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Ok((code, body))
+}
+
+/// The value of one series in Prometheus text, 0 when absent.
+fn series(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok())).unwrap_or(0.0)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+/// Sleep until `i` events fit `rate` per second since `start`.
+fn pace(rate: u64, start: Instant, i: u64) {
+    if rate == 0 {
+        return;
+    }
+    let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let stacks = stacks(args.stacks.max(1));
+    let duration = Duration::from_secs_f64(args.duration);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut threads = Vec::new();
+
+    let datagrams = Arc::new(AtomicU64::new(0));
+    if let Some(statsd) = args.statsd {
+        let payloads: Vec<Vec<u8>> = stacks.iter().map(|s| format!("{}.{}:1|g", args.app_udp(), encode(s)).into_bytes()).collect();
+        let (stop, sent, rate) = (Arc::clone(&stop), Arc::clone(&datagrams), args.udp_rate);
+        threads.push(std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("UDP socket");
+            socket.connect(statsd).expect("connect");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                pace(rate, started, i);
+                // ECONNREFUSED and ENOBUFS are the receiver's or the kernel's business: count
+                // only what left.
+                if socket.send(&payloads[i as usize % payloads.len()]).is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+
+    let (writes_ok, writes_failed, lines_written) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let write_latency = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    if let (Some(http), true) = (args.http, args.write_connections > 0) {
+        let per_conn_rate = args.write_rate.div_ceil(args.write_connections as u64);
+        for c in 0..args.write_connections {
+            let bodies: Vec<Vec<u8>> = (0..16)
+                .map(|b| {
+                    (0..args.lines)
+                        .map(|l| {
+                            format!(
+                                "{},executor={c},prefix={} value=1i\n",
+                                encode(&stacks[(b * args.lines + l) % stacks.len()]),
+                                args.app_http()
+                            )
+                        })
+                        .collect::<String>()
+                        .into_bytes()
+                })
+                .collect();
+            let (stop, ok, failed, lines, latency) = (
+                Arc::clone(&stop),
+                Arc::clone(&writes_ok),
+                Arc::clone(&writes_failed),
+                Arc::clone(&lines_written),
+                Arc::clone(&write_latency),
+            );
+            let n_lines = args.lines as u64;
+            threads.push(std::thread::spawn(move || {
+                let mut conn: Option<BufReader<TcpStream>> = None;
+                let mut i = 0u64;
+                let mut mine = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    pace(per_conn_rate, started, i);
+                    let body = &bodies[i as usize % bodies.len()];
+                    i += 1;
+                    let c = match conn.as_mut() {
+                        Some(c) => c,
+                        None => match TcpStream::connect(http) {
+                            Ok(s) => {
+                                let _ = s.set_nodelay(true);
+                                conn.insert(BufReader::new(s))
+                            }
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                std::thread::sleep(Duration::from_millis(10));
+                                continue;
+                            }
+                        },
+                    };
+                    let head = format!("POST /write?db=load HTTP/1.1\r\nHost: stackd\r\nContent-Length: {}\r\n\r\n", body.len());
+                    let t = Instant::now();
+                    match request(c, &head, body) {
+                        Ok(204) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            lines.fetch_add(n_lines, Ordering::Relaxed);
+                            mine.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            conn = None;
+                        }
+                    }
+                }
+                latency.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+            }));
+        }
+    }
+
+    let probes = Arc::new(std::sync::Mutex::new((Vec::<f64>::new(), Vec::<f64>::new(), 0u64)));
+    let rss = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    if let (Some(http), true) = (args.http, args.probe || args.pid.is_some()) {
+        let (stop, probes, rss, pid, probe) = (Arc::clone(&stop), Arc::clone(&probes), Arc::clone(&rss), args.pid, args.probe);
+        threads.push(std::thread::spawn(move || {
+            let mut tick = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if probe {
+                    for (k, path) in ["/ping", "/metrics"].into_iter().enumerate() {
+                        let t = Instant::now();
+                        let ok = get(http, path).is_ok_and(|(code, _)| code == 200 || code == 204);
+                        let ms = t.elapsed().as_secs_f64() * 1000.0;
+                        let mut p = probes.lock().unwrap_or_else(|e| e.into_inner());
+                        if ok {
+                            if k == 0 {
+                                p.0.push(ms)
+                            } else {
+                                p.1.push(ms)
+                            }
+                        } else {
+                            p.2 += 1;
+                        }
+                    }
+                }
+                if tick % 10 == 0 {
+                    if let Some(kib) = pid.and_then(rss_kib) {
+                        rss.lock().unwrap_or_else(|e| e.into_inner()).push(kib);
+                    }
+                }
+                tick += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }));
+    }
+
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = datagrams.load(Ordering::Relaxed);
+    let (mut ping, mut metrics, probe_failures) = std::mem::take(&mut *probes.lock().unwrap_or_else(|e| e.into_inner()));
+    ping.sort_by(f64::total_cmp);
+    metrics.sort_by(f64::total_cmp);
+    let mut wl = std::mem::take(&mut *write_latency.lock().unwrap_or_else(|e| e.into_inner()));
+    wl.sort_by(f64::total_cmp);
+    let rss = rss.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut report = serde_json::json!({
+        "seconds": elapsed,
+        "udp_sent": sent,
+        "udp_sent_per_s": sent as f64 / elapsed,
+        "writes_ok": writes_ok.load(Ordering::Relaxed),
+        "writes_failed": writes_failed.load(Ordering::Relaxed),
+        "writes_per_s": writes_ok.load(Ordering::Relaxed) as f64 / elapsed,
+        "write_ms": {"p50": percentile(&wl, 0.5), "p99": percentile(&wl, 0.99)},
+        "ping_ms": {"n": ping.len(), "p50": percentile(&ping, 0.5), "p99": percentile(&ping, 0.99), "max": ping.last().copied().unwrap_or(0.0)},
+        "metrics_ms": {"n": metrics.len(), "p50": percentile(&metrics, 0.5), "p99": percentile(&metrics, 0.99), "max": metrics.last().copied().unwrap_or(0.0)},
+        "probe_failures": probe_failures,
+        "rss_mib": {"first": rss.first().map_or(0.0, |k| *k as f64 / 1024.0), "last": rss.last().map_or(0.0, |k| *k as f64 / 1024.0), "max": rss.iter().max().map_or(0.0, |k| *k as f64 / 1024.0)},
+    });
+    let mut ok = true;
+    if let (true, Some(http)) = (args.verify, args.http) {
+        // Wait (bounded) until every received datagram is processed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let text = loop {
+            let text = get(http, "/metrics").map(|(_, b)| b).unwrap_or_default();
+            let (received, processed) =
+                (series(&text, "stackd_udp_datagrams_total"), series(&text, "stackd_udp_datagrams_processed_total"));
+            if received == processed || Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let received = series(&text, "stackd_udp_datagrams_total") as u64;
+        let kernel_drops = series(&text, "stackd_udp_kernel_drops_total") as u64;
+        let udp_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_udp())) as u64;
+        let http_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_http())) as u64;
+        let lines = lines_written.load(Ordering::Relaxed);
+        let udp_ok = args.statsd.is_none() || udp_stored == received;
+        let http_ok = http_stored == lines;
+        report["verify"] = serde_json::json!({
+            "udp_received": received, "udp_stored": udp_stored, "kernel_drops": kernel_drops,
+            "udp_lost_before_stackd": sent.saturating_sub(received),
+            "http_lines_answered_204": lines, "http_lines_stored": http_stored,
+            "ok": udp_ok && http_ok,
+        });
+        ok = udp_ok && http_ok;
+    }
+    println!("{report}");
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+impl Args {
+    fn app_udp(&self) -> String {
+        format!("{}-udp", self.app)
+    }
+    fn app_http(&self) -> String {
+        format!("{}-http", self.app)
+    }
+}
