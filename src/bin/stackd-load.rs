@@ -69,8 +69,12 @@ fn stacks(n: usize) -> Vec<String> {
     let base: Vec<Vec<&str>> = FIXTURE.lines().filter_map(|l| l.rsplit_once(' ')).map(|(s, _)| s.split(';').collect()).collect();
     (0..n)
         .map(|i| {
-            let mut frames: Vec<String> =
-                (0..14).map(|d| format!("org.apache.spark.executor.Stage{}$Task{}.run:{}", d, (i / 7 + d) % 13, 100 + i % 97)).collect();
+            // The root frame's line number is `i`: every stack is distinct.
+            let mut frames: Vec<String> = (0..14)
+                .map(|d| {
+                    format!("org.apache.spark.executor.Stage{d}$Task{}.run:{}", (i / 7 + d) % 13, if d == 0 { i } else { 100 + i % 97 })
+                })
+                .collect();
             frames.extend(base[i % base.len()].iter().map(|f| f.to_string()));
             frames.join(";")
         })

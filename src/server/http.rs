@@ -40,6 +40,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// Flame graphs being rendered; a request waits for a permit.
     renders: Arc<tokio::sync::Semaphore>,
+    /// Renders in progress, shared by identical requests.
+    shared_renders: Mutex<std::collections::HashMap<RenderKey, SharedRender>>,
     pub auth: super::auth::Auth,
 }
 
@@ -75,6 +77,7 @@ impl AppState {
             store_file: None,
             limits: HttpLimits::default(),
             renders: Arc::new(tokio::sync::Semaphore::new(default_renders())),
+            shared_renders: Mutex::default(),
             auth: super::auth::Auth::default(),
         }
     }
@@ -494,6 +497,57 @@ async fn flamegraph(
             return Err(bad(format!("from ({}) must be before to ({})", rfc3339(f), rfc3339(t))));
         }
     }
+    // Identical requests while the app's data is unchanged share one render.
+    let key = RenderKey {
+        app: app.name.to_string(),
+        format: format.label(),
+        from_ms: query.from_ms,
+        to_ms: query.to_ms,
+        labels: query.labels.clone(),
+        title: title.clone(),
+        samples: app.total_samples(),
+        stacks: app.unique_stacks(),
+    };
+    let cell = {
+        let mut renders = state.shared_renders.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(renders.entry(key.clone()).or_default())
+    };
+    let result = cell.get_or_init(|| render_once(Arc::clone(&state), app, query, format, title)).await.clone();
+    {
+        let mut renders = state.shared_renders.lock().unwrap_or_else(|e| e.into_inner());
+        if renders.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            renders.remove(&key);
+        }
+    }
+    let rendered = result.map_err(|(status, message)| HttpError::Plain(status, message))?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], rendered).into_response())
+}
+
+/// What identifies a rendering: the request, and the app's data as it was.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RenderKey {
+    app: String,
+    format: &'static str,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    labels: Vec<(String, String)>,
+    title: Option<String>,
+    samples: u64,
+    stacks: usize,
+}
+
+/// A render shared by the requests that asked for it while it ran.
+type SharedRender = Arc<tokio::sync::OnceCell<Result<Bytes, (StatusCode, String)>>>;
+
+/// Query and render one flame graph, waiting (bounded) for a render slot.
+async fn render_once(
+    state: Arc<AppState>,
+    app: Arc<crate::store::App>,
+    query: StoreQuery,
+    format: Format,
+    title: Option<String>,
+) -> Result<Bytes, (StatusCode, String)> {
+    let store = Arc::clone(&state.ingest.store);
     let metrics = state.ingest.metrics.clone();
     // Renders of large apps take much memory: only so many at once, the others wait (bounded).
     let permit = tokio::time::timeout(state.limits.request_timeout, Arc::clone(&state.renders).acquire_owned())
@@ -503,21 +557,15 @@ async fn flamegraph(
         .ok_or_else(|| {
             metrics.limit_hits.with_label_values(&["renders"]).inc();
             metrics.requests_rejected.with_label_values(&["render_busy"]).inc();
-            HttpError::Plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many flame graphs being rendered; retry later (--max-concurrent-renders)".into(),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, "too many flame graphs being rendered; retry later (--max-concurrent-renders)".to_string())
         })?;
-    let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, HttpError> {
+    tokio::task::spawn_blocking(move || -> Result<Bytes, (StatusCode, String)> {
         let _permit = permit;
         let started = Instant::now();
         let profile = store.query(&app, &query).ok_or_else(|| {
             let known: Vec<String> =
                 app.label_values().into_iter().map(|(k, v)| format!("{k}={}", v.into_keys().collect::<Vec<_>>().join("|"))).collect();
-            HttpError::Plain(
-                StatusCode::NOT_FOUND,
-                format!("no data for app {:?} with these labels; labels seen: {}", app.name, known.join(", ")),
-            )
+            (StatusCode::NOT_FOUND, format!("no data for app {:?} with these labels; labels seen: {}", app.name, known.join(", ")))
         })?;
         let range = format!(
             "{} to {}",
@@ -525,7 +573,7 @@ async fn flamegraph(
             query.to_ms.map_or_else(|| "now".to_string(), rfc3339)
         );
         if profile.total == 0 {
-            return Err(HttpError::Plain(StatusCode::NOT_FOUND, format!("app {:?} has no stack samples from {range}", app.name)));
+            return Err((StatusCode::NOT_FOUND, format!("app {:?} has no stack samples from {range}", app.name)));
         }
         let stacks = store.resolve(&profile);
         let bytes = match format {
@@ -536,16 +584,14 @@ async fn flamegraph(
                     title: title.unwrap_or_else(|| app.name.to_string()),
                     subtitle: Some(format!("{range}: {} samples, {} stacks", profile.total, profile.stacks.len())),
                 };
-                render::svg(&stacks, &titles)
-                    .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+                render::svg(&stacks, &titles).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
             }
         };
         metrics.render_seconds.with_label_values(&[format.label()]).observe(started.elapsed().as_secs_f64());
-        Ok(bytes)
+        Ok(Bytes::from(bytes))
     })
     .await
-    .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}")))??;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], rendered).into_response())
+    .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}"))))
 }
 
 /// `GET /apps/<app>`: one app's summary, with each label's values.
