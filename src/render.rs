@@ -113,7 +113,8 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
 /// the text after the last space as the count (and a number before that as a differential
 /// baseline), trims each line, and wants lines sorted after trimming. So spaces inside frames
 /// become no-break spaces, whitespace at either end of a stack is dropped (a stack left empty
-/// is `[blank]`), `;` and line breaks become `_` as in folded output, and characters XML
+/// is `[blank]`), a stack that is just `#` (a comment line to the renderer) becomes the
+/// full-width `＃`, `;` and line breaks become `_` as in folded output, and characters XML
 /// forbids become U+FFFD.
 fn svg_input(stacks: &Stacks) -> String {
     let mut lines: Vec<(String, u64)> = stacks
@@ -130,8 +131,12 @@ fn svg_input(stacks: &Stacks) -> String {
                     c => c,
                 }));
             }
-            let trimmed = line.trim();
-            let line = if trimmed.is_empty() { "[blank]".to_string() } else { trimmed.to_string() };
+            let line = match line.trim() {
+                "" => "[blank]".to_string(),
+                // "# 4" would be read as a comment line.
+                "#" => "\u{ff03}".to_string(),
+                trimmed => trimmed.to_string(),
+            };
             (line, *count)
         })
         .collect();
@@ -260,10 +265,10 @@ mod tests {
     #[test]
     fn frames_with_spaces_and_digits_keep_their_counts_in_the_svg() {
         // "b 12" once read as a differential line (baseline 12), and " " as no stack at all.
-        let s = stacks(&[(&["a", "b 12"], 3), (&[" "], 4), (&[" x"], 5), (&["a;b"], 1)]);
-        assert_eq!(svg_input(&s), "[blank] 4\na;b\u{a0}12 3\na_b 1\nx 5\n");
+        let s = stacks(&[(&["a", "b 12"], 3), (&[" "], 4), (&[" x"], 5), (&["a;b"], 1), (&["#"], 2)]);
+        assert_eq!(svg_input(&s), "[blank] 4\na;b\u{a0}12 3\na_b 1\nx 5\n\u{ff03} 2\n");
         let out = String::from_utf8(svg(&s, &Titles { title: "t".into(), subtitle: None }).expect("renders")).expect("utf-8");
-        assert!(out.contains("all (13 samples, 100%)"), "every sample counted");
+        assert!(out.contains("all (15 samples, 100%)"), "every sample counted");
     }
 
     #[test]
