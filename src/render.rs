@@ -68,30 +68,40 @@ fn folded_frame(out: &mut String, frame: &str) {
 
 /// `frame;frame;frame count` lines, root first, sorted bytewise; equal stacks merged.
 pub fn folded(stacks: &Stacks) -> String {
+    let lines = joined(stacks, folded_frame, |line| line);
+    let mut out = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 12).sum());
+    for (line, count) in lines {
+        let _ = writeln!(out, "{line} {count}");
+    }
+    out
+}
+
+/// Each stack as one line of its frames joined by `;` (each written by `frame`, the whole line
+/// then passed through `finish`), sorted bytewise, equal lines merged: two stacks that differ
+/// only in sanitised characters become one line, their counts added (saturating).
+fn joined(stacks: &Stacks, frame: fn(&mut String, &str), finish: fn(String) -> String) -> Vec<(String, u64)> {
     let mut lines: Vec<(String, u64)> = stacks
         .iter()
         .map(|(frames, count)| {
             let mut line = String::new();
-            for (i, frame) in frames.iter().enumerate() {
+            for (i, f) in frames.iter().enumerate() {
                 if i > 0 {
                     line.push(';');
                 }
-                folded_frame(&mut line, frame);
+                frame(&mut line, f);
             }
-            (line, *count)
+            (finish(line), *count)
         })
         .collect();
     lines.sort_unstable();
-    let mut out = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 12).sum());
-    let mut iter = lines.into_iter().peekable();
-    while let Some((line, mut count)) = iter.next() {
-        // Two stacks that differ only in sanitised characters merge into one line.
-        while iter.peek().is_some_and(|(next, _)| *next == line) {
-            count = count.saturating_add(iter.next().map_or(0, |(_, c)| c));
+    let mut merged: Vec<(String, u64)> = Vec::with_capacity(lines.len());
+    for (line, count) in lines {
+        match merged.last_mut() {
+            Some((last, total)) if *last == line => *total = total.saturating_add(count),
+            _ => merged.push((line, count)),
         }
-        let _ = writeln!(out, "{line} {count}");
     }
-    out
+    merged
 }
 
 /// An interactive SVG flame graph (zoom, search) of `stacks`.
@@ -117,30 +127,20 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
 /// full-width `＃`, `;` and line breaks become `_` as in folded output, and characters XML
 /// forbids become U+FFFD.
 fn svg_input(stacks: &Stacks) -> String {
-    let mut lines: Vec<(String, u64)> = stacks
-        .iter()
-        .map(|(frames, count)| {
-            let mut line = String::new();
-            for (i, frame) in frames.iter().enumerate() {
-                if i > 0 {
-                    line.push(';');
-                }
-                line.extend(xml_text(frame).chars().map(|c| match c {
-                    ';' | '\n' | '\r' => '_',
-                    ' ' => '\u{a0}',
-                    c => c,
-                }));
-            }
-            let line = match line.trim() {
-                "" => "[blank]".to_string(),
-                // "# 4" would be read as a comment line.
-                "#" => "\u{ff03}".to_string(),
-                trimmed => trimmed.to_string(),
-            };
-            (line, *count)
-        })
-        .collect();
-    lines.sort_unstable();
+    let svg_frame = |out: &mut String, frame: &str| {
+        out.extend(xml_text(frame).chars().map(|c| match c {
+            ';' | '\n' | '\r' => '_',
+            ' ' => '\u{a0}',
+            c => c,
+        }))
+    };
+    let finish = |line: String| match line.trim() {
+        "" => "[blank]".to_string(),
+        // "# 4" would be read as a comment line.
+        "#" => "\u{ff03}".to_string(),
+        trimmed => trimmed.to_string(),
+    };
+    let lines = joined(stacks, svg_frame, finish);
     // The renderer adds counts up in a u64 without checking: when they would overflow (only
     // near-saturated totals can), scale them all down alike.
     let overflows = lines.iter().try_fold(0u64, |sum, (_, c)| sum.checked_add(*c)).is_none();
