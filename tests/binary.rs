@@ -24,8 +24,21 @@ fn help_names_every_flag_and_its_env_twin() {
         ("--max-stacks-per-app", "STACKD_MAX_STACKS_PER_APP"),
         ("--bucket", "STACKD_BUCKET"),
         ("--gauge-ttl", "STACKD_GAUGE_TTL"),
+        ("--max-label-values", "STACKD_MAX_LABEL_VALUES"),
+        ("--max-series-per-app", "STACKD_MAX_SERIES_PER_APP"),
+        ("--http-max-connections", "STACKD_HTTP_MAX_CONNECTIONS"),
+        ("--http-header-timeout", "STACKD_HTTP_HEADER_TIMEOUT"),
+        ("--http-idle-timeout", "STACKD_HTTP_IDLE_TIMEOUT"),
+        ("--http-request-timeout", "STACKD_HTTP_REQUEST_TIMEOUT"),
+        ("--max-concurrent-renders", "STACKD_MAX_CONCURRENT_RENDERS"),
+        ("--tls-cert", "STACKD_TLS_CERT"),
+        ("--tls-key", "STACKD_TLS_KEY"),
+        ("--write-credentials", "STACKD_WRITE_CREDENTIALS"),
+        ("--read-credentials", "STACKD_READ_CREDENTIALS"),
+        ("--auth-metrics", "STACKD_AUTH_METRICS"),
     ] {
-        assert!(help.contains(flag) && help.contains(&format!("[env: {env}=")), "{flag} / {env} missing from:\n{help}");
+        let env_shown = help.contains(&format!("[env: {env}=")) || help.contains(&format!("[env: {env}]"));
+        assert!(help.contains(flag) && env_shown, "{flag} / {env} missing from:\n{help}");
     }
     assert!(help.contains("[default: 0.0.0.0:8125]") && help.contains("[default: 0.0.0.0:8086]"));
 }
