@@ -131,8 +131,13 @@ fn outputs(stacks: &Stacks, total: u64, svg: bool) {
         if let Err(e) = roxmltree::Document::parse_with_options(&text, options) {
             panic!("SVG is not well-formed XML: {e}");
         }
-        // The renderer's own total ("all (1,234 samples, 100%)") is every sample.
-        let all = text.split("<title>all (").nth(1).expect("an \"all\" frame");
+        // The renderer's own total ("all (1,234 samples, 100%)") is every sample. A frame may be
+        // called "all" too: the root is the one at 100%.
+        let all = text
+            .split("<title>all (")
+            .skip(1)
+            .find(|t| t.split("</title>").next().is_some_and(|t| t.ends_with(" samples, 100%)")))
+            .expect("the root frame");
         let shown: String = all.split(' ').next().unwrap_or("").chars().filter(char::is_ascii_digit).collect();
         // The renderer prints its total through an f64: exact up to 2^53 samples (about three
         // million CPU-years at 100 samples a second).
