@@ -156,6 +156,10 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let stacks = stacks(args.stacks.max(1));
     let duration = Duration::from_secs_f64(args.duration);
+    // stackd's counters are since its start: what this run adds is the difference.
+    let before = args.http.filter(|_| args.verify).and_then(|h| get(h, "/metrics").ok()).map(|(_, b)| b).unwrap_or_default();
+    let (received_before, drops_before) =
+        (series(&before, "stackd_udp_datagrams_total") as u64, series(&before, "stackd_udp_kernel_drops_total") as u64);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut threads = Vec::new();
@@ -323,7 +327,8 @@ fn main() -> std::process::ExitCode {
             std::thread::sleep(Duration::from_millis(100));
         };
         let received = series(&text, "stackd_udp_datagrams_total") as u64;
-        let kernel_drops = series(&text, "stackd_udp_kernel_drops_total") as u64;
+        let received = received.saturating_sub(received_before);
+        let kernel_drops = (series(&text, "stackd_udp_kernel_drops_total") as u64).saturating_sub(drops_before);
         let udp_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_udp())) as u64;
         let http_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_http())) as u64;
         let lines = lines_written.load(Ordering::Relaxed);
