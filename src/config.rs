@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 25_000_000;
 pub const DEFAULT_MAX_APPS: usize = 1_000;
 pub const DEFAULT_MAX_STACKS_PER_APP: usize = 100_000;
 pub const DEFAULT_MAX_LABEL_VALUES: usize = 10_000;
-pub const DEFAULT_MAX_SERIES_PER_APP: usize = 10_000;
+pub const DEFAULT_MAX_SERIES_PER_APP: usize = 100_000;
 pub const DEFAULT_BUCKET: &str = "60s";
 pub const DEFAULT_RETENTION: &str = "7d";
 pub const DEFAULT_MEMORY_WINDOW: &str = "15m";
@@ -82,8 +82,9 @@ pub struct Config {
     #[arg(long, env = "STACKD_MAX_LABEL_VALUES", default_value_t = DEFAULT_MAX_LABEL_VALUES)]
     pub max_label_values: usize,
 
-    /// Most gauge series (exported on /metrics) per app; readings of further series are refused
-    /// and counted.
+    /// Most gauge series (exported on /metrics) per app, and most label sets per app: readings of
+    /// further gauge series are refused and counted; origins with a further label set (new tag
+    /// names, say) share the set {stackd_overflow="[stackd: label value limit reached]"}.
     #[arg(long, env = "STACKD_MAX_SERIES_PER_APP", default_value_t = DEFAULT_MAX_SERIES_PER_APP)]
     pub max_series_per_app: usize,
 

@@ -55,13 +55,17 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_apps: 1_000, max_stacks_per_app: 100_000, max_label_values: 10_000, max_series_per_app: 10_000 }
+        Limits { max_apps: 1_000, max_stacks_per_app: 100_000, max_label_values: 10_000, max_series_per_app: 100_000 }
     }
 }
 
 /// The value that replaces a label value beyond [`Limits::max_label_values`]: the samples are
 /// kept (totals stay right) under this value.
 pub const OVERFLOW_LABEL_VALUE: &str = "[stackd: label value limit reached]";
+
+/// The one label of the set that origins share once an app has [`Limits::max_series_per_app`]
+/// label sets (with the value [`OVERFLOW_LABEL_VALUE`]).
+pub const OVERFLOW_LABEL: &str = "stackd_overflow";
 
 /// Origins cached at most (resolved or refused); beyond, new origins are resolved every time
 /// (an O(labels) hash lookup), so the cache cannot grow without bound.
@@ -937,7 +941,11 @@ impl App {
             stack_ids: DashMap::new(),
             stacks: RwLock::new(Vec::new()),
             overflow: OnceLock::new(),
-            labelsets: RwLock::new(LabelSets { max_values: limits.max_label_values, ..LabelSets::default() }),
+            labelsets: RwLock::new(LabelSets {
+                max_values: limits.max_label_values,
+                max_sets: limits.max_series_per_app,
+                ..LabelSets::default()
+            }),
             buckets: DashMap::new(),
             oldest_resident: AtomicI64::new(oldest_resident),
             reload: Mutex::new(()),
@@ -967,6 +975,12 @@ impl App {
                 *v = OVERFLOW_LABEL_VALUE.to_string();
                 overflow = true;
             }
+        }
+        // Distinct label names (tags) multiply label sets without any one label's values
+        // growing: past the series limit, new sets share one overflow set.
+        if !sets.index.contains_key(&labels) && sets.list.len() >= sets.max_sets {
+            labels = vec![(OVERFLOW_LABEL.to_string(), OVERFLOW_LABEL_VALUE.to_string())];
+            overflow = true;
         }
         if overflow {
             if let Some(&i) = sets.index.get(&labels) {
@@ -1082,6 +1096,8 @@ struct LabelSets {
     index: std::collections::HashMap<Labels, u32>,
     values: std::collections::HashMap<String, std::collections::HashSet<String>>,
     max_values: usize,
+    /// Label sets at most (the overflow set may go one over).
+    max_sets: usize,
 }
 
 impl LabelSets {
@@ -1343,6 +1359,20 @@ mod tests {
         // Resolving a known label set again finds the same id.
         let again = app.labelset(vec![("host".into(), "h".into()), ("executor".into(), "29".into())]);
         assert_eq!((again.0, again.2), (29, false));
+    }
+
+    #[test]
+    fn label_sets_are_capped_whatever_the_label_names() {
+        let limits = Limits { max_apps: 1, max_stacks_per_app: 10, max_label_values: 10, max_series_per_app: 3 };
+        let s = Store::new(limits, Duration::from_secs(60));
+        for n in 0..6u64 {
+            let src = s.source(n, || spec("a", &[(&format!("tag{n}"), "v")])).expect("src");
+            assert_eq!(src.label_overflow, n >= 3, "{n}");
+            s.add_stack(&src, &raw("x"), 1, 0, 0).expect("ok");
+        }
+        let values = s.app("a").expect("a").label_values();
+        assert_eq!(values.keys().collect::<Vec<_>>(), ["stackd_overflow", "tag0", "tag1", "tag2"]);
+        assert_eq!(values[OVERFLOW_LABEL][OVERFLOW_LABEL_VALUE].samples, 3);
     }
 
     #[test]
