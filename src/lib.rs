@@ -29,6 +29,8 @@
 //! * [`metrics`]: stackd's own metrics and the exported JVM gauges.
 //! * [`server`]: the UDP receive thread; the HTTP connection layer (connection cap, timeouts,
 //!   TLS), optional authentication, and the axum handlers.
+//! * `src/bin/stackd-load.rs`: the package's second binary, a profiler-shaped load generator with
+//!   latency probes and store checks (`benches/overload.sh`, `BENCHMARKS.md`).
 //! * `invariants` (feature `invariants`): what holds for any input, checked by the fuzz targets
 //!   in `fuzz/` and over their kept corpora by `tests/fuzz_corpus.rs`.
 
