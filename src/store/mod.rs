@@ -823,9 +823,14 @@ fn add_count<K: Eq + Hash>(counts: &DashMap<K, AtomicU64>, key: K, n: u64) {
 }
 
 /// Counts never wrap: at `u64::MAX` they stay there. (Ingest caps a single sample far below
-/// that, but a long-lived total of many samples must not turn small.)
+/// that, but a long-lived total of many samples must not turn small.) One atomic add on the hot
+/// path; only an add that overflows pays a second write, which pins the cell at the maximum (a
+/// reader racing that write may see the wrapped value for an instant).
 fn saturating_add(cell: &AtomicU64, n: u64) {
-    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(n)));
+    let before = cell.fetch_add(n, Ordering::Relaxed);
+    if before.checked_add(n).is_none() {
+        cell.store(u64::MAX, Ordering::Relaxed);
+    }
 }
 
 /// One time bucket of one app in memory.
