@@ -406,14 +406,12 @@ fn unquote_ident(word: &str) -> String {
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    let cut = crate::ingest::truncated(s, max);
+    if cut.len() < s.len() {
+        format!("{cut}…")
+    } else {
+        cut.to_string()
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

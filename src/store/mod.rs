@@ -247,8 +247,11 @@ impl Store {
         } else {
             let opened = Disk::open(dir, bucket_ms as u64)?;
             {
-                let guard = opened.db().ok_or_else(|| StoreError::Corrupt { path: path.clone(), detail: "not open".into() })?;
-                let db = guard.as_ref().ok_or_else(|| StoreError::Corrupt { path: path.clone(), detail: "not open".into() })?;
+                let guard = opened.db();
+                let db = guard
+                    .as_ref()
+                    .and_then(|g| g.as_ref())
+                    .ok_or_else(|| StoreError::Corrupt { path: path.clone(), detail: "not open".into() })?;
                 disk::guarded(&path, || store.load(db, now_ms))?;
             }
             store.disk = Some(opened);
