@@ -116,10 +116,14 @@ impl Metrics {
     pub fn render(&self, store: &Store, gauge_cutoff_ms: i64) -> Vec<u8> {
         let mut families = self.registry.gather();
         families.extend(store_families(store, gauge_cutoff_ms));
+        // The encoder refuses a family without series (and stops there): a family appears once
+        // it has one (no apps yet, no samples per app).
+        families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::with_capacity(16 * 1024);
-        // Encoding plain in-memory families into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&families, &mut out);
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "encoding /metrics failed; the exposition is cut short");
+        }
         out
     }
 
@@ -255,6 +259,17 @@ mod tests {
     use super::*;
     use crate::protocol::jvm;
     use crate::store::{Limits, SourceSpec};
+
+    #[test]
+    fn an_empty_store_still_exposes_every_own_metric() {
+        let store = Store::new(Limits::default(), std::time::Duration::from_secs(60));
+        let text = String::from_utf8(Metrics::new().render(&store, 0)).expect("utf-8");
+        // Families after the (empty) per-app ones in name order were once cut off.
+        for want in ["stackd_apps 0\n", "stackd_udp_datagrams_total 0\n", "stackd_store_flush_failures_total 0\n"] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("stackd_samples_total"), "no family without series");
+    }
 
     #[test]
     fn jvm_gauges_render_as_java_client_families() {

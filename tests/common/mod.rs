@@ -66,12 +66,25 @@ impl Service {
         n
     }
 
-    /// The value of one sample line of /metrics (`name{labels}` exactly as exposed), or 0.
+    /// The value of one sample line of /metrics (`name{labels}` exactly as exposed). A series
+    /// that is not exposed fails the test, naming the series of that family that are.
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, text) = self.get_text("/metrics").await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse::<f64>().expect("number")))
-            .unwrap_or(0.0)
+        series_value(&text, series).unwrap_or_else(|| {
+            let family = series.split('{').next().unwrap_or(series);
+            let seen: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
+            panic!(
+                "/metrics has no series {series}; of {family} it has:\n{}\n(/metrics began: {:?})",
+                seen.join("\n"),
+                &text[..text.len().min(300)]
+            )
+        })
+    }
+
+    /// The value of a series, or `None` when /metrics does not expose it (yet).
+    pub async fn metric_opt(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.get_text("/metrics").await;
+        series_value(&text, series)
     }
 
     /// Wait until stackd has received and stored `n` datagrams (bounded; UDP is asynchronous).
@@ -97,6 +110,11 @@ impl Drop for Service {
             let _ = tx.send(());
         }
     }
+}
+
+/// The value of `series` (`name{labels}` exactly as exposed) in an exposition.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse::<f64>().expect("number")))
 }
 
 /// Poll `cond` until it holds; panic after `timeout`.
