@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use stackd::ingest::{Ingest, Precision};
+use stackd::ingest::Ingest;
+use stackd::input::profiler::names as jvm;
+use stackd::input::{Inputs, Precision};
 use stackd::metrics::Metrics;
-use stackd::protocol::{influx, jvm, statsd};
+use stackd::protocol::{influx, statsd};
 use stackd::store::{Limits, Store};
 
 /// Root-first frames of every fixture stack.
@@ -56,9 +58,12 @@ fn influx_body() -> String {
     body
 }
 
-fn ingest() -> Ingest {
+fn inputs() -> Inputs {
     let store = Arc::new(Store::new(Limits { max_apps: 100, max_stacks_per_app: 100_000, ..Limits::default() }, Duration::from_secs(60)));
-    Ingest::new(store, Metrics::new(), Some(stackd::config::PrefixTemplate::parse("SKIP.app.executor").expect("template")))
+    Inputs::new(
+        Arc::new(Ingest::new(store, Metrics::new())),
+        Some(stackd::config::PrefixTemplate::parse("SKIP.app.executor").expect("template")),
+    )
 }
 
 fn bench_statsd(c: &mut Criterion) {
@@ -77,14 +82,14 @@ fn bench_statsd(c: &mut Criterion) {
         })
     });
     // The hot path: every stack already seen (one hash, one map read, one atomic add).
-    let ingest = ingest();
+    let inputs = inputs();
     for d in &datagrams {
-        ingest.statsd_datagram(d, 0);
+        inputs.statsd_datagram(d, 0);
     }
     g.bench_function("ingest_seen_stacks", |b| {
         b.iter(|| {
             for d in &datagrams {
-                ingest.statsd_datagram(d, 1_000);
+                inputs.statsd_datagram(d, 1_000);
             }
         })
     });
@@ -115,9 +120,9 @@ fn bench_line_protocol(c: &mut Criterion) {
             }
         })
     });
-    let ingest = ingest();
-    ingest.influx_body(body.as_bytes(), Precision::Nanos, 0);
-    g.bench_function("stackd_ingest_seen_stacks", |b| b.iter(|| black_box(ingest.influx_body(body.as_bytes(), Precision::Nanos, 0))));
+    let inputs = inputs();
+    inputs.line_protocol(body.as_bytes(), Precision::Nanos, 0);
+    g.bench_function("stackd_ingest_seen_stacks", |b| b.iter(|| black_box(inputs.line_protocol(body.as_bytes(), Precision::Nanos, 0))));
     g.finish();
 }
 

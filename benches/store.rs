@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
-use stackd::sample::RawStack;
+use stackd::sample::{Encoding, Stack};
 use stackd::store::{Limits, Query, SourceSpec, Store, StoreConfig};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+static SEMICOLONS: Encoding = Encoding { id: 7, decode: frames };
 
 fn frames(text: &str, sink: &mut dyn FnMut(&str)) {
     text.split(';').for_each(sink);
@@ -47,7 +49,7 @@ fn config(dir: &std::path::Path) -> StoreConfig {
         memory_window: Duration::from_secs(15 * 60),
         max_future: Duration::from_secs(600),
         data_dir: Some(dir.to_path_buf()),
-        family: stackd::protocol::jvm::family,
+        family: stackd::input::family,
     }
 }
 
@@ -115,7 +117,7 @@ fn main() {
                     let u = rng.below(1 << 16) as f64 / 65536.0;
                     let s = ((u * u) * stacks as f64) as usize;
                     let source = &app_sources[rng.below(4) as usize];
-                    let raw = RawStack { format: 7, text: &texts[s], decode: frames };
+                    let raw = Stack::Encoded { encoding: &SEMICOLONS, text: &texts[s] };
                     let count = 1 + rng.below(5);
                     store.add_stack(source, &raw, count, t, now).expect("in range");
                     if first_app {
@@ -129,7 +131,7 @@ fn main() {
         }
         store.flush(now).expect("flush");
         for app in store.apps() {
-            entries += store.query(&app, &Query::default()).map_or(0, |p| p.stacks.len() as u64);
+            entries += store.query(&app, &Query::default()).expect("readable").map_or(0, |p| p.stacks.len() as u64);
         }
     }
     let gen_secs = generated.elapsed().as_secs_f64();
@@ -143,7 +145,7 @@ fn main() {
             for m in 0..hours * 60 {
                 let from = start + m as i64 * 60_000;
                 let q = Query { from_ms: Some(from), to_ms: Some(from + 60_000), labels: vec![] };
-                n += store.query(&app, &q).map_or(0, |p| p.stacks.len() as u64);
+                n += store.query(&app, &q).expect("readable").map_or(0, |p| p.stacks.len() as u64);
             }
         }
         n
@@ -200,14 +202,14 @@ fn main() {
     let store = Arc::new(Store::open(config(&dir), now).expect("open"));
     let app = store.app("app-0").expect("app-0");
     // The whole range, read back from disk after a restart, holds every sample generated.
-    let all = store.query(&app, &Query { from_ms: Some(start), to_ms: None, labels: vec![] }).expect("profile");
+    let all = store.query(&app, &Query { from_ms: Some(start), to_ms: None, labels: vec![] }).expect("readable").expect("profile");
     assert_eq!(all.total, app0_samples, "24 h query total");
     println!("24 h query of app-0 returns all {app0_samples} generated samples");
     let mut c = Criterion::default().configure_from_args().sample_size(10);
     let mut g = c.benchmark_group("store_query");
     for (name, from) in [("1h", now - 3_600_000), ("24h", start)] {
         let q = Query { from_ms: Some(from), to_ms: None, labels: vec![] };
-        g.bench_function(name, |b| b.iter(|| store.query(&app, &q).map(|p| p.total)));
+        g.bench_function(name, |b| b.iter(|| store.query(&app, &q).map(|p| p.map(|p| p.total))));
     }
     g.finish();
     c.final_summary();

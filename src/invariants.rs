@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ingest::{Ingest, Precision};
+use crate::ingest::Ingest;
+use crate::input::{Inputs, Precision};
 use crate::metrics::Metrics;
 use crate::protocol::{influx, statsd};
 use crate::render::{self, Stacks, Titles};
@@ -30,7 +31,7 @@ pub fn statsd_parse(data: &[u8]) {
         assert!(!line.name.is_empty(), "an accepted line has a name");
         for sample in line.samples() {
             if sample.kind != statsd::MetricType::Set {
-                let v = sample.number().expect("an accepted sample has a number");
+                let v = sample.number.expect("an accepted sample has a number");
                 assert!(v.is_finite(), "{v}");
             }
             assert!(sample.rate > 0.0 && sample.rate <= 1.0, "rate {}", sample.rate);
@@ -53,7 +54,7 @@ pub fn influx_parse(data: &[u8]) {
     }
 }
 
-fn ingest() -> Ingest {
+fn inputs() -> Inputs {
     thread_local! {
         // A registry is costly to build; counters are not part of any invariant, so one is shared.
         static METRICS: Metrics = Metrics::new();
@@ -61,7 +62,7 @@ fn ingest() -> Ingest {
     let limits = Limits { max_apps: 8, max_stacks_per_app: 64, max_label_values: 8, max_series_per_app: 16 };
     let store = Arc::new(Store::new(limits, Duration::from_secs(60)));
     let template = crate::config::PrefixTemplate::parse("SKIP.app.executor").ok();
-    Ingest::new(store, METRICS.with(Metrics::clone), template)
+    Inputs::new(Arc::new(Ingest::new(store, METRICS.with(Metrics::clone))), template)
 }
 
 /// Payloads separated by 0xff; the first byte's low bit picks statsd (0) or line protocol (1).
@@ -70,26 +71,27 @@ fn ingest() -> Ingest {
 /// After each payload no app's total has gone down, and each total equals its folded sum.
 pub fn ingest_payloads(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else { return };
-    let ingest = ingest();
+    let inputs = inputs();
+    let store = &inputs.ingest.store;
     let now = 1_700_000_000_000;
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     for payload in rest.split(|&b| b == SPLIT) {
         if mode & 1 == 0 {
-            ingest.statsd_datagram(payload, now);
+            inputs.statsd_datagram(payload, now);
         } else {
-            let _ = ingest.influx_body(payload, Precision::Nanos, now);
+            let _ = inputs.line_protocol(payload, Precision::Nanos, now);
         }
-        for app in ingest.store.apps() {
+        for app in store.apps() {
             let total = app.total_samples();
             let before = totals.insert(app.name.to_string(), total).unwrap_or(0);
             assert!(total >= before, "{}: total went from {before} down to {total}", app.name);
         }
     }
-    for app in ingest.store.apps() {
-        let Some(profile) = ingest.store.query(&app, &Query::default()) else { continue };
+    for app in store.apps() {
+        let Some(profile) = store.query(&app, &Query::default()).expect("an in-memory store is readable") else { continue };
         assert_eq!(profile.total, app.total_samples(), "{}: the profile holds every sample", app.name);
         // SVG is checked by `render_folded`; here the outputs that come straight from the store.
-        outputs(&ingest.store.resolve(&profile), profile.total, false);
+        outputs(&store.resolve(&profile), profile.total, false);
     }
 }
 

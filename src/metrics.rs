@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Summary};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
+use crate::outcome::{Limit, RequestReject};
 use crate::sample::FamilyKind;
 use crate::store::{GaugeReading, Store};
 
@@ -111,9 +112,10 @@ impl Metrics {
         }
     }
 
-    /// The whole exposition: own metrics, per-app totals and the JVM gauges of live executors.
-    /// Gauges not updated since `gauge_cutoff_ms` (Unix ms) are left out.
-    pub fn render(&self, store: &Store, gauge_cutoff_ms: i64) -> Vec<u8> {
+    /// The whole exposition: own metrics, per-app totals, the JVM gauges of live executors, and
+    /// what only the host knows. Gauges not updated since `gauge_cutoff_ms` (Unix ms) are left
+    /// out.
+    pub fn render(&self, store: &Store, gauge_cutoff_ms: i64, host: &HostFigures) -> Vec<u8> {
         let mut families = self.registry.gather();
         families.extend(store_families(store, gauge_cutoff_ms));
         // The encoder refuses a family without series (and stops there): a family appears once
@@ -124,7 +126,18 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "encoding /metrics failed; the exposition is cut short");
         }
+        host.write(&mut out);
         out
+    }
+
+    /// A configured limit was hit.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits.with_label_values(&[limit.label()]).inc();
+    }
+
+    /// An HTTP request was refused.
+    pub fn request_rejected(&self, why: RequestReject) {
+        self.requests_rejected.with_label_values(&[why.reason()]).inc();
     }
 
     /// Total rejected lines, for the periodic aggregate log line.
@@ -140,6 +153,41 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// Figures only the host knows, read when /metrics is asked for (`None`: not known here).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostFigures {
+    /// SO_RCVBUF of the statsd socket, as granted.
+    pub udp_recv_buffer: Option<usize>,
+    /// Size of the store's file.
+    pub store_bytes: Option<u64>,
+    /// Datagrams the kernel dropped for the statsd socket.
+    pub udp_kernel_drops: Option<u64>,
+}
+
+impl HostFigures {
+    fn write(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let mut one = |name: &str, help: &str, kind: &str, value: Option<u64>| {
+            if let Some(v) = value {
+                let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
+            }
+        };
+        one(
+            "stackd_udp_receive_buffer_bytes",
+            "Kernel receive buffer of the statsd socket (SO_RCVBUF as granted).",
+            "gauge",
+            self.udp_recv_buffer.map(|b| b as u64),
+        );
+        one("stackd_store_bytes", "Size of the embedded store's file.", "gauge", self.store_bytes);
+        one(
+            "stackd_udp_kernel_drops_total",
+            "Datagrams the kernel dropped because the statsd socket's receive buffer was full.",
+            "counter",
+            self.udp_kernel_drops,
+        );
     }
 }
 
@@ -257,13 +305,13 @@ fn jvm_families(readings: Vec<(String, GaugeReading)>) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::jvm;
+    use crate::input::profiler::names as jvm;
     use crate::store::{Limits, SourceSpec};
 
     #[test]
     fn an_empty_store_still_exposes_every_own_metric() {
         let store = Store::new(Limits::default(), std::time::Duration::from_secs(60));
-        let text = String::from_utf8(Metrics::new().render(&store, 0)).expect("utf-8");
+        let text = String::from_utf8(Metrics::new().render(&store, 0, &HostFigures::default())).expect("utf-8");
         // Families after the (empty) per-app ones in name order were once cut off.
         for want in ["stackd_apps 0\n", "stackd_udp_datagrams_total 0\n", "stackd_store_flush_failures_total 0\n"] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
@@ -281,7 +329,7 @@ mod tests {
             let Some(jvm::Metric::Gauge { family, label_value }) = jvm::metric_name(name) else { panic!("{name}") };
             store.set_gauge(&src, &jvm::gauge_value(family, label_value, raw, false), 1_000).expect("under the series limit");
         }
-        let text = String::from_utf8(Metrics::new().render(&store, 0)).expect("utf-8");
+        let text = String::from_utf8(Metrics::new().render(&store, 0, &HostFigures::default())).expect("utf-8");
         for want in [
             "jvm_memory_bytes_used{app=\"app-42\",area=\"heap\",executor=\"7\"} 123456789\n",
             "# TYPE jvm_gc_collection_seconds summary\n",
@@ -293,7 +341,7 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         // Expired gauges are left out.
-        let text = String::from_utf8(Metrics::new().render(&store, 2_000)).expect("utf-8");
+        let text = String::from_utf8(Metrics::new().render(&store, 2_000, &HostFigures::default())).expect("utf-8");
         assert!(!text.contains("jvm_memory_bytes_used{"), "{text}");
     }
 }

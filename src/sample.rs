@@ -1,7 +1,6 @@
-//! The protocol-neutral vocabulary shared by the parse layer and the store.
-//!
-//! Every protocol module turns its input into these borrowed types; nothing after the ingest
-//! step knows which protocol a sample came from.
+//! The protocol-neutral vocabulary every input ends in, and the store takes: stacks (frames
+//! root first) and gauge readings, both borrowed. Nothing after an input knows which wire a
+//! sample came over.
 
 /// How a Prometheus family built from agent gauges is exposed. The discriminants are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +52,55 @@ pub struct Gauge<'a> {
 /// allocated: the store copies only frames it has never seen.
 pub type DecodeFn = fn(&str, &mut dyn FnMut(&str));
 
-/// A stack in the encoding it arrived in. The store hashes `text` (with `format`) to find a stack
-/// it has seen before, and calls `decode` only on first sight.
-#[derive(Clone, Copy, Debug)]
-pub struct RawStack<'a> {
-    /// Distinguishes encodings whose texts could coincide.
-    pub format: u8,
-    pub text: &'a str,
+/// An agent's text encoding of a whole stack (statsd-jvm-profiler's metric names, Uber's
+/// comma-separated field).
+#[derive(Debug)]
+pub struct Encoding {
+    /// Tells apart encodings whose texts could coincide; stored (in each stack's identity), so
+    /// never reused for another encoding. 0 is [`Stack::Frames`].
+    pub id: u8,
     pub decode: DecodeFn,
+}
+
+/// A stack as an input hands it to the store: its frames, root first, either still in the
+/// agent's encoding (decoded only the first time the store sees the stack) or already split
+/// (a path in a tree, a folded line).
+#[derive(Clone, Copy, Debug)]
+pub enum Stack<'a> {
+    Encoded { encoding: &'static Encoding, text: &'a str },
+    Frames(&'a [&'a str]),
+}
+
+impl Stack<'_> {
+    /// What the store knows a stack by: the xxh3 of the encoding id and the text, or of the
+    /// frames (each with its length, so that no two frame lists give the same bytes). Stored,
+    /// so it must never change. The same frames sent in two encodings are two stacks of the
+    /// store; every output merges them.
+    pub fn identity(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        match self {
+            Stack::Encoded { encoding, text } => {
+                h.update(&[encoding.id]);
+                h.update(text.as_bytes());
+            }
+            Stack::Frames(frames) => {
+                h.update(&[0]);
+                for f in *frames {
+                    h.update(&(f.len() as u64).to_le_bytes());
+                    h.update(f.as_bytes());
+                }
+            }
+        }
+        h.digest()
+    }
+
+    /// Call `sink` with each frame, root first.
+    pub fn each_frame(&self, sink: &mut dyn FnMut(&str)) {
+        match self {
+            Stack::Encoded { encoding, text } => (encoding.decode)(text, sink),
+            Stack::Frames(frames) => frames.iter().for_each(|f| sink(f)),
+        }
+    }
 }
 
 /// A valid Prometheus label name that is not reserved.

@@ -83,7 +83,7 @@ fn stacks(n: usize) -> Vec<String> {
 
 fn encode(stack: &str) -> String {
     let frames: Vec<&str> = stack.split(';').collect();
-    stackd::protocol::jvm::encode_stack(&frames)
+    stackd::input::profiler::encode_stack(&frames)
 }
 
 /// One HTTP/1.1 request on a keep-alive connection: the status code.

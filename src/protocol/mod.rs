@@ -1,6 +1,6 @@
-//! Pure parsers, one module per wire format. No I/O; every parser borrows from its input and
-//! fails line by line.
+//! Pure wire parsers, one module per wire format: no I/O and no meaning (which agent a name
+//! belongs to is an input's business, see [`crate::input`]). Every parser borrows from its input
+//! and fails line by line.
 
 pub mod influx;
-pub mod jvm;
 pub mod statsd;

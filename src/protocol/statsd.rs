@@ -1,6 +1,6 @@
 //! StatsD datagrams: `name:value|type[|@rate][|#tags]`, several lines per datagram.
 //!
-//! The grammar follows Etsy statsd and `prometheus/statsd_exporter` (spec §8, vectors SD01–SD25):
+//! The grammar follows Etsy statsd and `prometheus/statsd_exporter`:
 //!
 //! * a datagram is split on LF; a CR before the LF is dropped; empty lines are skipped;
 //! * a line is split once on `:` into the name and the samples; without DogStatsD tags the
@@ -10,8 +10,9 @@
 //!   Librato style (`name#k=v:…`) or SignalFx style (`na[k=v]me:…`); mixing name tags with
 //!   DogStatsD tags is rejected.
 //!
-//! Parsing borrows from the datagram and allocates nothing; each line fails on its own, so one
-//! bad line never loses the good lines beside it.
+//! Parsing borrows from the datagram, parses each value once, and allocates only for a line with
+//! several samples; each line fails on its own, so one bad line never loses the good lines
+//! beside it. The accepted grammar is described in `docs/protocols.md` ("statsd").
 
 use std::borrow::Cow;
 use std::fmt;
@@ -125,26 +126,18 @@ impl<'a> Tags<'a> {
     }
 }
 
-/// The value text of one sample, parsed on demand by its consumer.
+/// One sample of a line, parsed once (when the line was).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample<'a> {
     pub kind: MetricType,
-    /// Raw value text; for gauges a leading `+`/`-` means "relative".
+    /// The value as it was written.
     pub value: &'a str,
+    /// The value as a number: finite, never NaN. `None` for sets, whose values are not numbers.
+    pub number: Option<f64>,
+    /// A gauge written `+N` / `-N`: it changes the current value instead of setting it.
+    pub relative: bool,
     /// Sample rate in (0, 1]; 1 when absent.
     pub rate: f64,
-}
-
-impl Sample<'_> {
-    /// The numeric value (sets have none). Rejects NaN and infinities.
-    pub fn number(&self) -> Result<f64, LineError> {
-        parse_number(self.value)
-    }
-
-    /// True for `+N` / `-N` gauges, which change the current value instead of setting it.
-    pub fn is_relative(&self) -> bool {
-        self.kind == MetricType::Gauge && matches!(self.value.as_bytes()[0], b'+' | b'-')
-    }
 }
 
 /// One parsed line: a metric name, its tags, and one or more samples.
@@ -153,38 +146,37 @@ pub struct Line<'a> {
     /// Borrowed, except for SignalFx tags in mid-name (`foo.[k=v]bar` → `foo.bar`).
     pub name: Cow<'a, str>,
     pub tags: Tags<'a>,
-    samples: &'a str,
-    mode: Mode<'a>,
+    samples: Samples<'a>,
 }
 
-/// How the sample text of a line is laid out.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode<'a> {
-    /// `value|type…`: one sample (lines with DogStatsD tags).
-    Single,
-    /// `v|t:v|t`: samples separated by `:`.
-    Multi,
-    /// `v1:v2:v3|type…`: DogStatsD packed values sharing one suffix.
-    Packed(&'a str),
+/// The samples of a line: most lines have one, which needs no allocation.
+#[derive(Clone, Debug, PartialEq)]
+enum Samples<'a> {
+    One(Sample<'a>),
+    Many(Vec<Sample<'a>>),
+}
+
+impl<'a> Samples<'a> {
+    fn push(slot: &mut Option<Samples<'a>>, sample: Sample<'a>) {
+        *slot = Some(match slot.take() {
+            None => Samples::One(sample),
+            Some(Samples::One(first)) => Samples::Many(vec![first, sample]),
+            Some(Samples::Many(mut all)) => {
+                all.push(sample);
+                Samples::Many(all)
+            }
+        });
+    }
 }
 
 impl<'a> Line<'a> {
-    /// The samples of the line. Every sample was validated when the line was parsed.
-    pub fn samples(&self) -> impl Iterator<Item = Sample<'a>> + 'a {
-        let mode = self.mode;
-        let text: &'a str = self.samples;
-        // `splitn(1, …)` yields the whole text: one sample.
-        let n = if mode == Mode::Single { 1 } else { usize::MAX };
-        let mut parts = text.splitn(n, ':');
-        std::iter::from_fn(move || {
-            let part = parts.next()?;
-            Some(match mode {
-                Mode::Packed(suffix) => parse_sample_parts(part, suffix),
-                Mode::Single | Mode::Multi => split_sample(part),
-            })
-        })
-        // Every sample was validated by `parse_line`; this only drops the impossible errors.
-        .filter_map(Result::ok)
+    /// The samples of the line, in the order written.
+    pub fn samples(&self) -> impl Iterator<Item = Sample<'a>> + '_ {
+        let all: &[Sample<'a>] = match &self.samples {
+            Samples::One(s) => std::slice::from_ref(s),
+            Samples::Many(v) => v,
+        };
+        all.iter().copied()
     }
 }
 
@@ -222,36 +214,28 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
         (None, Some(raw)) => Tags { raw, kv_sep: b':' },
         (None, None) => Tags::default(),
     };
+    // `v1:v2|type…` (the first `|`-component holds `:`): DogStatsD packed values sharing one
+    // suffix. Else with DogStatsD tags one sample; else samples separated by `:`.
     let first_component = samples.split('|').next().unwrap_or("");
-    let (text, mode) = if first_component.contains(':') {
+    let mut parsed = None;
+    if first_component.contains(':') {
         let suffix = samples[first_component.len()..].strip_prefix('|').ok_or(LineError::MissingType)?;
-        (first_component, Mode::Packed(suffix))
+        for value in first_component.split(':') {
+            let s = parse_sample_parts(value, suffix)?;
+            if !matches!(s.kind, MetricType::Timer | MetricType::Histogram | MetricType::Distribution) {
+                return Err(LineError::PackedNotTimer);
+            }
+            Samples::push(&mut parsed, s);
+        }
     } else if dog_tags.is_some() {
-        (samples, Mode::Single)
+        Samples::push(&mut parsed, split_sample(samples)?);
     } else {
-        (samples, Mode::Multi)
-    };
-    let line = Line { name, tags, samples: text, mode };
-    // Validate every sample now, so that `samples()` cannot fail later.
-    match mode {
-        Mode::Packed(suffix) => {
-            for value in text.split(':') {
-                let s = parse_sample_parts(value, suffix)?;
-                if !matches!(s.kind, MetricType::Timer | MetricType::Histogram | MetricType::Distribution) {
-                    return Err(LineError::PackedNotTimer);
-                }
-            }
-        }
-        Mode::Single => {
-            split_sample(text)?;
-        }
-        Mode::Multi => {
-            for part in text.split(':') {
-                split_sample(part)?;
-            }
+        for part in samples.split(':') {
+            Samples::push(&mut parsed, split_sample(part)?);
         }
     }
-    Ok(line)
+    let samples = parsed.ok_or(LineError::EmptyValue)?;
+    Ok(Line { name, tags, samples })
 }
 
 /// Split the name into the bare name and InfluxDB / Librato / SignalFx style tags.
@@ -311,13 +295,15 @@ fn parse_sample_parts<'a>(value: &'a str, rest: &'a str) -> Result<Sample<'a>, L
             Some(_) => check_extension(c)?,
         }
     }
-    if kind != MetricType::Set {
-        let n = parse_number(value)?;
-        if kind == MetricType::Timer && n < 0.0 {
-            return Err(LineError::NegativeTimer);
-        }
+    let number = match kind {
+        MetricType::Set => None,
+        _ => Some(parse_number(value)?),
+    };
+    if kind == MetricType::Timer && number.is_some_and(|n| n < 0.0) {
+        return Err(LineError::NegativeTimer);
     }
-    Ok(Sample { kind, value, rate })
+    let relative = kind == MetricType::Gauge && matches!(value.as_bytes()[0], b'+' | b'-');
+    Ok(Sample { kind, value, number, relative, rate })
 }
 
 /// DogStatsD v1.2 container id (`c:<id>`) and v1.3 timestamp (`T<unix>`): accepted, ignored.
@@ -459,11 +445,12 @@ mod tests {
         let l = parse_line("g:-5|g|#env:prod|c:83c0a99c0a54|T1656581400").expect("valid");
         assert_eq!(l.tags.iter().collect::<Vec<_>>(), [("env", "prod")]);
         let s = l.samples().next().expect("one sample");
-        assert!(s.is_relative());
-        assert_eq!(s.number(), Ok(-5.0));
+        assert!(s.relative);
+        assert_eq!(s.number, Some(-5.0));
         assert_eq!(parse_line("g:5|g|#a:b|x"), Err(LineError::BadType));
         let l = parse_line("g:5|g|T1656581400").expect("valid");
-        assert!(!l.samples().next().expect("one sample").is_relative());
+        assert!(!l.samples().next().expect("one sample").relative);
+        assert_eq!(parse_line("u:x|s").expect("valid").samples().next().map(|s| s.number), Some(None), "sets carry no number");
     }
 
     #[test]

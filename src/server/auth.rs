@@ -129,7 +129,7 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
         Presented::Secret(_) => false,
         Presented::None | Presented::Malformed => true,
     };
-    state.ingest.metrics.requests_rejected.with_label_values(&["unauthorized"]).inc();
+    state.metrics.request_rejected(crate::outcome::RequestReject::Unauthorized);
     let mut response = match path.as_str() {
         "/api/v2/write" => HttpError::V2(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized access".into()).into_response(),
         "/write" | "/query" => {

@@ -36,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::outcome::{Limit, RequestReject};
 
 /// How long shutdown waits for requests in flight before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -103,7 +104,7 @@ pub async fn serve(
         let slot = match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                metrics.limit_hits.with_label_values(&["connections"]).inc();
+                metrics.limit_hit(Limit::Connections);
                 let Some(idlest) = idlest(&open) else {
                     drop(stream); // every connection is busy
                     continue;
@@ -209,17 +210,17 @@ impl Activity {
     }
 
     /// Why the connection should be closed now, if it should.
-    fn expired(&self, limits: &ConnLimits) -> Option<&'static str> {
+    fn expired(&self, limits: &ConnLimits) -> Option<Limit> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;
         }
         let now = self.now();
         let head = self.head_started.load(Ordering::Relaxed);
         if head >= 0 && now - head >= limits.header_timeout.as_millis() as i64 {
-            return Some("header_timeout");
+            return Some(Limit::HeaderTimeout);
         }
         if head < 0 && now - self.last_active.load(Ordering::Relaxed) >= limits.idle_timeout.as_millis() as i64 {
-            return Some("idle_timeout");
+            return Some(Limit::IdleTimeout);
         }
         None
     }
@@ -240,10 +241,10 @@ async fn serve_connection(
         Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
             Ok(Ok(tls_stream)) => drive(tls_stream, router, limits, metrics, handle, shutdown).await,
             Ok(Err(e)) => {
-                metrics.requests_rejected.with_label_values(&["tls_handshake"]).inc();
+                metrics.request_rejected(RequestReject::TlsHandshake);
                 tracing::debug!(error = %e, "TLS handshake failed");
             }
-            Err(_) => metrics.limit_hits.with_label_values(&["header_timeout"]).inc(),
+            Err(_) => metrics.limit_hit(Limit::HeaderTimeout),
         },
     }
 }
@@ -293,7 +294,7 @@ where
             _ = handle.close.notified() => if activity.in_flight.load(Ordering::Relaxed) == 0 { return },
             _ = watchdog.tick() => {
                 if let Some(limit) = activity.expired(&limits) {
-                    metrics.limit_hits.with_label_values(&[limit]).inc();
+                    metrics.limit_hit(limit);
                     return; // dropping the connection closes the socket
                 }
             }

@@ -9,13 +9,16 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::Ingest;
+use crate::input::Inputs;
+use crate::metrics::Metrics;
+use crate::now_ms;
+use crate::outcome::{Outcome, Reject};
 
 /// Larger than any UDP payload (65,507 bytes over IPv4), so no datagram is ever truncated.
 const RECV_BUFFER: usize = 65_536;
@@ -64,6 +67,26 @@ pub fn recv_buffer_size(socket: &UdpSocket) -> usize {
     socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0)
 }
 
+/// Start the receive thread and the worker thread; both stop when `shutdown` is cancelled (the
+/// worker once it has drained the queue).
+pub fn start(socket: UdpSocket, inputs: Arc<Inputs>, shutdown: CancellationToken) -> anyhow::Result<[std::thread::JoinHandle<()>; 2]> {
+    let (queue_tx, queue_rx) = queue();
+    let metrics = inputs.ingest.metrics.clone();
+    let receiver = std::thread::Builder::new()
+        .name("stackd-udp-recv".into())
+        .spawn(move || {
+            if let Err(e) = receive_loop(socket, &metrics, queue_tx, shutdown) {
+                tracing::error!(error = %e, "statsd receive loop failed");
+            }
+        })
+        .context("cannot start the statsd receive thread")?;
+    let worker = std::thread::Builder::new()
+        .name("stackd-udp-work".into())
+        .spawn(move || work_loop(queue_rx, &inputs))
+        .context("cannot start the statsd worker thread")?;
+    Ok([receiver, worker])
+}
+
 /// A batch of datagrams handed from the receiver to the worker.
 pub type Batch = Vec<Bytes>;
 
@@ -73,7 +96,7 @@ const BATCH: usize = 512;
 /// Receive until `shutdown` is cancelled, handing batches to `queue`. Runs on its own thread with
 /// a single-threaded runtime: it drains everything the socket holds (`try_recv` until it would
 /// block), hands the batch over with one wake-up, then waits for readiness.
-pub fn receive_loop(socket: UdpSocket, ingest: Arc<Ingest>, queue: SyncSender<Batch>, shutdown: CancellationToken) -> io::Result<()> {
+fn receive_loop(socket: UdpSocket, metrics: &Metrics, queue: SyncSender<Batch>, shutdown: CancellationToken) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     runtime.block_on(async move {
         socket.set_nonblocking(true)?;
@@ -89,8 +112,8 @@ pub fn receive_loop(socket: UdpSocket, ingest: Arc<Ingest>, queue: SyncSender<Ba
             loop {
                 match socket.try_recv(&mut buf) {
                     Ok(n) => {
-                        ingest.metrics.udp_datagrams.inc();
-                        ingest.metrics.udp_bytes.inc_by(n as u64);
+                        metrics.udp_datagrams.inc();
+                        metrics.udp_bytes.inc_by(n as u64);
                         if arena.capacity() - arena.len() < n {
                             arena = BytesMut::with_capacity(ARENA_CHUNK.max(n));
                         }
@@ -103,7 +126,7 @@ pub fn receive_loop(socket: UdpSocket, ingest: Arc<Ingest>, queue: SyncSender<Ba
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        ingest.metrics.udp_errors.inc();
+                        metrics.udp_errors.inc();
                         tracing::debug!(error = %e, "statsd receive error");
                         break;
                     }
@@ -117,32 +140,28 @@ pub fn receive_loop(socket: UdpSocket, ingest: Arc<Ingest>, queue: SyncSender<Ba
 }
 
 /// Parse and store queued datagrams until the receiver hangs up (it drains fully on shutdown).
-pub fn work_loop(queue: Receiver<Batch>, ingest: Arc<Ingest>) {
+fn work_loop(queue: Receiver<Batch>, inputs: &Inputs) {
+    let metrics = &inputs.ingest.metrics;
     for batch in queue {
         let now = now_ms();
         for datagram in &batch {
             // No datagram may stop this thread: a panic (a bug) costs that datagram only, and is
             // counted and logged.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingest.statsd_datagram(datagram, now))).is_err() {
-                ingest.metrics.lines_rejected.with_label_values(&["statsd", "internal_error"]).inc();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inputs.statsd_datagram(datagram, now))).is_err() {
+                inputs.statsd_tally().count(Outcome::Rejected(Reject::Internal));
                 tracing::error!(
                     bytes = datagram.len(),
                     "a datagram made stackd fail; it was dropped (stackd_lines_rejected_total{{reason=\"internal_error\"}})"
                 );
             }
         }
-        ingest.metrics.udp_processed.inc_by(batch.len() as u64);
+        metrics.udp_processed.inc_by(batch.len() as u64);
     }
 }
 
 /// The queue between the receive thread and the worker, in batches.
-pub fn queue() -> (SyncSender<Batch>, Receiver<Batch>) {
+fn queue() -> (SyncSender<Batch>, Receiver<Batch>) {
     std::sync::mpsc::sync_channel(QUEUE_BATCHES)
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Datagrams the kernel dropped for the UDP socket bound to `port` (the `drops` column of

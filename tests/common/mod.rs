@@ -151,7 +151,7 @@ impl Drop for TempDir {
 
 /// `pkg.Class.method:line` (root first) → the agent's `cpu.trace.<leaf>.….<root>` name.
 pub fn agent_stack_name(frames_root_first: &[&str]) -> String {
-    stackd::protocol::jvm::encode_stack(frames_root_first)
+    stackd::input::profiler::encode_stack(frames_root_first)
 }
 
 /// Parse folded text into `(stack, count)` pairs.

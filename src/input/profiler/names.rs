@@ -1,4 +1,5 @@
-//! statsd-jvm-profiler metric names (spec §1.3–1.4, vectors SJ01–SJ15).
+//! What statsd-jvm-profiler's metric names mean (docs/protocols.md, "statsd-jvm-profiler"): the
+//! same names arrive over statsd and as line-protocol measurements.
 //!
 //! The agent sends `<prefix>.<metric>`; the prefix may itself contain dots, so it is split off by
 //! locating the metric grammar (`.cpu.trace.` from the start; the gauge names from the end), never
@@ -6,7 +7,7 @@
 //! `package-Class-method-line` (dots of the class replaced by `-`, negative lines as `--1`/`--2`).
 //! They are decoded to `package.Class.method:line`, root first — Flink's frame form.
 
-use crate::sample::{FamilyKind, Gauge, GaugeFamily, RawStack};
+use crate::sample::{Encoding, FamilyKind, Gauge, GaugeFamily, Stack};
 
 /// What a metric name (after the prefix) means.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,10 +20,8 @@ pub enum Metric<'a> {
     Gauge { family: &'static GaugeFamily, label_value: &'a str },
 }
 
-/// Stack encoding tag of [`RawStack::format`] for statsd-jvm-profiler names.
-pub const FORMAT_PROFILER: u8 = 1;
-/// Stack encoding tag for Uber jvm-profiler's comma-separated, leaf-first `stacktrace` field.
-pub const FORMAT_UBER: u8 = 2;
+/// The agent's stack encoding: leaf first, one `.`-component per frame (id 1, stored).
+pub static ENCODING: Encoding = Encoding { id: 1, decode: each_frame };
 
 const TRACE: &str = "cpu.trace.";
 
@@ -139,14 +138,9 @@ pub fn gauge_value<'a>(family: &'static GaugeFamily, label_value: &'a str, raw: 
     Gauge { family, label_value, value, relative }
 }
 
-/// A profiler-encoded stack (the part after `cpu.trace.`) as a [`RawStack`].
-pub fn profiler_stack(text: &str) -> RawStack<'_> {
-    RawStack { format: FORMAT_PROFILER, text, decode: each_frame }
-}
-
-/// An Uber jvm-profiler `stacktrace` field as a [`RawStack`].
-pub fn uber_stack(text: &str) -> RawStack<'_> {
-    RawStack { format: FORMAT_UBER, text, decode: each_uber_frame }
+/// A profiler-encoded stack (the part after `cpu.trace.`).
+pub fn stack(text: &str) -> Stack<'_> {
+    Stack::Encoded { encoding: &ENCODING, text }
 }
 
 /// The inverse of [`decode_stack`]: root-first `package.Class.method:line` frames → the name
@@ -216,15 +210,6 @@ fn write_frame(frame: &str, out: &mut String) {
         }
         None => dots(frame, out),
     }
-}
-
-/// Uber's `stacktrace` field: `leaf,…,root` → root first, frames kept as they come.
-pub fn decode_uber_stack(csv: &str) -> Vec<String> {
-    csv.rsplit(',').map(str::to_owned).collect()
-}
-
-fn each_uber_frame(csv: &str, sink: &mut dyn FnMut(&str)) {
-    csv.rsplit(',').for_each(sink);
 }
 
 const MEMORY_FIELDS: [&str; 4] = ["used", "committed", "max", "init"];
@@ -427,11 +412,6 @@ mod tests {
         assert_eq!(families().count(), 16);
         assert!(std::ptr::eq(family("jvm_gc_collection_seconds", FamilyKind::SummarySum).expect("sum"), &GC_SUM));
         assert!(family("jvm_gc_collection_seconds", FamilyKind::Gauge).is_none());
-    }
-
-    #[test]
-    fn uber_stack_is_reversed() {
-        assert_eq!(decode_uber_stack("java.lang.Thread.sleep,com.x.Main.main"), ["com.x.Main.main", "java.lang.Thread.sleep"]);
     }
 
     #[test]

@@ -11,26 +11,34 @@
 //! | `gauges` | (app, gauge key) | family, label value, label-set id, value, updated |
 //!
 //! Ids are append-only, so a flush writes the new tail of each id space plus every bucket that
-//! changed. A bucket is always written whole.
+//! changed. A bucket is always written whole. Row encodings are in [`codec`]; [`flush`] has one
+//! writer per table, [`load`] one reader per table.
+
+mod codec;
+mod flush;
+mod load;
 
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{Database, Durability, ReadOnlyDatabase, ReadableDatabase, TableDefinition};
 
+pub(super) use codec::decode_bucket;
+pub use flush::FlushStats;
+
 /// Version of the layout above. A data dir written by a newer stackd is refused, never rewritten.
 pub const FORMAT: u64 = 1;
 pub const FILE_NAME: &str = "stackd.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-pub(super) const FRAMES: TableDefinition<u32, &str> = TableDefinition::new("frames");
-pub(super) const APPS: TableDefinition<&str, i64> = TableDefinition::new("apps");
-pub(super) const STACKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("stacks");
-pub(super) const LABELSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("labelsets");
-pub(super) const BUCKETS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("buckets");
-pub(super) const GAUGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("gauges");
+const FRAMES: TableDefinition<u32, &str> = TableDefinition::new("frames");
+const APPS: TableDefinition<&str, i64> = TableDefinition::new("apps");
+const STACKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("stacks");
+const LABELSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("labelsets");
+const BUCKETS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("buckets");
+const GAUGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("gauges");
 
-/// Why the store could not be opened or written.
+/// Why the store could not be opened, read or written. Each keeps the error it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open {path}: {source}")]
@@ -42,12 +50,24 @@ pub enum StoreError {
     #[error("{path} was written with --bucket {stored_ms}ms and stackd was started with --bucket {asked_ms}ms; start with the same --bucket (the stored counts are filed by it)")]
     BucketChanged { path: PathBuf, stored_ms: u64, asked_ms: u64 },
     #[error("store write failed: {0}")]
-    Write(String),
+    Write(redb::Error),
+    #[error("store read failed: {0}")]
+    Read(redb::Error),
+    /// The storage library gave up on a page (it panics on some malformed pages).
+    #[error("store read failed: a damaged page")]
+    DamagedPage,
+    /// After an I/O error the file is reopened; until that succeeds there is no store to use.
+    #[error("the store is not open (reopening it after an error failed)")]
+    Unavailable,
 }
 
 impl StoreError {
-    pub(super) fn write(e: impl std::fmt::Display) -> Self {
-        StoreError::Write(e.to_string())
+    fn write(e: impl Into<redb::Error>) -> Self {
+        StoreError::Write(e.into())
+    }
+
+    fn read(e: impl Into<redb::Error>) -> Self {
+        StoreError::Read(e.into())
     }
 }
 
@@ -86,14 +106,53 @@ impl Disk {
         Ok(())
     }
 
+    /// One stored bucket of `app`, or `None` when it was never written.
+    pub(super) fn read_bucket(&self, app: &str, n: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reading(|db| {
+            let read = db.begin_read().map_err(StoreError::read)?;
+            let table = read.open_table(BUCKETS).map_err(StoreError::read)?;
+            let value = table.get((app, n)).map_err(StoreError::read)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Decode every stored bucket of `app` numbered in `range`, except those `skip` says (they
+    /// are in memory), calling `add` with each (label set, stack, count).
+    pub(super) fn each_bucket(
+        &self,
+        app: &str,
+        range: std::ops::RangeInclusive<i64>,
+        skip: impl Fn(i64) -> bool,
+        add: &mut dyn FnMut(u32, u32, u64),
+    ) -> Result<(), StoreError> {
+        self.reading(|db| {
+            let read = db.begin_read().map_err(StoreError::read)?;
+            let table = read.open_table(BUCKETS).map_err(StoreError::read)?;
+            for entry in table.range((app, *range.start())..=(app, *range.end())).map_err(StoreError::read)? {
+                let (key, blob) = entry.map_err(StoreError::read)?;
+                if !skip(key.value().1) {
+                    decode_bucket(blob.value(), &mut *add);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Run a read on the open database. A panic inside the storage library (a damaged page) is
+    /// an unreadable store too, and must not take down the thread that asked.
+    fn reading<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = self.db().ok_or(StoreError::Unavailable)?;
+        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(db))).unwrap_or(Err(StoreError::DamagedPage))
+    }
+
     fn create(path: &Path) -> Result<Database, StoreError> {
         guarded(path, || Database::create(path).map_err(|e| open_error(path, e)))
     }
 
     fn check_format(&self, bucket_ms: u64) -> Result<(), StoreError> {
-        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() };
-        let guard = self.db().ok_or_else(|| corrupt(&"not open"))?;
-        let Some(db) = guard.as_ref() else { return Err(corrupt(&"not open")) };
+        let guard = self.db().ok_or(StoreError::Unavailable)?;
+        let Some(db) = guard.as_ref() else { return Err(StoreError::Unavailable) };
         if check_format(db, &self.path, bucket_ms)? {
             return Ok(());
         }
@@ -117,7 +176,7 @@ impl Disk {
 
 /// A read-only handle on an existing store that was closed cleanly; `None` when there is no
 /// store yet, or when it was not closed cleanly (then only a writable open can repair it).
-pub(super) fn open_read_only(path: &Path) -> Result<Option<ReadOnlyDatabase>, StoreError> {
+pub(crate) fn open_read_only(path: &Path) -> Result<Option<ReadOnlyDatabase>, StoreError> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() > 0 => {}
         _ => return Ok(None),
@@ -129,24 +188,25 @@ pub(super) fn open_read_only(path: &Path) -> Result<Option<ReadOnlyDatabase>, St
     })
 }
 
+/// An error opening the file: damage (redb's checks failed, or it is no redb file at all) is
+/// told apart from a failure to open (permissions, a lock) by the error's kind, never its text.
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
     let path = path.to_path_buf();
+    let damaged = match &e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) | redb::DatabaseError::UpgradeRequired(_) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
     match e {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::Corrupt { path, detail },
-        other => {
-            let text = other.to_string();
-            if text.contains("invalid") || text.contains("corrupt") || text.contains("magic") || text.contains("version") {
-                StoreError::Corrupt { path, detail: text }
-            } else {
-                StoreError::Open { path, source: Box::new(other) }
-            }
-        }
+        e if damaged => StoreError::Corrupt { path, detail: e.to_string() },
+        other => StoreError::Open { path, source: Box::new(other) },
     }
 }
 
 /// Check the stored format and bucket width without writing. `Ok(false)`: no format recorded
 /// yet (a new store).
-pub(super) fn check_format(db: &impl ReadableDatabase, path: &Path, bucket_ms: u64) -> Result<bool, StoreError> {
+pub(crate) fn check_format(db: &impl ReadableDatabase, path: &Path, bucket_ms: u64) -> Result<bool, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
     let (found, stored_bucket) = guarded(path, || {
         let read = db.begin_read().map_err(|e| corrupt(&e))?;
@@ -173,7 +233,7 @@ pub(super) fn check_format(db: &impl ReadableDatabase, path: &Path, bucket_ms: u
 /// reported as damage gets the file's path, and a panic inside the storage library (it asserts
 /// on some malformed pages) becomes a damage error rather than a crash. The panic message is
 /// not printed: the refusal says it.
-pub(super) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -188,81 +248,5 @@ pub(super) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>)
                 detail: format!("reading it failed ({})", what.as_deref().unwrap_or("the storage library gave up")),
             })
         }
-    }
-}
-
-/// LEB128 varints: the compact integer form of every blob.
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(super) fn get_varint(input: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = input.split_first()?;
-        *input = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// Zig-zag for signed values.
-pub(super) fn put_ivarint(out: &mut Vec<u8>, v: i64) {
-    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-pub(super) fn get_ivarint(input: &mut &[u8]) -> Option<i64> {
-    let v = get_varint(input)?;
-    Some(((v >> 1) as i64) ^ -((v & 1) as i64))
-}
-
-pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-pub(super) fn get_str(input: &mut &[u8]) -> Option<String> {
-    let len = get_varint(input)? as usize;
-    if input.len() < len {
-        return None;
-    }
-    let (s, rest) = input.split_at(len);
-    *input = rest;
-    String::from_utf8(s.to_vec()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varints_round_trip() {
-        let mut buf = Vec::new();
-        let values = [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX];
-        for v in values {
-            put_varint(&mut buf, v);
-        }
-        let signed = [0i64, -1, 1, i64::MIN, i64::MAX, -123456789];
-        for v in signed {
-            put_ivarint(&mut buf, v);
-        }
-        put_str(&mut buf, "héllo");
-        let mut r = &buf[..];
-        for v in values {
-            assert_eq!(get_varint(&mut r), Some(v));
-        }
-        for v in signed {
-            assert_eq!(get_ivarint(&mut r), Some(v));
-        }
-        assert_eq!(get_str(&mut r).as_deref(), Some("héllo"));
-        assert!(r.is_empty());
-        assert_eq!(get_varint(&mut &[0x80u8][..]), None, "truncated");
     }
 }

@@ -1,0 +1,178 @@
+//! One vocabulary for what becomes of input that stackd refuses, ignores or caps: each reason
+//! once, with its exact message (what a sender reads in an HTTP error) and its label value (what
+//! Prometheus counts). Parse errors keep their own enums beside their parsers
+//! ([`crate::protocol::statsd::LineError`], [`crate::protocol::influx::ErrorKind`]), each with a
+//! `reason()` of the same kind.
+//!
+//! | counter | label | values |
+//! |---|---|---|
+//! | `stackd_lines_rejected_total` | `reason` | [`Reject::reason`], and the parsers' reasons |
+//! | `stackd_lines_ignored_total` | `reason` | [`Ignored::reason`] |
+//! | `stackd_limit_hits_total` | `limit` | [`Limit::label`] |
+//! | `stackd_requests_rejected_total` | `reason` | [`RequestReject::reason`] |
+
+/// Why a well-formed line (or one sample of it) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("app limit reached (--max-apps)")]
+    AppLimit,
+    #[error("stack sample count is negative")]
+    NegativeCount,
+    #[error("stack sample count is not a whole number")]
+    FractionalCount,
+    #[error("stack sample count is larger than 1000000000000")]
+    CountTooLarge,
+    #[error("missing numeric field \"value\"")]
+    MissingValue,
+    #[error("stack samples must be gauges or counters")]
+    WrongType,
+    #[error("Stacktrace point without a string field \"stacktrace\"")]
+    MissingStacktrace,
+    #[error("timestamp out of range")]
+    BadTimestamp,
+    #[error("timestamp older than the retention (--retention)")]
+    TooOld,
+    #[error("timestamp too far in the future")]
+    InFuture,
+    #[error("the store cannot be read and this sample's time bucket is only on disk; retry later")]
+    StoreUnavailable,
+    #[error("gauge series limit reached (--max-series-per-app)")]
+    SeriesLimit,
+    /// A bug: handling the input panicked. The input is dropped, stackd carries on.
+    #[error("internal error")]
+    Internal,
+}
+
+impl Reject {
+    /// Bounded label value of `stackd_lines_rejected_total{reason}`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::AppLimit => "app_limit",
+            Self::NegativeCount => "negative_count",
+            Self::FractionalCount => "fractional_count",
+            Self::CountTooLarge => "count_too_large",
+            Self::MissingValue => "missing_value",
+            Self::WrongType => "wrong_type",
+            Self::MissingStacktrace => "missing_stacktrace",
+            Self::BadTimestamp => "bad_timestamp",
+            Self::TooOld => "too_old",
+            Self::InFuture => "in_future",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::SeriesLimit => "series_limit",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// The limit whose hit this refusal is, if any.
+    pub fn limit(self) -> Option<Limit> {
+        match self {
+            Self::AppLimit => Some(Limit::Apps),
+            Self::SeriesLimit => Some(Limit::Series),
+            _ => None,
+        }
+    }
+}
+
+/// Why a valid line carries nothing stackd keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// A metric no input knows.
+    UnknownMetric,
+    /// statsd-jvm-profiler's shutdown depth marker (`cpu.trace.<integer>`).
+    DepthMarker,
+}
+
+impl Ignored {
+    /// Bounded label value of `stackd_lines_ignored_total{reason}`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::UnknownMetric => "unknown_metric",
+            Self::DepthMarker => "depth_marker",
+        }
+    }
+}
+
+/// A configured limit, as counted in `stackd_limit_hits_total{limit}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-apps`: the sample is refused.
+    Apps,
+    /// `--max-stacks-per-app`: the sample is counted under the overflow frame.
+    Stacks,
+    /// `--max-label-values`: the sample is kept under the overflow label value.
+    LabelValues,
+    /// `--max-series-per-app`: the gauge is refused.
+    Series,
+    /// `--max-body-size`: the request is refused.
+    Body,
+    /// `--http-max-connections`: a connection is closed.
+    Connections,
+    /// `--http-header-timeout`: the connection is closed.
+    HeaderTimeout,
+    /// `--http-idle-timeout`: the connection is closed.
+    IdleTimeout,
+    /// `--max-concurrent-renders`: the request waited too long for a render slot.
+    Renders,
+}
+
+impl Limit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Apps => "apps",
+            Self::Stacks => "stacks",
+            Self::LabelValues => "label_values",
+            Self::Series => "series",
+            Self::Body => "body",
+            Self::Connections => "connections",
+            Self::HeaderTimeout => "header_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::Renders => "renders",
+        }
+    }
+}
+
+/// Why an HTTP request was refused before its lines were read (or its answer computed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestReject {
+    TooLarge,
+    BadGzip,
+    UnsupportedEncoding,
+    BodyTimeout,
+    BodyReadError,
+    Unauthorized,
+    RenderBusy,
+    TlsHandshake,
+    /// The store could not be read, so the answer would have been incomplete.
+    StoreUnreadable,
+}
+
+impl RequestReject {
+    /// Bounded label value of `stackd_requests_rejected_total{reason}`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::BadGzip => "bad_gzip",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::BodyTimeout => "body_timeout",
+            Self::BodyReadError => "body_read_error",
+            Self::Unauthorized => "unauthorized",
+            Self::RenderBusy => "render_busy",
+            Self::TlsHandshake => "tls_handshake",
+            Self::StoreUnreadable => "store_unreadable",
+        }
+    }
+}
+
+/// What became of one line (or one sample of a statsd line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Ignored(Ignored),
+    Rejected(Reject),
+}
+
+impl From<Result<(), Reject>> for Outcome {
+    fn from(r: Result<(), Reject>) -> Self {
+        r.map_or_else(Outcome::Rejected, |()| Outcome::Accepted)
+    }
+}

@@ -1,0 +1,372 @@
+//! One app in memory: its stacks (frame ids, root first), label sets with their running totals,
+//! time buckets of counts, and gauges. Everything here is shared between ingest threads and
+//! readers; the hot path (a stack already seen) is map reads and atomic adds.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+use dashmap::DashMap;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{Labels, Limits, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE};
+use crate::sample::{GaugeFamily, Stack};
+
+/// Samples and first/last sample time of one label set.
+#[derive(Debug)]
+pub(super) struct LabelStats {
+    pub(super) samples: AtomicU64,
+    pub(super) first_ms: AtomicI64,
+    pub(super) last_ms: AtomicI64,
+    /// Changed since it was last written.
+    pub(super) dirty: AtomicBool,
+}
+
+impl LabelStats {
+    pub(super) fn new(samples: u64, first_ms: i64, last_ms: i64, dirty: bool) -> Self {
+        LabelStats {
+            samples: AtomicU64::new(samples),
+            first_ms: AtomicI64::new(first_ms),
+            last_ms: AtomicI64::new(last_ms),
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+}
+
+/// Set a dirty flag without writing the cache line when it is already set (the hot path).
+pub(super) fn mark(flag: &AtomicBool) {
+    if !flag.load(Ordering::Relaxed) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+pub(super) fn add_count<K: Eq + Hash>(counts: &DashMap<K, AtomicU64>, key: K, n: u64) {
+    if let Some(c) = counts.get(&key) {
+        saturating_add(&c, n);
+        return;
+    }
+    saturating_add(&counts.entry(key).or_default(), n);
+}
+
+/// Counts never wrap: at `u64::MAX` they stay there. (Ingest caps a single sample far below
+/// that, but a long-lived total of many samples must not turn small.) One atomic add on the hot
+/// path; only an add that overflows pays a second write, which pins the cell at the maximum (a
+/// reader racing that write may see the wrapped value for an instant).
+pub(super) fn saturating_add(cell: &AtomicU64, n: u64) {
+    let before = cell.fetch_add(n, Ordering::Relaxed);
+    if before.checked_add(n).is_none() {
+        cell.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+/// One time bucket of one app in memory.
+#[derive(Debug, Default)]
+pub(super) struct Bucket {
+    /// Set (under the write lock) when the bucket is being evicted.
+    pub(super) sealed: RwLock<bool>,
+    pub(super) dirty: AtomicBool,
+    pub(super) counts: DashMap<(u32, u32), AtomicU64>,
+}
+
+#[derive(Debug)]
+pub(super) struct StackEntry {
+    pub(super) hash: u64,
+    pub(super) frames: Box<[u32]>,
+}
+
+/// One app's stacks, buckets, label sets and gauges.
+#[derive(Debug)]
+pub struct App {
+    pub name: Arc<str>,
+    pub(super) max_stacks: usize,
+    pub(super) stack_ids: DashMap<u64, u32>,
+    pub(super) stacks: RwLock<Vec<StackEntry>>,
+    pub(super) overflow: OnceLock<u32>,
+    pub(super) labelsets: RwLock<LabelSets>,
+    pub(super) buckets: DashMap<i64, Arc<Bucket>>,
+    /// Buckets from this one on are in memory (when present at all).
+    pub(super) oldest_resident: AtomicI64,
+    /// Serialises reloads of evicted buckets with evictions.
+    pub(super) reload: Mutex<()>,
+    /// (stacks on disk, flushes that included this app).
+    pub(super) persisted: Mutex<(usize, usize)>,
+    pub(super) gauges: DashMap<u64, GaugeCell>,
+    pub(super) total: AtomicU64,
+    pub(super) last_seen_ms: AtomicI64,
+}
+
+#[derive(Debug)]
+pub(super) struct GaugeCell {
+    pub(super) family: &'static GaugeFamily,
+    pub(super) label_value: Box<str>,
+    pub(super) labels: u32,
+    pub(super) bits: AtomicU64,
+    pub(super) updated_ms: AtomicI64,
+    /// Changed since it was last written.
+    pub(super) dirty: AtomicBool,
+}
+
+impl GaugeCell {
+    pub(super) fn new(family: &'static GaugeFamily, label_value: Box<str>, labels: u32, value: f64, updated_ms: i64, dirty: bool) -> Self {
+        GaugeCell {
+            family,
+            label_value,
+            labels,
+            bits: AtomicU64::new(value.to_bits()),
+            updated_ms: AtomicI64::new(updated_ms),
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+}
+
+/// A gauge as exported: family, its own label value, the origin's labels, value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GaugeReading {
+    pub family: &'static GaugeFamily,
+    pub label_value: String,
+    pub labels: Labels,
+    pub value: f64,
+    pub updated_ms: i64,
+}
+
+/// What to aggregate: a time range (ms, `from` inclusive, `to` exclusive) and label matchers.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Aggregated stacks: frame ids root first, and their sample counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    pub stacks: Vec<(Box<[u32]>, u64)>,
+    pub total: u64,
+}
+
+/// Samples and first/last sample time of one label value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ValueStats {
+    pub samples: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// A summary of an app for listings.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AppInfo {
+    pub name: String,
+    /// Label name → value → samples and first/last sample time.
+    pub labels: BTreeMap<String, BTreeMap<String, ValueStats>>,
+    pub total_samples: u64,
+    pub unique_stacks: usize,
+    /// Unix ms of the newest sample or gauge.
+    pub last_seen_ms: i64,
+}
+
+impl App {
+    pub(super) fn new(name: Arc<str>, limits: &Limits, oldest_resident: i64) -> Self {
+        App {
+            name,
+            max_stacks: limits.max_stacks_per_app,
+            stack_ids: DashMap::new(),
+            stacks: RwLock::new(Vec::new()),
+            overflow: OnceLock::new(),
+            labelsets: RwLock::new(LabelSets {
+                max_values: limits.max_label_values,
+                max_sets: limits.max_series_per_app,
+                ..LabelSets::default()
+            }),
+            buckets: DashMap::new(),
+            oldest_resident: AtomicI64::new(oldest_resident),
+            reload: Mutex::new(()),
+            persisted: Mutex::new((0, 0)),
+            gauges: DashMap::new(),
+            total: AtomicU64::new(0),
+            last_seen_ms: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    pub(super) fn lock_reload(&self) -> MutexGuard<'_, ()> {
+        self.reload.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of a label set (created on first sight), its stats, and whether a value over the
+    /// per-label limit was replaced by [`OVERFLOW_LABEL_VALUE`].
+    pub(super) fn labelset(&self, mut labels: Labels) -> (u32, Arc<LabelStats>, bool) {
+        labels.sort();
+        let mut sets = self.labelsets.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&i) = sets.index.get(&labels) {
+            return (i, Arc::clone(&sets.list[i as usize].1), false);
+        }
+        let mut overflow = false;
+        for (k, v) in &mut labels {
+            let known = sets.values.get(k.as_str()).is_some_and(|vs| vs.contains(v.as_str()));
+            if !known && sets.values.get(k.as_str()).is_some_and(|vs| vs.len() >= sets.max_values) {
+                *v = OVERFLOW_LABEL_VALUE.to_string();
+                overflow = true;
+            }
+        }
+        // Distinct label names (tags) multiply label sets without any one label's values
+        // growing: past the series limit, new sets share one overflow set.
+        if !sets.index.contains_key(&labels) && sets.list.len() >= sets.max_sets {
+            labels = vec![(OVERFLOW_LABEL.to_string(), OVERFLOW_LABEL_VALUE.to_string())];
+            overflow = true;
+        }
+        if overflow {
+            if let Some(&i) = sets.index.get(&labels) {
+                return (i, Arc::clone(&sets.list[i as usize].1), true);
+            }
+        }
+        let stats = Arc::new(LabelStats::new(0, i64::MAX, i64::MIN, true));
+        let id = sets.insert(labels, Arc::clone(&stats));
+        (id, stats, overflow)
+    }
+
+    /// Which label sets match all `matchers`; `None` when none does.
+    pub(super) fn matching_labelsets(&self, matchers: &[(String, String)]) -> Option<Vec<bool>> {
+        let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<bool> =
+            sets.list.iter().map(|(set, _)| matchers.iter().all(|(k, v)| set.iter().any(|(sk, sv)| sk == k && sv == v))).collect();
+        (matchers.is_empty() || matching.contains(&true)).then_some(matching)
+    }
+
+    pub(super) fn stack_id(&self, stack: &Stack<'_>, frames: &Interner) -> (u32, Stored) {
+        let hash = stack.identity();
+        if let Some(id) = self.stack_ids.get(&hash) {
+            return (*id, Stored::Stack);
+        }
+        if self.stack_ids.len() >= self.max_stacks {
+            let id = *self.overflow.get_or_init(|| self.push_stack(0, Box::new([frames.intern(OVERFLOW_FRAME)])));
+            return (id, Stored::Overflow);
+        }
+        let id = *self.stack_ids.entry(hash).or_insert_with(|| {
+            let mut ids = Vec::with_capacity(32);
+            stack.each_frame(&mut |f| ids.push(frames.intern(f)));
+            self.push_stack(hash, ids.into_boxed_slice())
+        });
+        (id, Stored::Stack)
+    }
+
+    pub(super) fn push_stack(&self, hash: u64, frames: Box<[u32]>) -> u32 {
+        let mut stacks = self.stacks.write().unwrap_or_else(|e| e.into_inner());
+        stacks.push(StackEntry { hash, frames });
+        (stacks.len() - 1) as u32
+    }
+
+    pub fn total_samples(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn unique_stacks(&self) -> usize {
+        self.stack_ids.len()
+    }
+
+    /// Label names and values this app has seen, with samples and first/last sample time.
+    pub fn label_values(&self) -> BTreeMap<String, BTreeMap<String, ValueStats>> {
+        let mut out: BTreeMap<String, BTreeMap<String, ValueStats>> = BTreeMap::new();
+        for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
+            let (samples, first, last) =
+                (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
+            for (k, v) in set {
+                let e = out.entry(k.clone()).or_default().entry(v.clone()).or_insert(ValueStats {
+                    samples: 0,
+                    first_seen_ms: i64::MAX,
+                    last_seen_ms: i64::MIN,
+                });
+                e.samples = e.samples.saturating_add(samples);
+                e.first_seen_ms = e.first_seen_ms.min(first);
+                e.last_seen_ms = e.last_seen_ms.max(last);
+            }
+        }
+        // Label sets that only sent gauges have no sample times.
+        for values in out.values_mut() {
+            for v in values.values_mut() {
+                if v.samples == 0 {
+                    (v.first_seen_ms, v.last_seen_ms) = (0, 0);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn info(&self) -> AppInfo {
+        AppInfo {
+            name: self.name.to_string(),
+            labels: self.label_values(),
+            total_samples: self.total_samples(),
+            unique_stacks: self.unique_stacks(),
+            last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed).max(0),
+        }
+    }
+
+    /// Current gauges of this app.
+    pub fn gauges(&self) -> Vec<GaugeReading> {
+        let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
+        self.gauges
+            .iter()
+            .map(|g| GaugeReading {
+                family: g.family,
+                label_value: g.label_value.to_string(),
+                labels: sets.list.get(g.labels as usize).map(|(l, _)| l.clone()).unwrap_or_default(),
+                value: f64::from_bits(g.bits.load(Ordering::Relaxed)),
+                updated_ms: g.updated_ms.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+/// One app's label sets: ids are positions in `list` (append-only, stored), `index` finds a set
+/// in O(labels), `values` holds each label name's distinct values for the per-label limit.
+#[derive(Debug, Default)]
+pub(super) struct LabelSets {
+    pub(super) list: Vec<(Labels, Arc<LabelStats>)>,
+    pub(super) index: std::collections::HashMap<Labels, u32>,
+    pub(super) values: std::collections::HashMap<String, std::collections::HashSet<String>>,
+    pub(super) max_values: usize,
+    /// Label sets at most (the overflow set may go one over).
+    pub(super) max_sets: usize,
+}
+
+impl LabelSets {
+    pub(super) fn insert(&mut self, labels: Labels, stats: Arc<LabelStats>) -> u32 {
+        let id = self.list.len() as u32;
+        for (k, v) in &labels {
+            self.values.entry(k.clone()).or_default().insert(v.clone());
+        }
+        self.index.insert(labels.clone(), id);
+        self.list.push((labels, stats));
+        id
+    }
+}
+
+/// Frame names, interned once for all apps.
+#[derive(Debug, Default)]
+pub(super) struct Interner {
+    pub(super) ids: DashMap<Arc<str>, u32>,
+    pub(super) names: RwLock<Vec<Arc<str>>>,
+}
+
+impl Interner {
+    pub(super) fn intern(&self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let name: Arc<str> = name.into();
+        *self.ids.entry(Arc::clone(&name)).or_insert_with(|| {
+            let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+            names.push(name);
+            (names.len() - 1) as u32
+        })
+    }
+}
+
+pub(super) fn gauge_key(labels: u32, family: &GaugeFamily, label_value: &str) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&labels.to_le_bytes());
+    h.update(family.name.as_bytes());
+    h.update(&[family.kind as u8]);
+    h.update(label_value.as_bytes());
+    h.digest()
+}

@@ -1,0 +1,301 @@
+//! Writing memory to the store: one transaction per flush, one writer per table. Each writer
+//! writes what changed since the last flush and remembers what it wrote, so that a failed
+//! commit can mark it all changed again ([`Written::restore`]): nothing is lost from memory.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
+
+use super::codec::{encode_bucket, encode_gauge_row, encode_labelset_row, encode_stack_row, GaugeRow};
+use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, STACKS};
+use crate::store::app::{App, Bucket, LabelStats};
+use crate::store::Store;
+
+/// What one flush did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    pub buckets: usize,
+    /// Rows other than buckets written (apps, stacks, label sets, gauges, frames).
+    pub rows: usize,
+    pub bytes: usize,
+    pub evicted: usize,
+    pub deleted: usize,
+}
+
+/// What a flush wrote from memory: marked clean when written, marked changed again when the
+/// commit fails.
+#[derive(Default)]
+struct Written {
+    buckets: Vec<Arc<Bucket>>,
+    labelsets: Vec<Arc<LabelStats>>,
+    gauges: Vec<(Arc<App>, u64)>,
+    /// Per app (in flush order), how many of its stacks are on disk once this commits.
+    stacks: Vec<usize>,
+    /// How many frames are on disk once this commits.
+    frames: usize,
+}
+
+impl Written {
+    fn restore(self) {
+        for b in self.buckets {
+            b.dirty.store(true, Ordering::Release);
+        }
+        for st in self.labelsets {
+            st.dirty.store(true, Ordering::Release);
+        }
+        for (app, key) in self.gauges {
+            if let Some(g) = app.gauges.get(&key) {
+                g.dirty.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Buckets that leave memory with this flush: sealed, and their apps' reload locks held until
+/// the commit, so that nobody reads them back from disk before their last write is there.
+struct Evicting<'a> {
+    _reload: Vec<MutexGuard<'a, ()>>,
+    sealed: Vec<(Arc<App>, i64, Arc<Bucket>)>,
+}
+
+impl<'a> Evicting<'a> {
+    fn seal(apps: &'a [Arc<App>], before: i64) -> Self {
+        let mut evicting = Evicting { _reload: Vec::with_capacity(apps.len()), sealed: Vec::new() };
+        for app in apps {
+            evicting._reload.push(app.lock_reload());
+            let _ = app.oldest_resident.fetch_max(before, Ordering::AcqRel);
+            for b in app.buckets.iter() {
+                if *b.key() < before {
+                    *b.value().sealed.write().unwrap_or_else(|e| e.into_inner()) = true;
+                    evicting.sealed.push((Arc::clone(app), *b.key(), Arc::clone(b.value())));
+                }
+            }
+        }
+        evicting
+    }
+
+    /// Committed: drop the sealed buckets from memory.
+    fn evict(self) -> usize {
+        for (app, n, _) in &self.sealed {
+            app.buckets.remove(n);
+        }
+        self.sealed.len()
+    }
+
+    /// Not committed: the buckets stay.
+    fn unseal(self) {
+        for (_, _, b) in self.sealed {
+            *b.sealed.write().unwrap_or_else(|e| e.into_inner()) = false;
+        }
+    }
+}
+
+impl Store {
+    /// Write everything changed since the last flush, evict buckets older than the memory window,
+    /// delete buckets older than the retention. One redb transaction, durable when it returns.
+    /// On failure nothing is lost from memory and the next flush writes it all again.
+    pub fn flush(&self, now_ms: i64) -> Result<FlushStats, StoreError> {
+        let Some(disk) = &self.disk else {
+            return Ok(FlushStats::default());
+        };
+        let mut frames_on_disk = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        if disk.db().is_none() {
+            disk.reopen()?;
+        }
+        let guard = disk.db().ok_or(StoreError::Unavailable)?;
+        let Some(db) = guard.as_ref() else { return Err(StoreError::Unavailable) };
+        let now_bucket = now_ms.div_euclid(self.bucket_ms);
+        let evict_before = now_bucket.saturating_sub(self.window_ms / self.bucket_ms + 1);
+        let delete_before = (now_ms.saturating_sub(self.retention_ms)).div_euclid(self.bucket_ms);
+        let apps = self.apps();
+        let evicting = Evicting::seal(&apps, evict_before);
+        let mut stats = FlushStats::default();
+        let mut written = Written { frames: *frames_on_disk, ..Written::default() };
+        let result = db
+            .begin_write()
+            .map_err(StoreError::write)
+            .and_then(|w| self.write_changes(w, &apps, now_ms, delete_before, *frames_on_disk, &mut stats, &mut written));
+        match result {
+            Ok(()) => {
+                *frames_on_disk = written.frames;
+                for (app, len) in apps.iter().zip(&written.stacks) {
+                    let mut persisted = app.persisted.lock().unwrap_or_else(|e| e.into_inner());
+                    *persisted = (*len, persisted.1 + 1);
+                }
+                stats.evicted = evicting.evict();
+                Ok(stats)
+            }
+            Err(e) => {
+                written.restore();
+                evicting.unseal();
+                // redb accepts no writes after an I/O error until reopened: reopen now, so that
+                // the next flush can succeed once there is room again.
+                drop(guard);
+                if let Err(again) = disk.reopen() {
+                    tracing::error!(error = %again, "cannot reopen the store; flushes keep failing until it opens");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Fill one transaction and commit it (or abort it when nothing changed: no fsync, the file
+    /// is not touched). Order matters: what is written first may refer only to ids written after
+    /// it, and ids only grow. Buckets, then gauges, then label sets, then stacks; frames last.
+    #[allow(clippy::too_many_arguments)]
+    fn write_changes(
+        &self,
+        mut w: WriteTransaction,
+        apps: &[Arc<App>],
+        now_ms: i64,
+        delete_before: i64,
+        frames_on_disk: usize,
+        stats: &mut FlushStats,
+        written: &mut Written,
+    ) -> Result<(), StoreError> {
+        w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
+        {
+            let mut apps_t = w.open_table(APPS).map_err(StoreError::write)?;
+            let mut stacks_t = w.open_table(STACKS).map_err(StoreError::write)?;
+            let mut labels_t = w.open_table(LABELSETS).map_err(StoreError::write)?;
+            let mut buckets_t = w.open_table(BUCKETS).map_err(StoreError::write)?;
+            let mut gauges_t = w.open_table(GAUGES).map_err(StoreError::write)?;
+            let mut blob = Vec::with_capacity(64 * 1024);
+            for app in apps {
+                write_buckets(&mut buckets_t, app, &mut blob, stats, written)?;
+                write_gauges(&mut gauges_t, app, &mut blob, stats, written)?;
+                write_labelsets(&mut labels_t, app, &mut blob, stats, written)?;
+                write_app(&mut apps_t, app, now_ms, stats)?;
+                write_stacks(&mut stacks_t, app, &mut blob, stats, written)?;
+                delete_expired(&mut buckets_t, app, delete_before, stats)?;
+            }
+        }
+        self.write_frames(&w, frames_on_disk, stats, written)?;
+        if stats.buckets + stats.rows + stats.deleted == 0 {
+            return w.abort().map_err(StoreError::write);
+        }
+        w.commit().map_err(StoreError::write)
+    }
+
+    /// `frames`: the interner's new tail.
+    fn write_frames(&self, w: &WriteTransaction, on_disk: usize, stats: &mut FlushStats, written: &mut Written) -> Result<(), StoreError> {
+        let names = self.frames();
+        let mut t = w.open_table(FRAMES).map_err(StoreError::write)?;
+        for (id, name) in names.iter().enumerate().skip(on_disk) {
+            t.insert(id as u32, &**name).map_err(StoreError::write)?;
+            stats.rows += 1;
+        }
+        written.frames = names.len();
+        Ok(())
+    }
+}
+
+/// `buckets`: every bucket changed since it was last written, whole.
+fn write_buckets(
+    t: &mut Table<(&str, i64), &[u8]>,
+    app: &Arc<App>,
+    blob: &mut Vec<u8>,
+    stats: &mut FlushStats,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    for b in app.buckets.iter() {
+        if b.value().dirty.swap(false, Ordering::AcqRel) {
+            written.buckets.push(Arc::clone(b.value()));
+            encode_bucket(&b.value().counts, blob);
+            t.insert((&*app.name, *b.key()), &blob[..]).map_err(StoreError::write)?;
+            stats.buckets += 1;
+            stats.bytes += blob.len();
+        }
+    }
+    Ok(())
+}
+
+/// `gauges`: those set since they were last written.
+fn write_gauges(
+    t: &mut Table<(&str, u64), &[u8]>,
+    app: &Arc<App>,
+    blob: &mut Vec<u8>,
+    stats: &mut FlushStats,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    for g in app.gauges.iter() {
+        if !g.dirty.swap(false, Ordering::AcqRel) {
+            continue;
+        }
+        written.gauges.push((Arc::clone(app), *g.key()));
+        let row = GaugeRow {
+            family: g.family.name.to_string(),
+            kind: g.family.kind as u8,
+            label_value: g.label_value.to_string(),
+            labels: g.labels,
+            bits: g.bits.load(Ordering::Relaxed),
+            updated_ms: g.updated_ms.load(Ordering::Relaxed),
+        };
+        encode_gauge_row(blob, &row);
+        t.insert((&*app.name, *g.key()), &blob[..]).map_err(StoreError::write)?;
+        stats.rows += 1;
+    }
+    Ok(())
+}
+
+/// `labelsets`: label sets carry their running totals; those that changed.
+fn write_labelsets(
+    t: &mut Table<(&str, u32), &[u8]>,
+    app: &Arc<App>,
+    blob: &mut Vec<u8>,
+    stats: &mut FlushStats,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().enumerate() {
+        if !st.dirty.swap(false, Ordering::AcqRel) {
+            continue;
+        }
+        written.labelsets.push(Arc::clone(st));
+        let (samples, first, last) =
+            (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
+        encode_labelset_row(blob, samples, first, last, labels);
+        t.insert((&*app.name, id as u32), &blob[..]).map_err(StoreError::write)?;
+        stats.rows += 1;
+    }
+    Ok(())
+}
+
+/// `apps`: an app's first flush records it.
+fn write_app(t: &mut Table<&str, i64>, app: &Arc<App>, now_ms: i64, stats: &mut FlushStats) -> Result<(), StoreError> {
+    if app.persisted.lock().unwrap_or_else(|e| e.into_inner()).1 == 0 {
+        t.insert(&*app.name, now_ms).map_err(StoreError::write)?;
+        stats.rows += 1;
+    }
+    Ok(())
+}
+
+/// `stacks`: the app's new tail.
+fn write_stacks(
+    t: &mut Table<(&str, u32), &[u8]>,
+    app: &Arc<App>,
+    blob: &mut Vec<u8>,
+    stats: &mut FlushStats,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    let on_disk = app.persisted.lock().unwrap_or_else(|e| e.into_inner()).0;
+    let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
+    for (id, s) in stacks.iter().enumerate().skip(on_disk) {
+        encode_stack_row(blob, s.hash, &s.frames);
+        t.insert((&*app.name, id as u32), &blob[..]).map_err(StoreError::write)?;
+        stats.rows += 1;
+    }
+    written.stacks.push(stacks.len());
+    Ok(())
+}
+
+/// Retention: the app's buckets older than `before` are deleted.
+fn delete_expired(t: &mut Table<(&str, i64), &[u8]>, app: &Arc<App>, before: i64, stats: &mut FlushStats) -> Result<(), StoreError> {
+    let name = &*app.name;
+    let old: Vec<i64> = t.range((name, i64::MIN)..(name, before)).map_err(StoreError::write)?.flatten().map(|(k, _)| k.value().1).collect();
+    for n in old {
+        t.remove((name, n)).map_err(StoreError::write)?;
+        stats.deleted += 1;
+    }
+    Ok(())
+}

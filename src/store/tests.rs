@@ -1,0 +1,244 @@
+//! The store's unit tests: aggregation, limits, queries, and a real redb file in a temp dir.
+
+use super::*;
+use crate::sample::{FamilyKind, GaugeFamily};
+
+fn split_frames(s: &str, sink: &mut dyn FnMut(&str)) {
+    s.split(';').for_each(sink);
+}
+
+static SEMICOLONS: crate::sample::Encoding = crate::sample::Encoding { id: 9, decode: split_frames };
+
+fn raw(text: &str) -> Stack<'_> {
+    Stack::Encoded { encoding: &SEMICOLONS, text }
+}
+
+fn store(max_apps: usize, max_stacks: usize) -> Store {
+    Store::new(Limits { max_apps, max_stacks_per_app: max_stacks, ..Limits::default() }, Duration::from_secs(60))
+}
+
+fn spec(app: &str, labels: &[(&str, &str)]) -> SourceSpec {
+    SourceSpec { app: app.into(), labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+}
+
+/// `(frames joined by ;, count)` per stack, sorted.
+fn folded(store: &Store, app: &str, q: &Query) -> Vec<(String, u64)> {
+    let profile = store.query(&store.app(app).expect("app"), q).expect("readable").expect("labels match");
+    let mut lines: Vec<(String, u64)> = store.resolve(&profile).into_iter().map(|(frames, c)| (frames.join(";"), c)).collect();
+    lines.sort();
+    lines
+}
+
+fn add(s: &Store, src: &Source, text: &str, n: u64, t: i64) -> Stored {
+    s.add_stack(src, &raw(text), n, t, t).expect("in range")
+}
+
+#[test]
+fn counts_add_up_and_decode_once() {
+    let s = store(10, 10);
+    let src = s.source(1, || spec("app", &[("executor", "1")])).expect("source");
+    assert_eq!(add(&s, &src, "a;b", 3, 1_000), Stored::Stack);
+    assert_eq!(add(&s, &src, "a;b", 2, 2_000), Stored::Stack);
+    add(&s, &src, "a;c", 1, 2_000);
+    assert_eq!(folded(&s, "app", &Query::default()), [("a;b".to_string(), 5), ("a;c".to_string(), 1)]);
+    let app = s.app("app").expect("app");
+    assert_eq!((app.total_samples(), app.unique_stacks()), (6, 2));
+    let values = app.label_values();
+    assert_eq!(values["executor"]["1"], ValueStats { samples: 6, first_seen_ms: 1_000, last_seen_ms: 2_000 });
+}
+
+#[test]
+fn origin_is_resolved_once() {
+    let s = store(10, 10);
+    s.source(7, || spec("a", &[])).expect("first");
+    let again = s.source(7, || panic!("resolved twice")).expect("cached");
+    assert_eq!(&*again.app.name, "a");
+}
+
+#[test]
+fn limits_are_enforced() {
+    let s = store(1, 2);
+    let src = s.source(1, || spec("a", &[])).expect("first app");
+    assert_eq!(s.source(2, || spec("b", &[])).map(|_| ()), Err(Reject::AppLimit));
+    add(&s, &src, "x", 1, 0);
+    add(&s, &src, "y", 1, 0);
+    assert_eq!(add(&s, &src, "z", 4, 0), Stored::Overflow);
+    assert_eq!(add(&s, &src, "w", 1, 0), Stored::Overflow);
+    assert_eq!(add(&s, &src, "x", 1, 0), Stored::Stack);
+    assert_eq!(
+        folded(&s, "a", &Query::default()),
+        [("[stackd: unique stack limit reached]".to_string(), 5), ("x".to_string(), 2), ("y".to_string(), 1)]
+    );
+}
+
+#[test]
+fn queries_filter_by_time_and_labels() {
+    let s = store(10, 10);
+    let e1 = s.source(1, || spec("a", &[("executor", "1")])).expect("e1");
+    let e2 = s.source(2, || spec("a", &[("executor", "2")])).expect("e2");
+    add(&s, &e1, "m", 1, 0);
+    add(&s, &e1, "m", 10, 60_000);
+    add(&s, &e2, "m", 100, 120_000);
+    let q = |from, to, labels: &[(&str, &str)]| Query {
+        from_ms: from,
+        to_ms: to,
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    assert_eq!(folded(&s, "a", &q(None, None, &[])), [("m".to_string(), 111)]);
+    assert_eq!(folded(&s, "a", &q(Some(60_000), None, &[])), [("m".to_string(), 110)]);
+    assert_eq!(folded(&s, "a", &q(None, Some(60_000), &[])), [("m".to_string(), 1)]);
+    assert_eq!(folded(&s, "a", &q(None, None, &[("executor", "1")])), [("m".to_string(), 11)]);
+    assert!(s.query(&s.app("a").expect("a"), &q(None, None, &[("executor", "9")])).expect("readable").is_none());
+}
+
+#[test]
+fn time_limits() {
+    let config = StoreConfig {
+        retention: Duration::from_secs(3600),
+        max_future: Duration::from_secs(600),
+        ..StoreConfig::in_memory(Limits { max_apps: 1, max_stacks_per_app: 10, ..Limits::default() }, Duration::from_secs(60))
+    };
+    let s = Store::open(config, 0).expect("open");
+    let src = s.source(1, || spec("a", &[])).expect("src");
+    let now = 10_000_000;
+    assert_eq!(s.add_stack(&src, &raw("x"), 1, now - 3_600_001, now), Err(Reject::TooOld));
+    assert_eq!(s.add_stack(&src, &raw("x"), 1, now + 600_001, now), Err(Reject::InFuture));
+    assert_eq!(s.add_stack(&src, &raw("x"), 1, now - 3_600_000, now), Ok(Stored::Stack));
+}
+
+static G: GaugeFamily = GaugeFamily { name: "g", help: "h", kind: FamilyKind::Gauge, label: None };
+
+#[test]
+fn gauges_set_and_relative() {
+    let s = store(10, 10);
+    let src = s.source(1, || spec("a", &[])).expect("src");
+    let g = |value, relative| Gauge { family: &G, label_value: "", value, relative };
+    s.set_gauge(&src, &g(0.0, false), 1).expect("set");
+    s.set_gauge(&src, &g(-1.0, true), 2).expect("set");
+    let readings = s.app("a").expect("a").gauges();
+    assert_eq!(readings.len(), 1);
+    assert_eq!((readings[0].value, readings[0].updated_ms), (-1.0, 2));
+    s.set_gauge(&src, &g(5.0, false), 3).expect("set");
+    assert_eq!(s.app("a").expect("a").gauges()[0].value, 5.0);
+}
+
+fn on_disk(dir: &std::path::Path, window: Duration) -> Store {
+    let config = StoreConfig {
+        data_dir: Some(dir.to_path_buf()),
+        memory_window: window,
+        retention: Duration::from_secs(7 * 86_400),
+        max_future: Duration::from_secs(600),
+        family: |name, kind| (name == "g" && kind == FamilyKind::Gauge).then_some(&G),
+        ..StoreConfig::in_memory(Limits { max_apps: 10, max_stacks_per_app: 100, ..Limits::default() }, Duration::from_secs(60))
+    };
+    Store::open(config, 100 * 60_000).expect("open")
+}
+
+#[test]
+fn flush_evict_reload_and_restart() {
+    let dir = std::env::temp_dir().join(format!("stackd-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let now = 100 * 60_000;
+    {
+        let s = on_disk(&dir, Duration::from_secs(120));
+        let src = s.source(1, || spec("a", &[("executor", "1")])).expect("src");
+        for minute in 90..=100 {
+            s.add_stack(&src, &raw("r;x"), 1, minute * 60_000, now).expect("ok");
+        }
+        s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: 7.0, relative: false }, now).expect("set");
+        let stats = s.flush(now).expect("flush");
+        assert_eq!(stats.buckets, 11);
+        assert_eq!(stats.evicted, 7, "minutes 90..=96 leave memory (the window, plus one bucket of margin, stays)");
+        // A late sample for an evicted minute reloads it; nothing is lost.
+        s.add_stack(&src, &raw("r;x"), 5, 91 * 60_000, now).expect("ok");
+        s.add_stack(&src, &raw("r;y"), 2, 95 * 60_000, now).expect("ok");
+        let q = Query { from_ms: Some(90 * 60_000), to_ms: Some(92 * 60_000), labels: vec![] };
+        assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 7)]);
+        assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 16), ("r;y".to_string(), 2)]);
+        s.flush(now).expect("flush");
+    }
+    let s = on_disk(&dir, Duration::from_secs(120));
+    assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 16), ("r;y".to_string(), 2)]);
+    let q = Query { from_ms: Some(95 * 60_000), to_ms: Some(96 * 60_000), labels: vec![] };
+    assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 1), ("r;y".to_string(), 2)]);
+    let app = s.app("a").expect("a");
+    assert_eq!(app.total_samples(), 18);
+    assert_eq!(app.gauges()[0].value, 7.0);
+    // The current minute is on disk: new samples add to it rather than replace it.
+    let src = s.source(1, || spec("a", &[("executor", "1")])).expect("src");
+    s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+    s.flush(now).expect("flush");
+    drop(s);
+    let s = on_disk(&dir, Duration::from_secs(120));
+    let q = Query { from_ms: Some(now), to_ms: None, labels: vec![] };
+    assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 2)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flushes_write_only_what_changed() {
+    let dir = std::env::temp_dir().join(format!("stackd-store-dirty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let now = 100 * 60_000;
+    {
+        let s = on_disk(&dir, Duration::from_secs(3600));
+        for e in 0..50 {
+            let src = s.source(e, || spec("a", &[("executor", &e.to_string())])).expect("src");
+            s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+            s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: e as f64, relative: false }, now).expect("set");
+        }
+        let first = s.flush(now).expect("flush");
+        assert_eq!((first.buckets, first.rows), (1, 1 + 1 + 50 + 50 + 2), "app, stack, label sets, gauges, frames");
+        assert_eq!(s.flush(now).expect("flush"), FlushStats::default(), "nothing changed, nothing written");
+        let src = s.source(3, || unreachable!()).expect("cached");
+        s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+        let third = s.flush(now).expect("flush");
+        assert_eq!((third.buckets, third.rows), (1, 1), "the bucket (whole) and one label set");
+    }
+    let s = on_disk(&dir, Duration::from_secs(3600));
+    assert_eq!(s.flush(now).expect("flush"), FlushStats::default(), "a restart writes nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn many_label_sets_are_found_by_index() {
+    let s = store(10, 10);
+    for e in 0..30_000u64 {
+        let src = s.source(e, || spec("a", &[("executor", &e.to_string()), ("host", "h")])).expect("src");
+        s.add_stack(&src, &raw("x"), e + 1, 0, 0).expect("ok");
+    }
+    let app = s.app("a").expect("a");
+    let values = app.label_values();
+    assert_eq!(values["executor"].len(), 10_000 + 1, "the default cap, plus the overflow value");
+    assert_eq!(values["executor"]["29"].samples, 30);
+    let overflow: u64 = (10_000..30_000u64).map(|e| e + 1).sum();
+    assert_eq!(values["executor"][OVERFLOW_LABEL_VALUE].samples, overflow);
+    assert_eq!(app.total_samples(), (1..=30_000u64).sum::<u64>());
+    // Resolving a known label set again finds the same id.
+    let again = app.labelset(vec![("host".into(), "h".into()), ("executor".into(), "29".into())]);
+    assert_eq!((again.0, again.2), (29, false));
+}
+
+#[test]
+fn label_sets_are_capped_whatever_the_label_names() {
+    let limits = Limits { max_apps: 1, max_stacks_per_app: 10, max_label_values: 10, max_series_per_app: 3 };
+    let s = Store::new(limits, Duration::from_secs(60));
+    for n in 0..6u64 {
+        let src = s.source(n, || spec("a", &[(&format!("tag{n}"), "v")])).expect("src");
+        assert_eq!(src.label_overflow, n >= 3, "{n}");
+        s.add_stack(&src, &raw("x"), 1, 0, 0).expect("ok");
+    }
+    let values = s.app("a").expect("a").label_values();
+    assert_eq!(values.keys().collect::<Vec<_>>(), ["stackd_overflow", "tag0", "tag1", "tag2"]);
+    assert_eq!(values[OVERFLOW_LABEL][OVERFLOW_LABEL_VALUE].samples, 3);
+}
+
+#[test]
+fn totals_saturate_instead_of_wrapping() {
+    let s = store(10, 10);
+    let src = s.source(1, || spec("a", &[])).expect("src");
+    add(&s, &src, "x", u64::MAX - 1, 0);
+    add(&s, &src, "x", 5, 0);
+    assert_eq!(s.app("a").expect("a").total_samples(), u64::MAX);
+    assert_eq!(folded(&s, "a", &Query::default()), [("x".to_string(), u64::MAX)]);
+}
