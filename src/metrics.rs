@@ -95,7 +95,7 @@ impl Metrics {
             http_requests: counter_vec("stackd_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
             requests_rejected: counter_vec(
                 "stackd_requests_rejected_total",
-                "HTTP requests refused before their lines were read: too_large, bad_gzip, unsupported_encoding, body_timeout, body_read_error, unauthorized, render_busy, tls_handshake.",
+                "HTTP requests refused (before their lines were read, or rather than answered in part): too_large, bad_gzip, unsupported_encoding, body_timeout, body_read_error, unauthorized, render_busy, tls_handshake, store_unreadable.",
                 &["reason"],
             ),
             http_connections: {

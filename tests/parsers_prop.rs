@@ -187,7 +187,7 @@ fn theirs(line: &str) -> Result<Point, String> {
     })
 }
 
-/// Where stackd follows the InfluxDB server (spec §7.1) and the crate does not. Each entry is
+/// Where stackd follows the InfluxDB server (docs/protocols.md) and the crate does not. Each entry is
 /// listed in README.md ("Line protocol: differences from the influxdb-line-protocol crate").
 fn known_difference(line: &str, theirs: &Result<Point, String>) -> Option<&'static str> {
     if let Ok(p) = theirs {

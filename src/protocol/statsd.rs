@@ -374,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_vectors_sd01_to_sd25() {
+    fn statsd_exporter_and_etsy_vectors() {
         let cases: &[(&str, Vec<Parsed>)] = &[
             ("gorets:1|c", vec![ok("gorets", &[("c", "1", 1.0)], &[])]),
             ("gorets:1|c|@0.1", vec![ok("gorets", &[("c", "1", 0.1)], &[])]),

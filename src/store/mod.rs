@@ -407,8 +407,10 @@ impl Store {
                 add(e.key().0, e.key().1, e.value().load(Ordering::Relaxed));
             }
         }
-        if let Some(disk) = &self.disk {
-            disk.each_bucket(&app.name, first..=last, |n| resident.contains_key(&n), &mut add)?;
+        // Buckets from `oldest_resident` on are all in memory; only older ones may be on disk only.
+        let on_disk_last = last.min(app.oldest_resident.load(Ordering::Acquire).saturating_sub(1));
+        if let (Some(disk), true) = (&self.disk, first <= on_disk_last) {
+            disk.each_bucket(&app.name, first..=on_disk_last, |n| resident.contains_key(&n), &mut add)?;
         }
         let mut profile = Profile::default();
         for (id, count) in per_stack.into_iter().enumerate() {

@@ -242,3 +242,28 @@ fn totals_saturate_instead_of_wrapping() {
     assert_eq!(s.app("a").expect("a").total_samples(), u64::MAX);
     assert_eq!(folded(&s, "a", &Query::default()), [("x".to_string(), u64::MAX)]);
 }
+
+#[test]
+fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
+    let dir = std::env::temp_dir().join(format!("stackd-store-unreadable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let now = 100 * 60_000;
+    let s = on_disk(&dir, Duration::from_secs(120));
+    let src = s.source(1, || spec("a", &[])).expect("src");
+    for minute in 0..60 {
+        s.add_stack(&src, &raw(&format!("r;x{minute}")), 1, (40 + minute) * 60_000, now).expect("ok");
+    }
+    s.flush(now).expect("flush");
+    // Everything but the newest minutes is on disk only. The state a failed reopen (after an I/O
+    // error) leaves: no database to read.
+    s.disk.as_ref().expect("on disk").close();
+    let app = s.app("a").expect("a");
+    let result = s.query(&app, &Query::default());
+    assert!(matches!(result, Err(StoreError::Unavailable)), "{result:?}");
+    // What is in memory alone is still answered, when that is all that was asked for.
+    let q = Query { from_ms: Some(now - 60_000), to_ms: None, labels: vec![] };
+    assert_eq!(s.query(&app, &q).expect("resident only").map(|p| p.total), Some(1));
+    // A sample for a bucket that is only on disk is refused rather than started afresh.
+    assert_eq!(s.add_stack(&src, &raw("r;x0"), 1, 40 * 60_000, now), Err(Reject::StoreUnavailable));
+    let _ = std::fs::remove_dir_all(&dir);
+}

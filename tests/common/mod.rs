@@ -182,7 +182,7 @@ pub fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
 }
 
-/// The spec's example timestamps (2017–2018) moved to now, so that vectors stay readable and
+/// The example timestamps of the protocol documents (2017–2018) moved to now, so that vectors stay readable and
 /// samples stay within the retention: `1500000000123000000` (ns) becomes now, the others keep
 /// their offsets from it; `1500000000123` (ms) likewise.
 pub fn recent(body: &str) -> String {

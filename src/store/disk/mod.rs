@@ -98,6 +98,12 @@ impl Disk {
         guard.is_some().then_some(guard)
     }
 
+    /// Close the file, as a reopen that fails leaves it.
+    #[cfg(test)]
+    pub(super) fn close(&self) {
+        drop(self.db.write().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
     /// Close and open the file again (after an I/O error such as a full disk).
     pub fn reopen(&self) -> Result<(), StoreError> {
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
