@@ -71,8 +71,8 @@ impl Inputs {
     /// prefixes into an app and labels.
     pub fn new(ingest: Arc<Ingest>, prefix_labels: Option<PrefixTemplate>) -> Self {
         let prefixes = Arc::new(profiler::Prefixes::new(prefix_labels));
-        let statsd: Vec<Box<dyn StatsdInput>> = vec![Box::new(profiler::statsd::Input::new(Arc::clone(&prefixes)))];
-        let line_protocol: Vec<Box<dyn LineInput>> = vec![Box::new(uber::Input), Box::new(profiler::influx::Input::new(prefixes))];
+        let statsd: Vec<Box<dyn StatsdInput>> = vec![Box::new(profiler::statsd::Input(Arc::clone(&prefixes)))];
+        let line_protocol: Vec<Box<dyn LineInput>> = vec![Box::new(uber::Input), Box::new(profiler::influx::Input(prefixes))];
         let (statsd_tally, influx_tally) = (ingest.tally("statsd"), ingest.tally("influx"));
         Inputs { ingest, statsd, line_protocol, statsd_tally, influx_tally }
     }

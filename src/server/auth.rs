@@ -114,7 +114,7 @@ fn allowed(secret: &str, list: &[Credential]) -> bool {
 
 /// Middleware: refuse requests without the credentials their route needs.
 pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let auth = &state.auth;
+    let auth = &state.settings.auth;
     let path = req.uri().path().to_string();
     let needed = match class(&path, auth) {
         Class::Write => &auth.write,

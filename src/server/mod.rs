@@ -95,18 +95,20 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         (Some(cert), Some(key)) => Some(conn::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let state = Arc::new(http::AppState::new(http::Parts {
+    let state = Arc::new(http::AppState::new(
         inputs,
-        limits: http::HttpLimits::from_config(&config),
-        statsd: Some(http::StatsdSocket { port: statsd_addr.port(), recv_buffer }),
-        store_file: Some(config.data_dir.join(store::disk::FILE_NAME)),
-        flusher: config.sync_writes.then_some(flusher),
-        auth: auth::Auth {
-            write: config.write_credentials.clone(),
-            read: config.read_credentials.clone(),
-            protect_metrics: config.auth_metrics,
+        http::Settings {
+            limits: http::HttpLimits::from_config(&config),
+            statsd: Some(http::StatsdSocket { port: statsd_addr.port(), recv_buffer }),
+            store_file: Some(config.data_dir.join(store::disk::FILE_NAME)),
+            flusher: config.sync_writes.then_some(flusher),
+            auth: auth::Auth {
+                write: config.write_credentials.clone(),
+                read: config.read_credentials.clone(),
+                protect_metrics: config.auth_metrics,
+            },
         },
-    }));
+    ));
     let conn_limits = conn::ConnLimits {
         max_connections: conn::fit_to_fd_limit(config.http_max_connections),
         header_timeout: config.http_header_timeout,

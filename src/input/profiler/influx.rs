@@ -15,16 +15,11 @@ use crate::outcome::{Ignored, Outcome, Reject};
 use crate::protocol::influx;
 use crate::store::{Source, SourceSpec};
 
+/// The input, sharing the `--prefix-labels` template with the other reporter's.
 #[derive(Debug)]
-pub struct Input {
-    prefixes: Arc<Prefixes>,
-}
+pub struct Input(pub Arc<Prefixes>);
 
 impl Input {
-    pub fn new(prefixes: Arc<Prefixes>) -> Self {
-        Input { prefixes }
-    }
-
     fn source(&self, ingest: &Ingest, line: &influx::Line<'_>) -> Result<Arc<Source>, Reject> {
         let mut h = Xxh3::new();
         h.update(b"influx\0");
@@ -35,7 +30,7 @@ impl Input {
             for (k, v) in line.tags() {
                 match &*k {
                     "prefix" => {
-                        let from_prefix = self.prefixes.split(&v);
+                        let from_prefix = self.0.split(&v);
                         spec.app = from_prefix.app;
                         spec.labels.extend(from_prefix.labels);
                     }

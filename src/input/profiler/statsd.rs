@@ -14,16 +14,11 @@ use crate::outcome::{Ignored, Outcome, Reject};
 use crate::protocol::statsd::{self, MetricType};
 use crate::store::Source;
 
+/// The input, sharing the `--prefix-labels` template with the other reporter's.
 #[derive(Debug)]
-pub struct Input {
-    prefixes: Arc<Prefixes>,
-}
+pub struct Input(pub Arc<Prefixes>);
 
 impl Input {
-    pub fn new(prefixes: Arc<Prefixes>) -> Self {
-        Input { prefixes }
-    }
-
     fn source(&self, ingest: &Ingest, prefix: &str, tags: &statsd::Tags<'_>) -> Result<Arc<Source>, Reject> {
         let mut h = Xxh3::new();
         h.update(b"statsd\0");
@@ -31,7 +26,7 @@ impl Input {
         h.update(b"\0");
         h.update(tags.raw().as_bytes());
         ingest.source(h.digest(), || {
-            let mut spec = self.prefixes.split(prefix);
+            let mut spec = self.0.split(prefix);
             spec.labels.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             spec
         })

@@ -30,14 +30,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub metrics: Metrics,
     pub inputs: Arc<Inputs>,
-    pub limits: HttpLimits,
-    /// The statsd socket, for its figures on /metrics.
-    pub statsd: Option<StatsdSocket>,
-    /// The store's file, for its size on /metrics.
-    pub store_file: Option<std::path::PathBuf>,
-    /// With `--sync-writes`: writes are answered once durable.
-    pub flusher: Option<Flusher>,
-    pub auth: Auth,
+    pub settings: Settings,
     /// Databases named by `CREATE DATABASE` (writes need none of them to exist).
     databases: Mutex<BTreeSet<String>>,
     /// Flame graphs being rendered; a request waits for a permit.
@@ -46,13 +39,15 @@ pub struct AppState {
     shared_renders: Mutex<std::collections::HashMap<read::RenderKey, read::SharedRender>>,
 }
 
-/// What [`AppState`] is built from.
+/// How the HTTP side is set up.
 #[derive(Debug)]
-pub struct Parts {
-    pub inputs: Arc<Inputs>,
+pub struct Settings {
     pub limits: HttpLimits,
+    /// The statsd socket, for its figures on /metrics.
     pub statsd: Option<StatsdSocket>,
+    /// The store's file, for its size on /metrics.
     pub store_file: Option<std::path::PathBuf>,
+    /// With `--sync-writes`: writes are answered once durable.
     pub flusher: Option<Flusher>,
     pub auth: Auth,
 }
@@ -93,18 +88,13 @@ pub fn default_renders() -> usize {
 }
 
 impl AppState {
-    pub fn new(parts: Parts) -> Self {
-        let Parts { inputs, limits, statsd, store_file, flusher, auth } = parts;
+    pub fn new(inputs: Arc<Inputs>, settings: Settings) -> Self {
         AppState {
             store: Arc::clone(&inputs.ingest.store),
             metrics: inputs.ingest.metrics.clone(),
             inputs,
-            renders: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_renders.max(1))),
-            limits,
-            statsd,
-            store_file,
-            flusher,
-            auth,
+            renders: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_concurrent_renders.max(1))),
+            settings,
             databases: Mutex::default(),
             shared_renders: Mutex::default(),
         }

@@ -20,11 +20,11 @@ use crate::store::Query as StoreQuery;
 
 /// `GET /metrics`: stackd's own metrics, per-app totals and the JVM gauges of live executors.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let cutoff = now_ms().saturating_sub(i64::try_from(state.limits.gauge_ttl.as_millis()).unwrap_or(i64::MAX));
+    let cutoff = now_ms().saturating_sub(i64::try_from(state.settings.limits.gauge_ttl.as_millis()).unwrap_or(i64::MAX));
     let host = HostFigures {
-        udp_recv_buffer: state.statsd.map(|s| s.recv_buffer),
-        store_bytes: state.store_file.as_ref().and_then(|f| std::fs::metadata(f).ok()).map(|m| m.len()),
-        udp_kernel_drops: state.statsd.and_then(|s| udp::kernel_drops(s.port)),
+        udp_recv_buffer: state.settings.statsd.map(|s| s.recv_buffer),
+        store_bytes: state.settings.store_file.as_ref().and_then(|f| std::fs::metadata(f).ok()).map(|m| m.len()),
+        udp_kernel_drops: state.settings.statsd.and_then(|s| udp::kernel_drops(s.port)),
     };
     let body = state.metrics.render(&state.store, cutoff, &host);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
@@ -141,7 +141,7 @@ async fn render_once(
     let store = Arc::clone(&state.store);
     let metrics = state.metrics.clone();
     // Renders of large apps take much memory: only so many at once, the others wait (bounded).
-    let permit = tokio::time::timeout(state.limits.request_timeout, Arc::clone(&state.renders).acquire_owned())
+    let permit = tokio::time::timeout(state.settings.limits.request_timeout, Arc::clone(&state.renders).acquire_owned())
         .await
         .ok()
         .and_then(Result::ok)

@@ -54,8 +54,11 @@ impl BodyError {
         let (status, code, message) = match self {
             BodyError::TooLarge => {
                 state.metrics.limit_hit(Limit::Body);
-                let message =
-                    if v2 { format!("body exceeds {} bytes", state.limits.max_body_size) } else { "Request Entity Too Large".into() };
+                let message = if v2 {
+                    format!("body exceeds {} bytes", state.settings.limits.max_body_size)
+                } else {
+                    "Request Entity Too Large".into()
+                };
                 (StatusCode::PAYLOAD_TOO_LARGE, "request too large", message)
             }
             BodyError::BadGzip(m) => (StatusCode::BAD_REQUEST, "invalid", m),
@@ -134,7 +137,7 @@ pub async fn write_v1(
             return Err(bad(format!("invalid consistency {c:?} (use any, one, quorum or all)")));
         }
     }
-    let body = read_body(&headers, body, state.limits.max_body_size, state.limits.request_timeout)
+    let body = read_body(&headers, body, state.settings.limits.max_body_size, state.settings.limits.request_timeout)
         .await
         .map_err(|e| e.into_http(&state, false))?;
     let outcome = ingest_off_thread(Arc::clone(&state.inputs), body, precision).await;
@@ -148,7 +151,7 @@ pub async fn write_v1(
 
 /// With `--sync-writes`, wait until what was written is on disk.
 async fn durable(state: &AppState, outcome: &WriteOutcome) -> Result<(), String> {
-    match &state.flusher {
+    match &state.settings.flusher {
         Some(f) if outcome.written > 0 => f.sync().await.map_err(|e| format!("written but not durable: {e}")),
         _ => Ok(()),
     }
@@ -188,8 +191,9 @@ pub async fn write_v2(
     let precision = Precision::from_v2(params.get("precision").map_or("", String::as_str)).ok_or_else(|| {
         HttpError::V2(StatusCode::BAD_REQUEST, "invalid", "invalid precision; valid precision units are ns, us, ms, and s".into())
     })?;
-    let body =
-        read_body(&headers, body, state.limits.max_body_size, state.limits.request_timeout).await.map_err(|e| e.into_http(&state, true))?;
+    let body = read_body(&headers, body, state.settings.limits.max_body_size, state.settings.limits.request_timeout)
+        .await
+        .map_err(|e| e.into_http(&state, true))?;
     let outcome = ingest_off_thread(Arc::clone(&state.inputs), body, precision).await;
     durable(&state, &outcome).await.map_err(|e| HttpError::V2(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e))?;
     if outcome.rejected == 0 {

@@ -112,10 +112,11 @@ impl Store {
         let evicting = Evicting::seal(&apps, evict_before);
         let mut stats = FlushStats::default();
         let mut written = Written { frames: *frames_on_disk, ..Written::default() };
+        let mut batch = Batch { blob: Vec::with_capacity(64 * 1024), stats: &mut stats, written: &mut written };
         let result = db
             .begin_write()
             .map_err(StoreError::write)
-            .and_then(|w| self.write_changes(w, &apps, now_ms, delete_before, *frames_on_disk, &mut stats, &mut written));
+            .and_then(|w| self.write_changes(w, &apps, now_ms, delete_before, *frames_on_disk, &mut batch));
         match result {
             Ok(()) => {
                 *frames_on_disk = written.frames;
@@ -143,7 +144,6 @@ impl Store {
     /// Fill one transaction and commit it (or abort it when nothing changed: no fsync, the file
     /// is not touched). Order matters: what is written first may refer only to ids written after
     /// it, and ids only grow. Buckets, then gauges, then label sets, then stacks; frames last.
-    #[allow(clippy::too_many_arguments)]
     fn write_changes(
         &self,
         mut w: WriteTransaction,
@@ -151,8 +151,7 @@ impl Store {
         now_ms: i64,
         delete_before: i64,
         frames_on_disk: usize,
-        stats: &mut FlushStats,
-        written: &mut Written,
+        batch: &mut Batch<'_>,
     ) -> Result<(), StoreError> {
         w.set_durability(Durability::Immediate).map_err(StoreError::write)?;
         {
@@ -161,141 +160,126 @@ impl Store {
             let mut labels_t = w.open_table(LABELSETS).map_err(StoreError::write)?;
             let mut buckets_t = w.open_table(BUCKETS).map_err(StoreError::write)?;
             let mut gauges_t = w.open_table(GAUGES).map_err(StoreError::write)?;
-            let mut blob = Vec::with_capacity(64 * 1024);
             for app in apps {
-                write_buckets(&mut buckets_t, app, &mut blob, stats, written)?;
-                write_gauges(&mut gauges_t, app, &mut blob, stats, written)?;
-                write_labelsets(&mut labels_t, app, &mut blob, stats, written)?;
-                write_app(&mut apps_t, app, now_ms, stats)?;
-                write_stacks(&mut stacks_t, app, &mut blob, stats, written)?;
-                delete_expired(&mut buckets_t, app, delete_before, stats)?;
+                batch.buckets(&mut buckets_t, app)?;
+                batch.gauges(&mut gauges_t, app)?;
+                batch.labelsets(&mut labels_t, app)?;
+                batch.app(&mut apps_t, app, now_ms)?;
+                batch.stacks(&mut stacks_t, app)?;
+                batch.expired(&mut buckets_t, app, delete_before)?;
             }
+            let mut frames_t = w.open_table(FRAMES).map_err(StoreError::write)?;
+            batch.frames(&mut frames_t, &self.frames(), frames_on_disk)?;
         }
-        self.write_frames(&w, frames_on_disk, stats, written)?;
+        let stats = &batch.stats;
         if stats.buckets + stats.rows + stats.deleted == 0 {
             return w.abort().map_err(StoreError::write);
         }
         w.commit().map_err(StoreError::write)
     }
+}
 
-    /// `frames`: the interner's new tail.
-    fn write_frames(&self, w: &WriteTransaction, on_disk: usize, stats: &mut FlushStats, written: &mut Written) -> Result<(), StoreError> {
-        let names = self.frames();
-        let mut t = w.open_table(FRAMES).map_err(StoreError::write)?;
-        for (id, name) in names.iter().enumerate().skip(on_disk) {
-            t.insert(id as u32, &**name).map_err(StoreError::write)?;
-            stats.rows += 1;
+/// One flush's scratch buffer, figures, and record of what it wrote.
+struct Batch<'a> {
+    blob: Vec<u8>,
+    stats: &'a mut FlushStats,
+    written: &'a mut Written,
+}
+
+impl Batch<'_> {
+    /// `buckets`: every bucket changed since it was last written, whole.
+    fn buckets(&mut self, t: &mut Table<(&str, i64), &[u8]>, app: &Arc<App>) -> Result<(), StoreError> {
+        for b in app.buckets.iter() {
+            if b.value().dirty.swap(false, Ordering::AcqRel) {
+                self.written.buckets.push(Arc::clone(b.value()));
+                encode_bucket(&b.value().counts, &mut self.blob);
+                t.insert((&*app.name, *b.key()), &self.blob[..]).map_err(StoreError::write)?;
+                self.stats.buckets += 1;
+                self.stats.bytes += self.blob.len();
+            }
         }
-        written.frames = names.len();
         Ok(())
     }
-}
 
-/// `buckets`: every bucket changed since it was last written, whole.
-fn write_buckets(
-    t: &mut Table<(&str, i64), &[u8]>,
-    app: &Arc<App>,
-    blob: &mut Vec<u8>,
-    stats: &mut FlushStats,
-    written: &mut Written,
-) -> Result<(), StoreError> {
-    for b in app.buckets.iter() {
-        if b.value().dirty.swap(false, Ordering::AcqRel) {
-            written.buckets.push(Arc::clone(b.value()));
-            encode_bucket(&b.value().counts, blob);
-            t.insert((&*app.name, *b.key()), &blob[..]).map_err(StoreError::write)?;
-            stats.buckets += 1;
-            stats.bytes += blob.len();
+    /// `gauges`: those set since they were last written.
+    fn gauges(&mut self, t: &mut Table<(&str, u64), &[u8]>, app: &Arc<App>) -> Result<(), StoreError> {
+        for g in app.gauges.iter() {
+            if !g.dirty.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            self.written.gauges.push((Arc::clone(app), *g.key()));
+            let row = GaugeRow {
+                family: g.family.name.to_string(),
+                kind: g.family.kind as u8,
+                label_value: g.label_value.to_string(),
+                labels: g.labels,
+                bits: g.bits.load(Ordering::Relaxed),
+                updated_ms: g.updated_ms.load(Ordering::Relaxed),
+            };
+            encode_gauge_row(&mut self.blob, &row);
+            t.insert((&*app.name, *g.key()), &self.blob[..]).map_err(StoreError::write)?;
+            self.stats.rows += 1;
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// `gauges`: those set since they were last written.
-fn write_gauges(
-    t: &mut Table<(&str, u64), &[u8]>,
-    app: &Arc<App>,
-    blob: &mut Vec<u8>,
-    stats: &mut FlushStats,
-    written: &mut Written,
-) -> Result<(), StoreError> {
-    for g in app.gauges.iter() {
-        if !g.dirty.swap(false, Ordering::AcqRel) {
-            continue;
+    /// `labelsets`: label sets carry their running totals; those that changed.
+    fn labelsets(&mut self, t: &mut Table<(&str, u32), &[u8]>, app: &Arc<App>) -> Result<(), StoreError> {
+        for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().enumerate() {
+            if !st.dirty.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            self.written.labelsets.push(Arc::clone(st));
+            let (samples, first, last) =
+                (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
+            encode_labelset_row(&mut self.blob, samples, first, last, labels);
+            t.insert((&*app.name, id as u32), &self.blob[..]).map_err(StoreError::write)?;
+            self.stats.rows += 1;
         }
-        written.gauges.push((Arc::clone(app), *g.key()));
-        let row = GaugeRow {
-            family: g.family.name.to_string(),
-            kind: g.family.kind as u8,
-            label_value: g.label_value.to_string(),
-            labels: g.labels,
-            bits: g.bits.load(Ordering::Relaxed),
-            updated_ms: g.updated_ms.load(Ordering::Relaxed),
-        };
-        encode_gauge_row(blob, &row);
-        t.insert((&*app.name, *g.key()), &blob[..]).map_err(StoreError::write)?;
-        stats.rows += 1;
+        Ok(())
     }
-    Ok(())
-}
 
-/// `labelsets`: label sets carry their running totals; those that changed.
-fn write_labelsets(
-    t: &mut Table<(&str, u32), &[u8]>,
-    app: &Arc<App>,
-    blob: &mut Vec<u8>,
-    stats: &mut FlushStats,
-    written: &mut Written,
-) -> Result<(), StoreError> {
-    for (id, (labels, st)) in app.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().enumerate() {
-        if !st.dirty.swap(false, Ordering::AcqRel) {
-            continue;
+    /// `apps`: an app's first flush records it.
+    fn app(&mut self, t: &mut Table<&str, i64>, app: &Arc<App>, now_ms: i64) -> Result<(), StoreError> {
+        if app.persisted.lock().unwrap_or_else(|e| e.into_inner()).1 == 0 {
+            t.insert(&*app.name, now_ms).map_err(StoreError::write)?;
+            self.stats.rows += 1;
         }
-        written.labelsets.push(Arc::clone(st));
-        let (samples, first, last) =
-            (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
-        encode_labelset_row(blob, samples, first, last, labels);
-        t.insert((&*app.name, id as u32), &blob[..]).map_err(StoreError::write)?;
-        stats.rows += 1;
+        Ok(())
     }
-    Ok(())
-}
 
-/// `apps`: an app's first flush records it.
-fn write_app(t: &mut Table<&str, i64>, app: &Arc<App>, now_ms: i64, stats: &mut FlushStats) -> Result<(), StoreError> {
-    if app.persisted.lock().unwrap_or_else(|e| e.into_inner()).1 == 0 {
-        t.insert(&*app.name, now_ms).map_err(StoreError::write)?;
-        stats.rows += 1;
+    /// `stacks`: the app's new tail.
+    fn stacks(&mut self, t: &mut Table<(&str, u32), &[u8]>, app: &Arc<App>) -> Result<(), StoreError> {
+        let on_disk = app.persisted.lock().unwrap_or_else(|e| e.into_inner()).0;
+        let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
+        for (id, s) in stacks.iter().enumerate().skip(on_disk) {
+            encode_stack_row(&mut self.blob, s.hash, &s.frames);
+            t.insert((&*app.name, id as u32), &self.blob[..]).map_err(StoreError::write)?;
+            self.stats.rows += 1;
+        }
+        self.written.stacks.push(stacks.len());
+        Ok(())
     }
-    Ok(())
-}
 
-/// `stacks`: the app's new tail.
-fn write_stacks(
-    t: &mut Table<(&str, u32), &[u8]>,
-    app: &Arc<App>,
-    blob: &mut Vec<u8>,
-    stats: &mut FlushStats,
-    written: &mut Written,
-) -> Result<(), StoreError> {
-    let on_disk = app.persisted.lock().unwrap_or_else(|e| e.into_inner()).0;
-    let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
-    for (id, s) in stacks.iter().enumerate().skip(on_disk) {
-        encode_stack_row(blob, s.hash, &s.frames);
-        t.insert((&*app.name, id as u32), &blob[..]).map_err(StoreError::write)?;
-        stats.rows += 1;
+    /// Retention: the app's buckets older than `before` are deleted.
+    fn expired(&mut self, t: &mut Table<(&str, i64), &[u8]>, app: &Arc<App>, before: i64) -> Result<(), StoreError> {
+        let name = &*app.name;
+        let old: Vec<i64> =
+            t.range((name, i64::MIN)..(name, before)).map_err(StoreError::write)?.flatten().map(|(k, _)| k.value().1).collect();
+        for n in old {
+            t.remove((name, n)).map_err(StoreError::write)?;
+            self.stats.deleted += 1;
+        }
+        Ok(())
     }
-    written.stacks.push(stacks.len());
-    Ok(())
-}
 
-/// Retention: the app's buckets older than `before` are deleted.
-fn delete_expired(t: &mut Table<(&str, i64), &[u8]>, app: &Arc<App>, before: i64, stats: &mut FlushStats) -> Result<(), StoreError> {
-    let name = &*app.name;
-    let old: Vec<i64> = t.range((name, i64::MIN)..(name, before)).map_err(StoreError::write)?.flatten().map(|(k, _)| k.value().1).collect();
-    for n in old {
-        t.remove((name, n)).map_err(StoreError::write)?;
-        stats.deleted += 1;
+    /// `frames`: the interner's new tail.
+    fn frames(&mut self, t: &mut Table<u32, &str>, names: &[Arc<str>], on_disk: usize) -> Result<(), StoreError> {
+        for (id, name) in names.iter().enumerate().skip(on_disk) {
+            t.insert(id as u32, &**name).map_err(StoreError::write)?;
+            self.stats.rows += 1;
+        }
+        self.written.frames = names.len();
+        Ok(())
     }
-    Ok(())
 }
