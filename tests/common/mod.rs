@@ -81,12 +81,6 @@ impl Service {
         })
     }
 
-    /// The value of a series, or `None` when /metrics does not expose it (yet).
-    pub async fn metric_opt(&self, series: &str) -> Option<f64> {
-        let (_, text) = self.get_text("/metrics").await;
-        series_value(&text, series)
-    }
-
     /// Wait until stackd has received and stored `n` datagrams (bounded; UDP is asynchronous).
     pub async fn wait_datagrams(&self, n: usize) {
         let want = n as f64;
