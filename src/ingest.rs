@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::metrics::Metrics;
 use crate::outcome::{Limit, Outcome, Reject};
-use crate::sample::{Gauge, Stack};
+use crate::sample::{Gauge, Series, Stack};
 use crate::store::{Source, SourceSpec, Store, Stored};
 
 /// The largest sample count one line may carry: 10^12 (an agent sampling every 10 ms sends about
@@ -106,6 +106,15 @@ impl Ingest {
     pub fn set_gauge(&self, source: &Source, gauge: &Gauge<'_>, now_ms: i64) -> Result<(), Reject> {
         self.label_overflow(source);
         let result = self.store.set_gauge(source, gauge, now_ms);
+        if let Err(r) = result {
+            self.limit_hit(r);
+        }
+        result
+    }
+
+    /// Set an engine metric's sample, stamped with its arrival (engines' clocks are theirs).
+    pub fn set_series(&self, source: &Source, series: &Series<'_>, now_ms: i64) -> Result<(), Reject> {
+        let result = self.store.set_series(source, series, now_ms);
         if let Err(r) = result {
             self.limit_hit(r);
         }

@@ -10,8 +10,8 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::outcome::{Limit, RequestReject};
-use crate::sample::FamilyKind;
-use crate::store::{GaugeReading, Store};
+use crate::sample::{FamilyKind, SeriesKind};
+use crate::store::{GaugeReading, SeriesReading, Store};
 
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -126,6 +126,7 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "encoding /metrics failed; the exposition is cut short");
         }
+        write_engine_families(store, gauge_cutoff_ms, &mut out);
         host.write(&mut out);
         out
     }
@@ -261,6 +262,73 @@ fn series_labels(app: &str, r: &GaugeReading) -> Vec<LabelPair> {
     }
     labels.sort_by(|a, b| a.name().cmp(b.name()));
     labels
+}
+
+/// The engines' own metrics (Spark, Flink), written directly: their summaries have quantiles
+/// and a `_count` but no `_sum`, which the encoder cannot express. A family is typed by its
+/// first series; a series of the same name with another type is left out.
+fn write_engine_families(store: &Store, cutoff_ms: i64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let mut families: BTreeMap<String, (SeriesKind, &'static str, Vec<SeriesReading>)> = BTreeMap::new();
+    for app in store.apps() {
+        for r in app.series() {
+            if r.updated_ms < cutoff_ms {
+                continue;
+            }
+            let entry = families.entry(r.family.clone()).or_insert_with(|| (r.kind, r.origin.help(), Vec::new()));
+            if entry.0 == r.kind {
+                entry.2.push(r);
+            }
+        }
+    }
+    for (name, (kind, help, mut series)) in families {
+        series.sort_by(|a, b| (a.suffix, &a.labels).cmp(&(b.suffix, &b.labels)));
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {}\n", kind.type_name());
+        for r in series {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(r.suffix.as_bytes());
+            if !r.labels.is_empty() {
+                out.push(b'{');
+                for (i, (k, v)) in r.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = write!(out, "{k}=\"");
+                    escape_label_value(v, out);
+                    out.push(b'"');
+                }
+                out.push(b'}');
+            }
+            let _ = writeln!(out, " {}", PromValue(r.value));
+        }
+    }
+}
+
+/// A label value in the text format: `\`, `"` and line feeds escaped.
+fn escape_label_value(v: &str, out: &mut Vec<u8>) {
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// A sample value as the text format writes it (`+Inf`, `-Inf`, `NaN`, else the shortest
+/// decimal that reads back as the same f64).
+struct PromValue(f64);
+
+impl std::fmt::Display for PromValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
 }
 
 fn jvm_families(readings: Vec<(String, GaugeReading)>) -> Vec<MetricFamily> {

@@ -38,6 +38,9 @@ pub enum Reject {
     StoreUnavailable,
     #[error("gauge series limit reached (--max-series-per-app)")]
     SeriesLimit,
+    /// A number this input's senders never write (a decimal comma outside Spark's names).
+    #[error("value is not a finite number")]
+    BadValue,
     /// A bug: handling the input panicked. The input is dropped, stackd carries on.
     #[error("internal error")]
     Internal,
@@ -59,6 +62,7 @@ impl Reject {
             Self::InFuture => "in_future",
             Self::StoreUnavailable => "store_unavailable",
             Self::SeriesLimit => "series_limit",
+            Self::BadValue => "bad_value",
             Self::Internal => "internal_error",
         }
     }
@@ -80,6 +84,9 @@ pub enum Ignored {
     UnknownMetric,
     /// statsd-jvm-profiler's shutdown depth marker (`cpu.trace.<integer>`).
     DepthMarker,
+    /// A Flink StatsD name that cannot be split exactly into its scope and metric (task and
+    /// operator metrics); the InfluxDB reporter carries them exactly.
+    AmbiguousName,
 }
 
 impl Ignored {
@@ -88,6 +95,7 @@ impl Ignored {
         match self {
             Self::UnknownMetric => "unknown_metric",
             Self::DepthMarker => "depth_marker",
+            Self::AmbiguousName => "ambiguous_name",
         }
     }
 }

@@ -48,6 +48,89 @@ pub struct Gauge<'a> {
     pub relative: bool,
 }
 
+/// Which engine an engine metric came from; stored with each series (never renumber), and
+/// names the family's `# HELP`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Origin {
+    /// Spark's `StatsdSink`.
+    Spark = 1,
+    /// Flink's `InfluxdbReporter` or `StatsDReporter`.
+    Flink = 2,
+}
+
+impl Origin {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Spark,
+            2 => Self::Flink,
+            _ => return None,
+        })
+    }
+
+    /// `# HELP` of a family from this engine.
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Spark => "Spark metric, from its StatsdSink (see the stackd README for the mapping).",
+            Self::Flink => "Flink metric, named as Flink's PrometheusReporter names it.",
+        }
+    }
+}
+
+/// How an engine's metric family is exposed. Stored (never renumber).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SeriesKind {
+    Gauge = 0,
+    Counter = 1,
+    /// Quantiles (a `quantile` label) and a `_count`, no `_sum` (the engines send none).
+    Summary = 2,
+}
+
+impl SeriesKind {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Gauge,
+            1 => Self::Counter,
+            2 => Self::Summary,
+            _ => return None,
+        })
+    }
+
+    /// The `# TYPE` word.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Self::Gauge => "gauge",
+            Self::Counter => "counter",
+            Self::Summary => "summary",
+        }
+    }
+}
+
+/// One sample line of an engine's metric family as exposed: `<family><suffix>{labels} value`.
+/// Engines send absolute values (cumulative counters included), so a reading replaces the last
+/// one; a counter that goes down is a reset, as Prometheus expects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series<'a> {
+    pub origin: Origin,
+    /// Family name, a valid Prometheus metric name.
+    pub family: &'a str,
+    pub kind: SeriesKind,
+    /// `""`, or `_count` for a summary's count.
+    pub suffix: &'static str,
+    /// Label names (valid, unique) and values, sorted by name.
+    pub labels: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    pub value: f64,
+}
+
+/// `[^A-Za-z0-9:_]` → `_`, as Prometheus metric names need (and Flink's reporters write names).
+pub fn sanitize_metric_name(name: &str, out: &mut String) {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' }));
+}
+
 /// Calls the sink with each frame of an encoded stack, root first. Frames are lent, not
 /// allocated: the store copies only frames it has never seen.
 pub type DecodeFn = fn(&str, &mut dyn FnMut(&str));

@@ -10,6 +10,9 @@
 //! | statsd-jvm-profiler, StatsD reporter | statsd datagrams | [`profiler::statsd`] |
 //! | statsd-jvm-profiler, InfluxDB reporter | line protocol (`/write`, `/api/v2/write`) | [`profiler::influx`] |
 //! | Uber jvm-profiler `Stacktrace` points | line protocol | [`uber`] |
+//! | Spark's `StatsdSink` | statsd datagrams | [`spark`] |
+//! | Flink's `InfluxdbReporter` | line protocol | [`flink::influx`] |
+//! | Flink's `StatsDReporter` | statsd datagrams | [`flink::statsd`] |
 //!
 //! A statsd line is offered to each statsd input in turn, a line-protocol point to each
 //! line-protocol input in turn; the first that claims it handles it, and a line nobody claims
@@ -20,7 +23,9 @@
 //! 1. A new file here (`src/input/<name>.rs`) with a type implementing [`StatsdInput`] or
 //!    [`LineInput`]: claim your lines by name, resolve the origin with [`Ingest::source`]
 //!    (hash your module's name first, then the origin's raw text), hand samples to
-//!    [`Ingest::add_stack`] / [`Ingest::set_gauge`], and return an [`Outcome`] per line.
+//!    [`Ingest::add_stack`] / [`Ingest::set_gauge`] (an agent's JVM gauges, fixed families) /
+//!    [`Ingest::set_series`] (an engine's own metrics, families named by the sender), and return
+//!    an [`Outcome`] per line.
 //! 2. One registration line in [`Inputs::new`] (and, if it exports gauges, one in [`family`]).
 //! 3. For a new HTTP route: one line in `server::http::router` and a handler in
 //!    `server/http/write.rs` that passes the body to your input.
@@ -29,7 +34,9 @@
 //! Nothing in `store`, `render` or `metrics` changes.
 
 pub mod line_protocol;
+pub mod flink;
 pub mod profiler;
+pub mod spark;
 pub mod uber;
 
 use std::sync::Arc;
@@ -71,8 +78,10 @@ impl Inputs {
     /// prefixes into an app and labels.
     pub fn new(ingest: Arc<Ingest>, prefix_labels: Option<PrefixTemplate>) -> Self {
         let prefixes = Arc::new(profiler::Prefixes::new(prefix_labels));
-        let statsd: Vec<Box<dyn StatsdInput>> = vec![Box::new(profiler::statsd::Input(Arc::clone(&prefixes)))];
-        let line_protocol: Vec<Box<dyn LineInput>> = vec![Box::new(uber::Input), Box::new(profiler::influx::Input(prefixes))];
+        let statsd: Vec<Box<dyn StatsdInput>> =
+            vec![Box::new(spark::Input), Box::new(profiler::statsd::Input(Arc::clone(&prefixes))), Box::new(flink::statsd::Input)];
+        let line_protocol: Vec<Box<dyn LineInput>> =
+            vec![Box::new(uber::Input), Box::new(flink::influx::Input), Box::new(profiler::influx::Input(prefixes))];
         let (statsd_tally, influx_tally) = (ingest.tally("statsd"), ingest.tally("influx"));
         Inputs { ingest, statsd, line_protocol, statsd_tally, influx_tally }
     }

@@ -136,6 +136,9 @@ pub struct Sample<'a> {
     pub number: Option<f64>,
     /// A gauge written `+N` / `-N`: it changes the current value instead of setting it.
     pub relative: bool,
+    /// The value was written with a decimal comma (`1,23`, as a JVM formats numbers in a German
+    /// locale): `number` holds it read as `1.23`. Only inputs whose senders do that accept it.
+    pub decimal_comma: bool,
     /// Sample rate in (0, 1]; 1 when absent.
     pub rate: f64,
 }
@@ -295,15 +298,26 @@ fn parse_sample_parts<'a>(value: &'a str, rest: &'a str) -> Result<Sample<'a>, L
             Some(_) => check_extension(c)?,
         }
     }
-    let number = match kind {
-        MetricType::Set => None,
-        _ => Some(parse_number(value)?),
+    let (number, decimal_comma) = match kind {
+        MetricType::Set => (None, false),
+        _ => match parse_number(value) {
+            Ok(n) => (Some(n), false),
+            Err(e) => (Some(parse_decimal_comma(value).ok_or(e)?), true),
+        },
     };
     if kind == MetricType::Timer && number.is_some_and(|n| n < 0.0) {
         return Err(LineError::NegativeTimer);
     }
     let relative = kind == MetricType::Gauge && matches!(value.as_bytes()[0], b'+' | b'-');
-    Ok(Sample { kind, value, number, relative, rate })
+    Ok(Sample { kind, value, number, relative, rate, decimal_comma })
+}
+
+/// `[+-]digits,digits` read as `[+-]digits.digits`.
+fn parse_decimal_comma(s: &str) -> Option<f64> {
+    let (int, frac) = s.split_once(',')?;
+    let digits = int.strip_prefix(['+', '-']).unwrap_or(int);
+    let ok = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    (ok(digits) && ok(frac)).then(|| format!("{int}.{frac}").parse().ok()).flatten()
 }
 
 /// DogStatsD v1.2 container id (`c:<id>`) and v1.3 timestamp (`T<unix>`): accepted, ignored.
@@ -434,6 +448,12 @@ mod tests {
     #[test]
     fn rejects_nan_inf_and_bad_utf8() {
         assert_eq!(parse_line("a:NaN|g"), Err(LineError::BadValue));
+        let comma = parse_line("a:-1,25|g").expect("decimal comma").samples().next().expect("a sample");
+        assert_eq!((comma.number, comma.decimal_comma), (Some(-1.25), true));
+        assert!(!parse_line("a:1.25|ms").expect("a line").samples().all(|s| s.decimal_comma));
+        for bad in ["a:1,|g", "a:,5|g", "a:1,2,3|g", "a:1.2,3|g", "a:x,1|g"] {
+            assert_eq!(parse_line(bad), Err(LineError::BadValue), "{bad}");
+        }
         assert_eq!(parse_line("a:inf|g"), Err(LineError::BadValue));
         assert_eq!(parse_datagram(b"a\xff:1|g").next(), Some(Err(LineError::InvalidUtf8)));
         assert_eq!(parse_line("t:1:2|c"), Err(LineError::PackedNotTimer));

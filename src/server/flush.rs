@@ -37,8 +37,17 @@ impl Flusher {
 }
 
 /// Flush every `interval`, and at once when a writer waits for durability; every waiter that
-/// arrived before a flush started is answered by that flush.
-pub async fn flush_loop(store: Arc<Store>, metrics: Metrics, interval: Duration, mut requests: FlushRequests, token: CancellationToken) {
+/// arrived before a flush started is answered by that flush. Before each flush, engine series
+/// older than `series_ttl` (`--gauge-ttl`) are forgotten, in memory and on disk.
+pub async fn flush_loop(
+    store: Arc<Store>,
+    metrics: Metrics,
+    interval: Duration,
+    series_ttl: Duration,
+    mut requests: FlushRequests,
+    token: CancellationToken,
+) {
+    let ttl_ms = i64::try_from(series_ttl.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -53,7 +62,12 @@ pub async fn flush_loop(store: Arc<Store>, metrics: Metrics, interval: Duration,
         }
         let store = Arc::clone(&store);
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || store.flush(now_ms())).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            store.expire_series(now.saturating_sub(ttl_ms));
+            store.flush(now)
+        })
+        .await;
         metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
         let result = match result {
             Ok(Ok(_)) => Ok(()),

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Labels, Limits, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE};
-use crate::sample::{GaugeFamily, Stack};
+use crate::sample::{GaugeFamily, Origin, Series, SeriesKind, Stack};
 
 /// Samples and first/last sample time of one label set.
 #[derive(Debug)]
@@ -92,6 +92,10 @@ pub struct App {
     /// (stacks on disk, flushes that included this app).
     pub(super) persisted: Mutex<(usize, usize)>,
     pub(super) gauges: DashMap<u64, GaugeCell>,
+    /// Engine metrics (Spark, Flink), by [`series_key`].
+    pub(super) series: DashMap<u64, SeriesCell>,
+    /// Keys of series expired since the last flush, whose rows the next flush deletes.
+    pub(super) series_expired: Mutex<Vec<u64>>,
     pub(super) total: AtomicU64,
     pub(super) last_seen_ms: AtomicI64,
 }
@@ -118,6 +122,56 @@ impl GaugeCell {
             dirty: AtomicBool::new(dirty),
         }
     }
+}
+
+/// One sample line of an engine's metric family, owned: what [`Series`] describes.
+#[derive(Debug)]
+pub(super) struct SeriesCell {
+    pub(super) origin: Origin,
+    pub(super) family: Box<str>,
+    pub(super) kind: SeriesKind,
+    pub(super) suffix: &'static str,
+    pub(super) labels: Box<[(Box<str>, Box<str>)]>,
+    pub(super) bits: AtomicU64,
+    pub(super) updated_ms: AtomicI64,
+    /// Changed since it was last written.
+    pub(super) dirty: AtomicBool,
+}
+
+impl SeriesCell {
+    pub(super) fn new(series: &Series<'_>, updated_ms: i64, dirty: bool) -> Self {
+        SeriesCell {
+            origin: series.origin,
+            family: series.family.into(),
+            kind: series.kind,
+            suffix: series.suffix,
+            labels: series.labels.iter().map(|(k, v)| (Box::from(&**k), Box::from(&**v))).collect(),
+            bits: AtomicU64::new(series.value.to_bits()),
+            updated_ms: AtomicI64::new(updated_ms),
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+}
+
+/// The summary suffixes a stored series may have.
+pub(super) fn series_suffix(s: &str) -> Option<&'static str> {
+    match s {
+        "" => Some(""),
+        "_count" => Some("_count"),
+        _ => None,
+    }
+}
+
+/// An engine metric's sample as exported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesReading {
+    pub origin: Origin,
+    pub family: String,
+    pub kind: SeriesKind,
+    pub suffix: &'static str,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub updated_ms: i64,
 }
 
 /// A gauge as exported: family, its own label value, the origin's labels, value.
@@ -183,6 +237,8 @@ impl App {
             reload: Mutex::new(()),
             persisted: Mutex::new((0, 0)),
             gauges: DashMap::new(),
+            series: DashMap::new(),
+            series_expired: Mutex::new(Vec::new()),
             total: AtomicU64::new(0),
             last_seen_ms: AtomicI64::new(i64::MIN),
         }
@@ -301,6 +357,22 @@ impl App {
         }
     }
 
+    /// Current engine metrics of this app.
+    pub fn series(&self) -> Vec<SeriesReading> {
+        self.series
+            .iter()
+            .map(|c| SeriesReading {
+                origin: c.origin,
+                family: c.family.to_string(),
+                kind: c.kind,
+                suffix: c.suffix,
+                labels: c.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                value: f64::from_bits(c.bits.load(Ordering::Relaxed)),
+                updated_ms: c.updated_ms.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
     /// Current gauges of this app.
     pub fn gauges(&self) -> Vec<GaugeReading> {
         let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
@@ -368,5 +440,23 @@ pub(super) fn gauge_key(labels: u32, family: &GaugeFamily, label_value: &str) ->
     h.update(family.name.as_bytes());
     h.update(&[family.kind as u8]);
     h.update(label_value.as_bytes());
+    h.digest()
+}
+
+/// What the store knows an engine series by: its family, kind, suffix and labels.
+pub(super) fn series_key(series: &Series<'_>) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(b"series\0");
+    h.update(&[series.kind as u8]);
+    for part in [series.family, series.suffix] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for (k, v) in &series.labels {
+        for part in [&**k, &**v] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
     h.digest()
 }

@@ -34,13 +34,13 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use app::{add_count, gauge_key, mark, saturating_add, Bucket, GaugeCell, Interner, LabelStats};
-pub use app::{App, AppInfo, GaugeReading, Profile, Query, ValueStats};
+use app::{add_count, gauge_key, mark, saturating_add, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
+pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, ValueStats};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
 
 use crate::outcome::Reject;
-use crate::sample::{FamilyKind, Gauge, GaugeFamily, Stack};
+use crate::sample::{FamilyKind, Gauge, GaugeFamily, Series, Stack};
 
 /// The frame that samples of new stacks are counted under once an app has hit its stack limit.
 pub const OVERFLOW_FRAME: &str = "[stackd: unique stack limit reached]";
@@ -356,6 +356,44 @@ impl Store {
         mark(&cell.dirty);
         app.last_seen_ms.fetch_max(time_ms, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Set an engine metric's sample (engines send absolute values). A new series beyond
+    /// [`Limits::max_series_per_app`] (gauges and engine series together) is refused.
+    pub fn set_series(&self, source: &Source, series: &Series<'_>, time_ms: i64) -> Result<(), Reject> {
+        let app = &source.app;
+        let key = series_key(series);
+        let cell = match app.series.get(&key) {
+            Some(c) => c,
+            None if app.gauges.len() + app.series.len() >= self.limits.max_series_per_app => return Err(Reject::SeriesLimit),
+            None => app.series.entry(key).or_insert_with(|| SeriesCell::new(series, time_ms, true)).downgrade(),
+        };
+        cell.bits.store(series.value.to_bits(), Ordering::Relaxed);
+        cell.updated_ms.store(time_ms, Ordering::Relaxed);
+        mark(&cell.dirty);
+        app.last_seen_ms.fetch_max(time_ms, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Forget engine series not updated since `cutoff_ms` (their senders are gone: a finished
+    /// job, a restarted task attempt); the next flush deletes their rows. Returns how many.
+    pub fn expire_series(&self, cutoff_ms: i64) -> usize {
+        let mut expired = 0;
+        for app in self.apps() {
+            let mut gone = Vec::new();
+            app.series.retain(|key, cell| {
+                let keep = cell.updated_ms.load(Ordering::Relaxed) >= cutoff_ms;
+                if !keep {
+                    gone.push(*key);
+                }
+                keep
+            });
+            expired += gone.len();
+            if !gone.is_empty() {
+                app.series_expired.lock().unwrap_or_else(|e| e.into_inner()).extend(gone);
+            }
+        }
+        expired
     }
 
     pub fn app(&self, name: &str) -> Option<Arc<App>> {

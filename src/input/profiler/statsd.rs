@@ -54,6 +54,7 @@ impl StatsdInput for Input {
         for sample in line.samples() {
             let result = match (metric, sample.number) {
                 (_, None) => Err(Reject::WrongType),
+                _ if sample.decimal_comma => Err(Reject::BadValue),
                 (Metric::Stack(_), _) if !matches!(sample.kind, MetricType::Gauge | MetricType::Counter) => Err(Reject::WrongType),
                 (Metric::Stack(text), Some(value)) => ingest.add_stack(&source, &names::stack(text), value, now_ms, now_ms),
                 (Metric::Gauge { family, label_value }, Some(value)) => {

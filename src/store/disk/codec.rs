@@ -176,6 +176,52 @@ pub(crate) fn decode_gauge_row(mut b: &[u8]) -> Option<GaugeRow> {
     Some(GaugeRow { family, kind, label_value, labels, bits: u64::from_le_bytes(*bits), updated_ms })
 }
 
+/// A stored engine series (see [`crate::sample::Series`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SeriesRow {
+    pub origin: u8,
+    pub family: String,
+    pub kind: u8,
+    pub suffix: String,
+    pub labels: Vec<(String, String)>,
+    pub bits: u64,
+    pub updated_ms: i64,
+}
+
+/// `series` row.
+pub(crate) fn encode_series_row(out: &mut Vec<u8>, row: &SeriesRow) {
+    out.clear();
+    out.push(row.origin);
+    put_str(out, &row.family);
+    out.push(row.kind);
+    put_str(out, &row.suffix);
+    put_varint(out, row.labels.len() as u64);
+    for (k, v) in &row.labels {
+        put_str(out, k);
+        put_str(out, v);
+    }
+    out.extend_from_slice(&row.bits.to_le_bytes());
+    put_ivarint(out, row.updated_ms);
+}
+
+pub(crate) fn decode_series_row(mut b: &[u8]) -> Option<SeriesRow> {
+    let (&origin, rest) = b.split_first()?;
+    b = rest;
+    let family = get_str(&mut b)?;
+    let (&kind, rest) = b.split_first()?;
+    b = rest;
+    let suffix = get_str(&mut b)?;
+    let n = get_varint(&mut b)?;
+    let mut labels = Vec::new();
+    for _ in 0..n {
+        labels.push((get_str(&mut b)?, get_str(&mut b)?));
+    }
+    let (bits, rest) = b.split_first_chunk::<8>()?;
+    b = rest;
+    let updated_ms = get_ivarint(&mut b)?;
+    b.is_empty().then_some(SeriesRow { origin, family, kind, suffix, labels, bits: u64::from_le_bytes(*bits), updated_ms })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +264,19 @@ mod tests {
         encode_gauge_row(&mut blob, &row);
         assert_eq!(decode_gauge_row(&blob), Some(row));
         assert_eq!(decode_gauge_row(&blob[..blob.len() - 2]), None);
+
+        let row = SeriesRow {
+            origin: 2,
+            family: "flink_taskmanager_Status_JVM_Memory_Heap_Used".into(),
+            kind: 2,
+            suffix: "_count".into(),
+            labels: vec![("host".into(), "localhost".into()), ("tm_id".into(), "localhost:43463_fb77ac".into())],
+            bits: (-7.5f64).to_bits(),
+            updated_ms: 1_795_302_508_650,
+        };
+        encode_series_row(&mut blob, &row);
+        assert_eq!(decode_series_row(&blob), Some(row));
+        assert_eq!(decode_series_row(&blob[..blob.len() - 1]), None, "a cut row is refused");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::sync::{Arc, MutexGuard};
 
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 
-use super::codec::{encode_bucket, encode_gauge_row, encode_labelset_row, encode_stack_row, GaugeRow};
-use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, STACKS};
+use super::codec::{encode_bucket, encode_gauge_row, encode_labelset_row, encode_series_row, encode_stack_row, GaugeRow, SeriesRow};
+use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, SERIES, STACKS};
 use crate::store::app::{App, Bucket, LabelStats};
 use crate::store::Store;
 
@@ -30,6 +30,9 @@ struct Written {
     buckets: Vec<Arc<Bucket>>,
     labelsets: Vec<Arc<LabelStats>>,
     gauges: Vec<(Arc<App>, u64)>,
+    series: Vec<(Arc<App>, u64)>,
+    /// Expired series whose rows were deleted, per app: put back when the commit fails.
+    series_expired: Vec<(Arc<App>, Vec<u64>)>,
     /// Per app (in flush order), how many of its stacks are on disk once this commits.
     stacks: Vec<usize>,
     /// How many frames are on disk once this commits.
@@ -48,6 +51,14 @@ impl Written {
             if let Some(g) = app.gauges.get(&key) {
                 g.dirty.store(true, Ordering::Release);
             }
+        }
+        for (app, key) in self.series {
+            if let Some(c) = app.series.get(&key) {
+                c.dirty.store(true, Ordering::Release);
+            }
+        }
+        for (app, keys) in self.series_expired {
+            app.series_expired.lock().unwrap_or_else(|e| e.into_inner()).extend(keys);
         }
     }
 }
@@ -160,9 +171,11 @@ impl Store {
             let mut labels_t = w.open_table(LABELSETS).map_err(StoreError::write)?;
             let mut buckets_t = w.open_table(BUCKETS).map_err(StoreError::write)?;
             let mut gauges_t = w.open_table(GAUGES).map_err(StoreError::write)?;
+            let mut series_t = w.open_table(SERIES).map_err(StoreError::write)?;
             for app in apps {
                 batch.buckets(&mut buckets_t, app)?;
                 batch.gauges(&mut gauges_t, app)?;
+                batch.series(&mut series_t, app)?;
                 batch.labelsets(&mut labels_t, app)?;
                 batch.app(&mut apps_t, app, now_ms)?;
                 batch.stacks(&mut stacks_t, app)?;
@@ -218,6 +231,39 @@ impl Batch<'_> {
             };
             encode_gauge_row(&mut self.blob, &row);
             t.insert((&*app.name, *g.key()), &self.blob[..]).map_err(StoreError::write)?;
+            self.stats.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// `series`: rows of expired series deleted first, then those set since they were last
+    /// written (a series that expired and came back is deleted and written again).
+    fn series(&mut self, t: &mut Table<(&str, u64), &[u8]>, app: &Arc<App>) -> Result<(), StoreError> {
+        let expired = std::mem::take(&mut *app.series_expired.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in &expired {
+            if t.remove((&*app.name, *key)).map_err(StoreError::write)?.is_some() {
+                self.stats.deleted += 1;
+            }
+        }
+        if !expired.is_empty() {
+            self.written.series_expired.push((Arc::clone(app), expired));
+        }
+        for c in app.series.iter() {
+            if !c.dirty.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            self.written.series.push((Arc::clone(app), *c.key()));
+            let row = SeriesRow {
+                origin: c.origin as u8,
+                family: c.family.to_string(),
+                kind: c.kind as u8,
+                suffix: c.suffix.to_string(),
+                labels: c.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                bits: c.bits.load(Ordering::Relaxed),
+                updated_ms: c.updated_ms.load(Ordering::Relaxed),
+            };
+            encode_series_row(&mut self.blob, &row);
+            t.insert((&*app.name, *c.key()), &self.blob[..]).map_err(StoreError::write)?;
             self.stats.rows += 1;
         }
         Ok(())

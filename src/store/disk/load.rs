@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
-use super::codec::{decode_gauge_row, decode_labelset_row, decode_stack_row};
-use super::{StoreError, APPS, FRAMES, GAUGES, LABELSETS, STACKS};
-use crate::sample::FamilyKind;
-use crate::store::app::{saturating_add, App, GaugeCell, LabelStats, StackEntry};
+use super::codec::{decode_gauge_row, decode_labelset_row, decode_series_row, decode_stack_row};
+use super::{StoreError, APPS, FRAMES, GAUGES, LABELSETS, SERIES, STACKS};
+use crate::sample::{FamilyKind, Origin, Series, SeriesKind};
+use crate::store::app::{saturating_add, series_suffix, App, GaugeCell, LabelStats, SeriesCell, StackEntry};
 use crate::store::{Store, OVERFLOW_FRAME};
 
 /// Damage found while loading; [`super::guarded`] adds the file's path.
@@ -35,6 +35,7 @@ impl Store {
             self.load_stacks(&read, &app)?;
             load_labelsets(&read, &app)?;
             self.load_gauges(&read, &app)?;
+            load_series(&read, &app)?;
             self.apps.insert(name, Arc::new(app));
         }
         Ok(())
@@ -95,6 +96,31 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `series` of one app (a file written before engine metrics has no such table).
+fn load_series(read: &ReadTransaction, app: &App) -> Result<(), StoreError> {
+    let name = &*app.name;
+    let series_t = match read.open_table(SERIES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(corrupt(e)),
+    };
+    for e in series_t.range((name, 0u64)..=(name, u64::MAX)).map_err(corrupt)? {
+        let (key, blob) = e.map_err(corrupt)?;
+        let malformed = || corrupt(format!("an engine series of app {name:?} is malformed"));
+        let row = decode_series_row(blob.value()).ok_or_else(malformed)?;
+        let (Some(origin), Some(kind), Some(suffix)) =
+            (Origin::from_u8(row.origin), SeriesKind::from_u8(row.kind), series_suffix(&row.suffix))
+        else {
+            return Err(malformed());
+        };
+        let labels = row.labels.iter().map(|(k, v)| (std::borrow::Cow::Borrowed(k.as_str()), std::borrow::Cow::Borrowed(v.as_str()))).collect();
+        let series = Series { origin, family: &row.family, kind, suffix, labels, value: f64::from_bits(row.bits) };
+        app.series.insert(key.value().1, SeriesCell::new(&series, row.updated_ms, false));
+        app.last_seen_ms.fetch_max(row.updated_ms, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// `labelsets` of one app, with their running totals (which make the app's total).

@@ -9,6 +9,7 @@
 //! | `labelsets` | (app, label-set id) | samples, first/last seen, then the labels |
 //! | `buckets` | (app, bucket number) | (label-set id, stack id, count) varint triples |
 //! | `gauges` | (app, gauge key) | family, label value, label-set id, value, updated |
+//! | `series` | (app, series key) | engine, family, kind, suffix, labels, value, updated |
 //!
 //! Ids are append-only, so a flush writes the new tail of each id space plus every bucket that
 //! changed. A bucket is always written whole. Row encodings are in [`codec`]; [`flush`] has one
@@ -37,6 +38,8 @@ const STACKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("stacks
 const LABELSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("labelsets");
 const BUCKETS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("buckets");
 const GAUGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("gauges");
+/// Added after format 1 was first written: a file without it simply has no engine series.
+const SERIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("series");
 
 /// Why the store could not be opened, read or written. Each keeps the error it came from.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,83 @@
+//! Flink's own metrics, from its `InfluxdbReporter` ([`influx`]) and `StatsDReporter`
+//! ([`statsd`]), exported under the names, types and labels Flink's own `PrometheusReporter`
+//! gives them (`flink_` + the logical scope and metric name, every scope variable a label, label
+//! values with `[^A-Za-z0-9:_]` → `_`), so that dashboards built for that reporter work against
+//! stackd unchanged.
+//!
+//! The app of a series is the job it belongs to (the `job_name` variable, as sent); metrics of
+//! no job (JobManager and TaskManager JVMs, cluster figures) belong to the app [`CLUSTER_APP`].
+
+pub mod influx;
+pub mod statsd;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::ingest::Ingest;
+use crate::outcome::Reject;
+use crate::sample::{sanitize_metric_name, Origin, Series, SeriesKind};
+use crate::store::{Source, SourceSpec};
+
+/// The app of Flink metrics that belong to no job.
+pub const CLUSTER_APP: &str = "flink";
+
+/// A label value as Flink's `PrometheusReporter` writes it: `[^A-Za-z0-9:_]` → `_`.
+pub fn label_value(v: &str) -> Cow<'_, str> {
+    if v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'_') {
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(v.chars().map(|c| if c.is_ascii_alphanumeric() || c == ':' || c == '_' { c } else { '_' }).collect())
+}
+
+/// A label name from a scope variable (`<job_name>` arrives as `job_name`).
+fn label_name(k: &str) -> Cow<'_, str> {
+    if crate::sample::is_label_name(k) {
+        Cow::Borrowed(k)
+    } else {
+        Cow::Owned(crate::sample::escape_label_name(k))
+    }
+}
+
+/// The family of a measurement (`taskmanager_Status_JVM_Memory_Heap_Used`).
+fn family(measurement: &str) -> String {
+    let mut name = String::with_capacity(6 + measurement.len());
+    name.push_str("flink_");
+    sanitize_metric_name(measurement, &mut name);
+    name
+}
+
+/// The source (app and nothing else: Flink's variables are the series' labels) of a job.
+fn source(ingest: &Ingest, job_name: Option<&str>) -> Result<Arc<Source>, Reject> {
+    let app = job_name.filter(|j| !j.is_empty()).unwrap_or(CLUSTER_APP);
+    let mut h = Xxh3::new();
+    h.update(b"flink\0");
+    h.update(app.as_bytes());
+    ingest.source(h.digest(), || SourceSpec { app: app.to_string(), labels: Vec::new() })
+}
+
+/// Labels from variables (raw names and values), sorted, plus an optional `quantile`.
+fn labels<'a>(vars: &'a [(Cow<'a, str>, Cow<'a, str>)], quantile: Option<&'static str>) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+    let mut out: Vec<(Cow<'_, str>, Cow<'_, str>)> = vars.iter().map(|(k, v)| (label_name(k), label_value(v))).collect();
+    out.extend(quantile.map(|q| (Cow::Borrowed("quantile"), Cow::Borrowed(q))));
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+/// One value of a family, with the variables as labels.
+fn set(
+    ingest: &Ingest,
+    source: &Source,
+    family: &str,
+    kind: SeriesKind,
+    suffix: &'static str,
+    vars: &[(Cow<'_, str>, Cow<'_, str>)],
+    quantile: Option<&'static str>,
+    value: f64,
+    now_ms: i64,
+) -> Result<(), Reject> {
+    let series = Series { origin: Origin::Flink, family, kind, suffix, labels: labels(vars, quantile), value };
+    ingest.set_series(source, &series, now_ms)
+}
