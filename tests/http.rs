@@ -3,18 +3,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Service, TempDir};
-
-/// An external tool the tests need; .ci/run installs it.
-fn tool(name: &str) -> String {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
-    assert!(found.status.success(), "{name} not found: install the Debian package `prometheus` (.ci/run does)");
-    String::from_utf8(found.stdout).expect("path").trim().to_string()
-}
+use common::{tool, Service, TempDir};
 
 /// Samples of every kind, so that every metric family is present.
 async fn feed(svc: &Service) {
@@ -49,19 +41,8 @@ async fn promtool_finds_nothing_to_complain_about() {
     feed(&svc).await;
     let r = svc.get("/metrics").await;
     assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
-    let body = r.bytes().await.expect("body");
-    let mut child = Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child.stdin.take().expect("stdin").write_all(&body).expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}\n---\n{}", String::from_utf8_lossy(&body));
-    let text = String::from_utf8_lossy(&body);
+    let text = r.text().await.expect("body");
+    common::promtool_check(&text);
     for family in [
         "jvm_memory_pool_bytes_max",
         "jvm_gc_interval_collection_seconds",

@@ -33,8 +33,8 @@
 //!
 //! Nothing in `store`, `render` or `metrics` changes.
 
-pub mod line_protocol;
 pub mod flink;
+pub mod line_protocol;
 pub mod profiler;
 pub mod spark;
 pub mod uber;

@@ -8,16 +8,22 @@
 //! value replaces the last one, a counter included; a counter that goes down (an executor that
 //! restarted) is a reset to Prometheus. Values are written in the JVM's locale: `1,23` is 1.23.
 //!
+//! Names become `spark_` + source + metric in `snake_case` (`DAGScheduler.messageProcessingTime`
+//! → `spark_dag_scheduler_message_processing_time`), so that `promtool check metrics` has
+//! nothing to say:
+//!
 //! | sent | exported |
 //! |---|---|
 //! | `<source>.<metric>\|g` | gauge `spark_<source>_<metric>` |
 //! | `<source>.<metric>\|c` | counter `spark_<source>_<metric>_total` |
-//! | `<source>.<metric>.p50…p999\|ms` | gauge `spark_<source>_<metric>{quantile="0.5"…"0.999"}` |
+//! | `<source>.<…>count\|g` (histogram, timer and meter counts, GC counts) | counter `spark_<source>_<…>_total` |
+//! | `<source>.<metric>_MB\|g` | gauge `spark_<source>_<metric>_bytes`, in bytes |
+//! | `<source>.<metric>.p50…p999\|ms` | summary `spark_<source>_<metric>{quantile="0.5"…"0.999"}` |
 //! | `<source>.<metric>.max/min/mean/stddev\|ms` | gauge `spark_<source>_<metric>_max` … |
 //! | `<source>.<metric>.m1_rate/m5_rate/m15_rate/mean_rate\|ms` | gauge `spark_<source>_<metric>_m1_rate` … |
 //!
-//! Names are sanitised (`[^A-Za-z0-9_:]` → `_`); every series has the labels `app`, `executor`
-//! and `role` (`driver` or `executor`).
+//! Every series has the labels `app`, `executor` and `role` (`driver` or `executor`). Timer
+//! statistics are in milliseconds, as Spark sends them.
 
 use std::borrow::Cow;
 
@@ -27,7 +33,7 @@ use crate::ingest::{Ingest, Tally};
 use crate::input::StatsdInput;
 use crate::outcome::{Outcome, Reject};
 use crate::protocol::statsd::{self, MetricType};
-use crate::sample::{sanitize_metric_name, Origin, Series, SeriesKind};
+use crate::sample::{Origin, Series, SeriesKind};
 use crate::store::SourceSpec;
 
 /// Spark's metric sources (`Source.sourceName`) in 4.x. A plugin's source is
@@ -54,8 +60,7 @@ const SOURCES: &[&str] = &[
 ];
 
 /// Timer and histogram percentiles, and the `quantile` label each becomes.
-const QUANTILES: &[(&str, &str)] =
-    &[("p50", "0.5"), ("p75", "0.75"), ("p95", "0.95"), ("p98", "0.98"), ("p99", "0.99"), ("p999", "0.999")];
+const QUANTILES: &[(&str, &str)] = &[("p50", "0.5"), ("p75", "0.75"), ("p95", "0.95"), ("p98", "0.98"), ("p99", "0.99"), ("p999", "0.999")];
 
 /// One of Spark's names, split.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,33 +95,84 @@ pub fn split(name: &str) -> Option<Name<'_>> {
     None
 }
 
-/// The family, extra label and kind a Spark value is exported as.
-fn family(source: &str, metric: &str, kind: MetricType) -> Option<(String, Option<&'static str>, SeriesKind)> {
-    let mut name = String::with_capacity(7 + source.len() + metric.len() + 6);
-    name.push_str("spark_");
-    sanitize_metric_name(source, &mut name);
-    name.push('_');
-    match kind {
-        MetricType::Gauge => {
-            sanitize_metric_name(metric, &mut name);
-            Some((name, None, SeriesKind::Gauge))
+/// `camelCase`, dots and dashes to `snake_case` (`DAGScheduler.messageProcessingTime` →
+/// `dag_scheduler_message_processing_time`), appended to `out`.
+fn snake_case(name: &str, out: &mut String) {
+    let chars: Vec<char> = name.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev = i.checked_sub(1).map(|p| chars[p]);
+            let next = chars.get(i + 1);
+            let boundary = prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+                || (prev.is_some_and(|p| p.is_ascii_uppercase()) && next.is_some_and(|n| n.is_ascii_lowercase()));
+            if boundary && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
         }
-        MetricType::Counter => {
-            sanitize_metric_name(metric, &mut name);
-            name.push_str("_total");
-            Some((name, None, SeriesKind::Counter))
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+}
+
+/// How a Spark value is exported: family, extra label, kind, and the factor its value is
+/// multiplied by (mebibytes become bytes).
+#[derive(Debug, PartialEq)]
+struct Export {
+    family: String,
+    quantile: Option<&'static str>,
+    kind: SeriesKind,
+    scale: f64,
+}
+
+/// The family a Spark value is exported as; `None` for types Spark never sends.
+fn export(source: &str, metric: &str, kind: MetricType) -> Option<Export> {
+    let mut family = String::with_capacity(7 + source.len() + metric.len() + 6);
+    family.push_str("spark_");
+    snake_case(source, &mut family);
+    family.push('_');
+    let (mut quantile, mut series_kind, mut scale) = (None, SeriesKind::Gauge, 1.0);
+    match kind {
+        MetricType::Gauge | MetricType::Counter => {
+            let (metric, mebibytes) = match metric.strip_suffix("_MB") {
+                Some(m) => (m, true),
+                None => (metric, false),
+            };
+            snake_case(metric, &mut family);
+            if mebibytes {
+                family.push_str("_bytes");
+                scale = 1024.0 * 1024.0;
+            }
+            // A count (`.count` of a histogram, timer or meter, a GC count) is cumulative.
+            let count = kind == MetricType::Gauge && (family.ends_with("_count") || family == "spark_count");
+            if count {
+                family.truncate(family.len() - "count".len());
+                family.push_str("total");
+                series_kind = SeriesKind::Counter;
+            } else if kind == MetricType::Counter {
+                family.push_str("_total");
+                series_kind = SeriesKind::Counter;
+            }
         }
         MetricType::Timer => {
             let (base, stat) = metric.rsplit_once('.').unwrap_or(("", metric));
-            if let Some((_, q)) = QUANTILES.iter().find(|(p, _)| *p == stat).filter(|_| !base.is_empty()) {
-                sanitize_metric_name(base, &mut name);
-                return Some((name, Some(q), SeriesKind::Gauge));
+            match QUANTILES.iter().find(|(p, _)| *p == stat).filter(|_| !base.is_empty()) {
+                Some((_, q)) => {
+                    snake_case(base, &mut family);
+                    quantile = Some(*q);
+                    series_kind = SeriesKind::Summary;
+                }
+                None => snake_case(metric, &mut family),
             }
-            sanitize_metric_name(metric, &mut name);
-            Some((name, None, SeriesKind::Gauge))
         }
-        MetricType::Histogram | MetricType::Distribution | MetricType::Set => None,
+        MetricType::Histogram | MetricType::Distribution | MetricType::Set => return None,
     }
+    Some(Export { family, quantile, kind: series_kind, scale })
 }
 
 #[derive(Debug)]
@@ -143,13 +199,13 @@ impl StatsdInput for Input {
             }
         };
         for sample in line.samples() {
-            let result = match (family(name.source, name.metric, sample.kind), sample.number) {
-                (Some((family, quantile, kind)), Some(value)) => {
+            let result = match (export(name.source, name.metric, sample.kind), sample.number) {
+                (Some(Export { family, quantile, kind, scale }), Some(value)) => {
                     let label = |k, v| (Cow::Borrowed(k), Cow::Borrowed(v));
                     let mut labels = vec![label("app", name.app), label("executor", name.executor)];
                     labels.extend(quantile.map(|q| label("quantile", q)));
                     labels.push(label("role", role));
-                    let series = Series { origin: Origin::Spark, family: &family, kind, suffix: "", labels, value };
+                    let series = Series { origin: Origin::Spark, family: &family, kind, suffix: "", labels, value: value * scale };
                     ingest.set_series(&source, &series, now_ms)
                 }
                 _ => Err(Reject::WrongType),
@@ -180,6 +236,22 @@ mod tests {
     }
 
     #[test]
+    fn names_become_snake_case() {
+        for (name, want) in [
+            ("DAGScheduler", "dag_scheduler"),
+            ("JVMHeapMemory", "jvm_heap_memory"),
+            ("jvm.G1-Young-Generation.time", "jvm_g1_young_generation_time"),
+            ("threadpool.activeTasks", "threadpool_active_tasks"),
+            ("JVMCPU", "jvmcpu"),
+            ("filesystem.hdfs.largeRead_ops", "filesystem_hdfs_large_read_ops"),
+        ] {
+            let mut out = String::new();
+            snake_case(name, &mut out);
+            assert_eq!(out, want, "{name}");
+        }
+    }
+
+    #[test]
     fn every_kind_of_value_becomes_its_series() {
         let i = inputs(None);
         let lines: &[&[u8]] = &[
@@ -189,6 +261,8 @@ mod tests {
             b"local-1.driver.DAGScheduler.messageProcessingTime.p99:3.27|ms",
             b"local-1.driver.DAGScheduler.messageProcessingTime.max:10.16|ms",
             b"local-1.driver.DAGScheduler.messageProcessingTime.count:4|g",
+            b"local-1.driver.BlockManager.memory.memUsed_MB:12|g",
+            b"local-1.driver.ExecutorMetrics.MinorGCCount:5|g",
             b"local-1.3.executor.threadpool.activeTasks:-1.00|g",
             b"local-1.3.executor.cpuTime:1|s",
         ];
@@ -211,16 +285,18 @@ mod tests {
         assert_eq!(
             got,
             [
-                "counter spark_appStatus_jobs_succeededJobs_total {app=local-1,executor=driver,role=driver} 3",
-                "gauge spark_DAGScheduler_messageProcessingTime {app=local-1,executor=driver,quantile=0.99,role=driver} 3.27",
-                "gauge spark_DAGScheduler_messageProcessingTime_count {app=local-1,executor=driver,role=driver} 4",
-                "gauge spark_DAGScheduler_messageProcessingTime_max {app=local-1,executor=driver,role=driver} 10.16",
-                "gauge spark_executor_threadpool_activeTasks {app=local-1,executor=3,role=executor} -1",
+                "counter spark_app_status_jobs_succeeded_jobs_total {app=local-1,executor=driver,role=driver} 3",
+                "counter spark_dag_scheduler_message_processing_time_total {app=local-1,executor=driver,role=driver} 4",
+                "counter spark_executor_metrics_minor_gc_total {app=local-1,executor=driver,role=driver} 5",
+                "gauge spark_block_manager_memory_mem_used_bytes {app=local-1,executor=driver,role=driver} 12582912",
+                "gauge spark_dag_scheduler_message_processing_time_max {app=local-1,executor=driver,role=driver} 10.16",
+                "gauge spark_executor_threadpool_active_tasks {app=local-1,executor=3,role=executor} -1",
                 "gauge spark_jvm_heap_usage {app=local-1,executor=driver,role=driver} 0.17",
+                "summary spark_dag_scheduler_message_processing_time {app=local-1,executor=driver,quantile=0.99,role=driver} 3.27",
             ]
         );
         let m = &i.ingest.metrics;
-        assert_eq!(m.lines_accepted.with_label_values(&["statsd"]).get(), 7);
+        assert_eq!(m.lines_accepted.with_label_values(&["statsd"]).get(), 9);
         assert_eq!(m.lines_rejected.with_label_values(&["statsd", "wrong_type"]).get(), 1, "a set");
         assert_eq!(i.ingest.store.app("local-1").expect("app").label_values()["executor"].keys().collect::<Vec<_>>(), ["3", "driver"]);
     }

@@ -85,8 +85,14 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let udp_threads = udp::start(listeners.statsd, Arc::clone(&inputs), token.clone())?;
 
     let (flusher, flush_requests) = flush::Flusher::new();
-    let flush_task =
-        tokio::spawn(flush::flush_loop(Arc::clone(&store), metrics.clone(), config.flush_interval, config.gauge_ttl, flush_requests, token.clone()));
+    let flush_task = tokio::spawn(flush::flush_loop(
+        Arc::clone(&store),
+        metrics.clone(),
+        config.flush_interval,
+        config.gauge_ttl,
+        flush_requests,
+        token.clone(),
+    ));
 
     listeners.http.set_nonblocking(true)?;
     let http = tokio::net::TcpListener::from_std(listeners.http)?;

@@ -269,3 +269,27 @@ impl Drop for Binary {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
 }
+
+/// A Debian tool's path; fails naming the package when it is missing.
+pub fn tool(name: &str) -> String {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
+    assert!(found.status.success(), "{name} not found: install the Debian package `prometheus` (.ci/run does)");
+    String::from_utf8(found.stdout).expect("path").trim().to_string()
+}
+
+/// `promtool check metrics` on an exposition: it must find nothing to complain about.
+pub fn promtool_check(exposition: &str) {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child.stdin.take().expect("stdin").write_all(exposition.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}\n---\n{exposition}");
+}

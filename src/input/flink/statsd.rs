@@ -96,12 +96,9 @@ pub fn split(name: &str) -> Option<Name<'_>> {
         return Some(Name::Ambiguous);
     }
     match find_component(rest, "Status") {
-        Some(at) if at > 0 => Some(Name::Known {
-            measurement: measurement("taskmanager_", &rest[at..]),
-            host,
-            job_name: None,
-            tm_id: Some(&rest[..at - 1]),
-        }),
+        Some(at) if at > 0 => {
+            Some(Name::Known { measurement: measurement("taskmanager_", &rest[at..]), host, job_name: None, tm_id: Some(&rest[..at - 1]) })
+        }
         _ => Some(Name::Ambiguous),
     }
 }

@@ -115,7 +115,8 @@ fn load_series(read: &ReadTransaction, app: &App) -> Result<(), StoreError> {
         else {
             return Err(malformed());
         };
-        let labels = row.labels.iter().map(|(k, v)| (std::borrow::Cow::Borrowed(k.as_str()), std::borrow::Cow::Borrowed(v.as_str()))).collect();
+        let labels =
+            row.labels.iter().map(|(k, v)| (std::borrow::Cow::Borrowed(k.as_str()), std::borrow::Cow::Borrowed(v.as_str()))).collect();
         let series = Series { origin, family: &row.family, kind, suffix, labels, value: f64::from_bits(row.bits) };
         app.series.insert(key.value().1, SeriesCell::new(&series, row.updated_ms, false));
         app.last_seen_ms.fetch_max(row.updated_ms, Ordering::Relaxed);

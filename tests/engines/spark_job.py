@@ -1,0 +1,45 @@
+"""A small Spark job with the StatsdSink (period 1 s) pointed at stackd: run by tests/spark.rs.
+
+Usage: spark_job.py <statsd port> <ui port>. Prints one JSON line with what Spark itself
+reports for the job (application id, completed tasks per its executor Prometheus endpoint,
+succeeded jobs per its REST API), then stops Spark.
+"""
+import json
+import sys
+import time
+import urllib.request
+
+from pyspark.sql import SparkSession
+
+statsd_port, ui_port = sys.argv[1], sys.argv[2]
+spark = (
+    SparkSession.builder.master("local[2]")
+    .appName("stackd-spark-test")
+    # The lines the README gives, as spark-submit --conf / spark-defaults.conf keys.
+    .config("spark.metrics.conf.*.sink.statsd.class", "org.apache.spark.metrics.sink.StatsdSink")
+    .config("spark.metrics.conf.*.sink.statsd.host", "127.0.0.1")
+    .config("spark.metrics.conf.*.sink.statsd.port", statsd_port)
+    .config("spark.metrics.conf.*.sink.statsd.period", "1")
+    .config("spark.metrics.conf.*.source.jvm.class", "org.apache.spark.metrics.source.JvmSource")
+    .config("spark.ui.port", ui_port)
+    .config("spark.port.maxRetries", "0")
+    .getOrCreate()
+)
+try:
+    sc = spark.sparkContext
+    for _ in range(3):
+        sc.parallelize(range(100000), 4).map(lambda x: x * x).sum()
+    # Three sink periods, so that stackd has the final values.
+    time.sleep(3)
+    ui = f"http://127.0.0.1:{ui_port}"
+    app = sc.applicationId
+    prom = urllib.request.urlopen(f"{ui}/metrics/executors/prometheus", timeout=10).read().decode()
+    completed = None
+    for line in prom.splitlines():
+        if line.startswith("metrics_executor_completedTasks_total{") and 'executor_id="driver"' in line:
+            completed = float(line.rsplit(" ", 1)[1])
+    jobs = json.load(urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/jobs", timeout=10))
+    succeeded = sum(1 for j in jobs if j["status"] == "SUCCEEDED")
+    print(json.dumps({"app": app, "completed_tasks": completed, "succeeded_jobs": succeeded}), flush=True)
+finally:
+    spark.stop()

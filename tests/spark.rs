@@ -1,0 +1,84 @@
+//! Real Spark (`pyspark` from PyPI, installed by .ci/run) with its `StatsdSink` pointed at
+//! stackd: the driver's and executor's families appear under the real application id, and the
+//! values stackd exports agree with what Spark itself reports for the job.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{series_value, wait_until, Service};
+
+/// Run the job in its own process group, bounded; whatever it started is killed afterwards.
+fn run_spark_job(statsd_port: u16) -> serde_json::Value {
+    use std::os::unix::process::CommandExt as _;
+    let ui_port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/engines/spark_job.py");
+    let child = Command::new("timeout")
+        .args(["300", "python3", script, &statsd_port.to_string(), &ui_port.to_string()])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let pgid = child.id();
+    let out = child.wait_with_output().expect("spark job");
+    // The JVM that pyspark started is in the same group: nothing of it may outlive the test.
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+    assert!(
+        out.status.success(),
+        "the Spark job failed (needs `pip install pyspark==4.3.0` and Java 17, which .ci/run installs):\n{}",
+        String::from_utf8_lossy(&out.stderr).lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let json = stdout.lines().rev().find(|l| l.starts_with('{')).expect("the job's JSON line");
+    serde_json::from_str(json).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_statsd_sink_metrics_agree_with_spark() {
+    let svc = Service::start(&[]).await;
+    let port = svc.statsd.port();
+    let spark = tokio::task::spawn_blocking(move || run_spark_job(port)).await.expect("join");
+    let app = spark["app"].as_str().expect("application id").to_string();
+    assert!(app.starts_with("local-"), "{spark}");
+    let driver = format!("app=\"{app}\",executor=\"driver\",role=\"driver\"");
+    let completed = spark["completed_tasks"].as_f64().expect("Spark's completedTasks");
+    let succeeded = spark["succeeded_jobs"].as_f64().expect("Spark's succeeded jobs");
+    assert_eq!((completed, succeeded), (12.0, 3.0), "three jobs of four tasks each");
+    // The sink's last report (on stop) may still be in flight.
+    let tasks = format!("spark_executor_threadpool_complete_tasks{{{driver}}}");
+    let jobs = format!("spark_app_status_jobs_succeeded_jobs_total{{{driver}}}");
+    wait_until(Duration::from_secs(10), || async {
+        let (_, text) = svc.get_text("/metrics").await;
+        series_value(&text, &tasks) == Some(completed) && series_value(&text, &jobs) == Some(succeeded)
+    })
+    .await;
+    let (_, text) = svc.get_text("/metrics").await;
+    for (family, kind) in [
+        ("spark_executor_threadpool_complete_tasks", "gauge"),
+        ("spark_app_status_jobs_succeeded_jobs_total", "counter"),
+        ("spark_executor_cpu_time_total", "counter"),
+        ("spark_jvm_heap_used", "gauge"),
+        ("spark_jvm_g1_young_generation_total", "counter"),
+        ("spark_executor_metrics_jvm_heap_memory", "gauge"),
+        ("spark_block_manager_memory_mem_used_bytes", "gauge"),
+        ("spark_dag_scheduler_message_processing_time", "summary"),
+        ("spark_dag_scheduler_message_processing_time_total", "counter"),
+        ("spark_dag_scheduler_message_processing_time_max", "gauge"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} {kind}\n{family}{{")), "no {kind} {family} in\n{text}");
+    }
+    assert!(series_value(&text, &format!("spark_jvm_heap_used{{{driver}}}")).expect("heap used") > 0.0);
+    let p99 = format!("spark_dag_scheduler_message_processing_time{{app=\"{app}\",executor=\"driver\",quantile=\"0.99\",role=\"driver\"}}");
+    assert!(series_value(&text, &p99).is_some(), "no {p99}");
+    // An app that sent only metrics is listed.
+    let (status, apps) = svc.get_text("/apps").await;
+    assert_eq!(status, 200);
+    assert!(apps.contains(&format!("\"{app}\"")), "{apps}");
+    // Nothing Spark sent was refused.
+    assert_eq!(series_value(&text, "stackd_lines_rejected_total{protocol=\"statsd\",reason=\"bad_value\"}"), None, "{text}");
+    assert!(series_value(&text, "stackd_lines_accepted_total{protocol=\"statsd\"}").expect("accepted") > 100.0);
+    common::promtool_check(&text);
+    svc.stop().await;
+}
