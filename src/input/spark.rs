@@ -78,7 +78,7 @@ pub fn split(name: &str) -> Option<Name<'_>> {
     while let Some(dot) = name[start..].find('.').map(|i| start + i) {
         let rest = &name[dot + 1..];
         start = dot + 1;
-        let Some((executor, after)) = rest.split_once('.') else { return None };
+        let (executor, after) = rest.split_once('.')?;
         if dot == 0 || !(executor == "driver" || (!executor.is_empty() && executor.bytes().all(|b| b.is_ascii_digit()))) {
             continue;
         }

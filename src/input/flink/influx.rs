@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use super::{family, set, source};
+use super::{family, source, Target};
 use crate::ingest::Ingest;
 use crate::input::LineInput;
 use crate::outcome::{Ignored, Outcome};
@@ -55,7 +55,8 @@ impl LineInput for Input {
         let fields: Vec<(Cow<'_, str>, FieldValue<'_>)> = line.fields().collect();
         let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
         let family = family(&measurement);
-        let set = |kind, suffix, quantile, value| set(ingest, &source, &family, kind, suffix, &vars, quantile, value, now_ms);
+        let target = Target { ingest, source: &source, family: &family, vars: &vars, now_ms };
+        let set = |kind, suffix, quantile, value| target.set(kind, suffix, quantile, value);
         let result = if let (Some(v), 1) = (field("value"), fields.len()) {
             set(SeriesKind::Gauge, "", None, gauge_value(v))
         } else if QUANTILES.iter().any(|(p, _)| field(p).is_some()) {

@@ -66,18 +66,19 @@ fn labels<'a>(vars: &'a [(Cow<'a, str>, Cow<'a, str>)], quantile: Option<&'stati
     out
 }
 
-/// One value of a family, with the variables as labels.
-fn set(
-    ingest: &Ingest,
-    source: &Source,
-    family: &str,
-    kind: SeriesKind,
-    suffix: &'static str,
-    vars: &[(Cow<'_, str>, Cow<'_, str>)],
-    quantile: Option<&'static str>,
-    value: f64,
+/// Where the values of one metric go: its family, its app, and the variables as labels.
+struct Target<'a> {
+    ingest: &'a Ingest,
+    source: &'a Source,
+    family: &'a str,
+    vars: &'a [(Cow<'a, str>, Cow<'a, str>)],
     now_ms: i64,
-) -> Result<(), Reject> {
-    let series = Series { origin: Origin::Flink, family, kind, suffix, labels: labels(vars, quantile), value };
-    ingest.set_series(source, &series, now_ms)
+}
+
+impl Target<'_> {
+    /// One value of the family (`suffix` `_count` and a `quantile` for summaries).
+    fn set(&self, kind: SeriesKind, suffix: &'static str, quantile: Option<&'static str>, value: f64) -> Result<(), Reject> {
+        let series = Series { origin: Origin::Flink, family: self.family, kind, suffix, labels: labels(self.vars, quantile), value };
+        self.ingest.set_series(self.source, &series, self.now_ms)
+    }
 }

@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::{set, source};
+use super::{source, Target};
 use crate::ingest::{Ingest, Tally};
 use crate::input::StatsdInput;
 use crate::outcome::{Ignored, Outcome, Reject};
@@ -139,11 +139,10 @@ impl StatsdInput for Input {
         vars.extend(job_name.map(|j| (Cow::Borrowed("job_name"), Cow::Borrowed(j))));
         vars.extend(tm_id.map(|t| (Cow::Borrowed("tm_id"), Cow::Borrowed(t))));
         let family = super::family(&measurement);
+        let target = Target { ingest, source: &source, family: &family, vars: &vars, now_ms };
         for sample in line.samples() {
             let result = match (sample.kind, sample.number) {
-                (MetricType::Gauge, Some(v)) if !sample.decimal_comma => {
-                    set(ingest, &source, &family, SeriesKind::Gauge, "", &vars, None, v, now_ms)
-                }
+                (MetricType::Gauge, Some(v)) if !sample.decimal_comma => target.set(SeriesKind::Gauge, "", None, v),
                 (MetricType::Gauge, _) => Err(Reject::BadValue),
                 _ => Err(Reject::WrongType),
             };
