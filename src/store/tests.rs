@@ -267,3 +267,54 @@ fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
     assert_eq!(s.add_stack(&src, &raw("r;x0"), 1, 40 * 60_000, now), Err(Reject::StoreUnavailable));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Engine series: values replace, the series limit counts gauges and series together, they
+/// survive a restart, and expired ones are deleted from memory and disk.
+#[test]
+fn engine_series_persist_and_expire() {
+    use crate::sample::{Origin, Series, SeriesKind};
+    use std::borrow::Cow;
+    let dir = std::env::temp_dir().join(format!("stackd-store-series-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let series = |family: &'static str, executor: &'static str, value| Series {
+        origin: Origin::Spark,
+        family,
+        kind: SeriesKind::Counter,
+        suffix: "",
+        labels: vec![(Cow::Borrowed("executor"), Cow::Borrowed(executor))],
+        value,
+    };
+    {
+        let s = on_disk(&dir, Duration::from_secs(3600));
+        let src = s.source(1, || spec("app-1", &[])).expect("src");
+        s.set_series(&src, &series("spark_x_total", "1", 10.0), 1_000).expect("set");
+        s.set_series(&src, &series("spark_x_total", "1", 4.0), 2_000).expect("set"); // a reset
+        s.set_series(&src, &series("spark_x_total", "2", 7.0), 1_000).expect("set");
+        s.flush(100 * 60_000).expect("flush");
+    }
+    let s = on_disk(&dir, Duration::from_secs(3600));
+    let mut got: Vec<(String, f64, i64)> =
+        s.app("app-1").expect("loaded").series().into_iter().map(|r| (r.labels[0].1.clone(), r.value, r.updated_ms)).collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, [("1".to_string(), 4.0, 2_000), ("2".to_string(), 7.0, 1_000)]);
+    // Executor 2 went silent: expired, and its row deleted.
+    assert_eq!(s.expire_series(1_500), 1);
+    let stats = s.flush(100 * 60_000).expect("flush");
+    assert_eq!(stats.deleted, 1);
+    drop(s);
+    let s = on_disk(&dir, Duration::from_secs(3600));
+    assert_eq!(s.app("app-1").expect("loaded").series().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_series_limit_counts_gauges_and_engine_series() {
+    use crate::sample::{Origin, Series, SeriesKind};
+    let s = Store::new(Limits { max_series_per_app: 2, ..Limits::default() }, Duration::from_secs(60));
+    let src = s.source(1, || spec("a", &[])).expect("src");
+    s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: 1.0, relative: false }, 1).expect("first");
+    let one = |family| Series { origin: Origin::Flink, family, kind: SeriesKind::Gauge, suffix: "", labels: vec![], value: 1.0 };
+    s.set_series(&src, &one("flink_a"), 1).expect("second");
+    assert_eq!(s.set_series(&src, &one("flink_b"), 1), Err(Reject::SeriesLimit));
+    s.set_series(&src, &one("flink_a"), 2).expect("an existing series is updated");
+}
