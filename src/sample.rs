@@ -123,6 +123,11 @@ pub struct Series<'a> {
     pub value: f64,
 }
 
+/// The percentile statistics Spark's and Flink's histograms send (`p50` … `p999`), and the
+/// Prometheus `quantile` label value each becomes.
+pub const QUANTILES: &[(&str, &str)] =
+    &[("p50", "0.5"), ("p75", "0.75"), ("p95", "0.95"), ("p98", "0.98"), ("p99", "0.99"), ("p999", "0.999")];
+
 /// `[^A-Za-z0-9:_]` → `_`, as Prometheus metric names need (and Flink's reporters write names).
 pub fn sanitize_metric_name(name: &str, out: &mut String) {
     if name.starts_with(|c: char| c.is_ascii_digit()) {

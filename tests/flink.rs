@@ -221,7 +221,7 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
     // Differential: stackd's families against Flink's own exposition. Metrics come and go as
     // tasks start, so the comparison is retried until both sides hold the same series (bounded).
     let started = Instant::now();
-    let (ours, theirs) = loop {
+    let ((before, after), theirs) = loop {
         let before = parse(&influx.get_text("/metrics").await.1, SCOPES);
         let theirs = parse(&cluster.prometheus().await, SCOPES);
         tokio::time::sleep(Duration::from_millis(2_500)).await; // two report intervals
@@ -250,7 +250,6 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
             break ((before, after), theirs);
         }
     };
-    let ((before, after), theirs) = (ours, theirs);
     // Values: a gauge whose value is known is equal; a counter read by Flink between two
     // stackd reads lies between them.
     let known_series =

@@ -33,7 +33,7 @@ use crate::ingest::{Ingest, Tally};
 use crate::input::StatsdInput;
 use crate::outcome::{Outcome, Reject};
 use crate::protocol::statsd::{self, MetricType};
-use crate::sample::{Origin, Series, SeriesKind};
+use crate::sample::{Origin, Series, SeriesKind, QUANTILES};
 use crate::store::SourceSpec;
 
 /// Spark's metric sources (`Source.sourceName`) in 4.x. A plugin's source is
@@ -58,9 +58,6 @@ const SOURCES: &[&str] = &[
     "spark.streaming",
     "plugin",
 ];
-
-/// Timer and histogram percentiles, and the `quantile` label each becomes.
-const QUANTILES: &[(&str, &str)] = &[("p50", "0.5"), ("p75", "0.75"), ("p95", "0.95"), ("p98", "0.98"), ("p99", "0.99"), ("p999", "0.999")];
 
 /// One of Spark's names, split.
 #[derive(Debug, PartialEq, Eq)]
@@ -149,7 +146,7 @@ fn export(source: &str, metric: &str, kind: MetricType) -> Option<Export> {
                 scale = 1024.0 * 1024.0;
             }
             // A count (`.count` of a histogram, timer or meter, a GC count) is cumulative.
-            let count = kind == MetricType::Gauge && (family.ends_with("_count") || family == "spark_count");
+            let count = kind == MetricType::Gauge && family.ends_with("_count");
             if count {
                 family.truncate(family.len() - "count".len());
                 family.push_str("total");

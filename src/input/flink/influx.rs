@@ -18,10 +18,7 @@ use crate::ingest::Ingest;
 use crate::input::LineInput;
 use crate::outcome::{Ignored, Outcome};
 use crate::protocol::influx::{self, FieldValue};
-use crate::sample::SeriesKind;
-
-/// Histogram percentile fields and the `quantile` label each becomes.
-const QUANTILES: &[(&str, &str)] = &[("p50", "0.5"), ("p75", "0.75"), ("p95", "0.95"), ("p98", "0.98"), ("p99", "0.99"), ("p999", "0.999")];
+use crate::sample::{SeriesKind, QUANTILES};
 
 /// A measurement of Flink's: a logical scope that starts at a JobManager or a TaskManager.
 fn is_flink(measurement: &str) -> bool {

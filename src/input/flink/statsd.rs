@@ -83,7 +83,7 @@ pub fn split(name: &str) -> Option<Name<'_>> {
     let measurement = |prefix: &str, path: &str| {
         let mut m = String::with_capacity(prefix.len() + path.len());
         m.push_str(prefix);
-        sanitize_metric_name(&path.replace('.', "_"), &mut m);
+        sanitize_metric_name(path, &mut m); // `.` becomes `_` with the rest
         m
     };
     if scope == "jobmanager" {
