@@ -32,6 +32,10 @@ pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 4_096;
 pub const DEFAULT_HTTP_HEADER_TIMEOUT: &str = "10s";
 pub const DEFAULT_HTTP_IDLE_TIMEOUT: &str = "60s";
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "60s";
+/// A quarter of Flink's `rest.flamegraph.refresh-interval` (60 s): a new sample is asked for
+/// within 15 s of the last one expiring.
+pub const DEFAULT_FLINK_POLL_INTERVAL: &str = "15s";
+pub const DEFAULT_FLINK_TIMEOUT: &str = "10s";
 
 /// statsd for stack traces: JVM profiler samples in, flame graphs and Prometheus metrics out.
 #[derive(Clone, Debug, Parser)]
@@ -148,7 +152,7 @@ pub struct Config {
     #[arg(long, env = "STACKD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Who may write (/write, /api/v2/write, /query): comma-separated user:password pairs or
+    /// Who may write (/write, /api/v2/write, /query, /import/…): comma-separated user:password pairs or
     /// tokens, checked like InfluxDB (u/p parameters, Basic, "Token user:password"). Unset:
     /// anyone may write. Prefer the environment variable (or a systemd EnvironmentFile) to keep
     /// them out of the process list.
@@ -164,6 +168,26 @@ pub struct Config {
     /// Prometheus and health checks).
     #[arg(long, env = "STACKD_AUTH_METRICS")]
     pub auth_metrics: bool,
+
+    /// A Flink JobManager's REST address (http://host:8081) whose running jobs' flame graphs
+    /// stackd keeps; repeat the flag (or separate with commas) for several. Flink must have
+    /// `rest.flamegraph.enabled: true`.
+    #[arg(long = "flink-rest", env = "STACKD_FLINK_REST", value_delimiter = ',', value_parser = crate::input::flink::client::Endpoint::parse)]
+    pub flink_rest: Vec<crate::input::flink::client::Endpoint>,
+
+    /// How often each --flink-rest JobManager is asked for its flame graphs. Flink samples a
+    /// vertex again when asked after its rest.flamegraph.refresh-interval (60 s) has passed.
+    #[arg(long, env = "STACKD_FLINK_POLL_INTERVAL", default_value = DEFAULT_FLINK_POLL_INTERVAL, value_parser = parse_duration)]
+    pub flink_poll_interval: Duration,
+
+    /// Which of Flink's flame graphs to keep (the `type` label): on-cpu, off-cpu, full. `full`
+    /// is on-cpu and off-cpu together: keep it instead of them, not beside them.
+    #[arg(long, env = "STACKD_FLINK_GRAPHS", value_delimiter = ',', default_value = "on-cpu,off-cpu", value_enum)]
+    pub flink_graphs: Vec<crate::input::flink::poller::GraphType>,
+
+    /// How long one request to a --flink-rest JobManager may take (connect, answer and body).
+    #[arg(long, env = "STACKD_FLINK_TIMEOUT", default_value = DEFAULT_FLINK_TIMEOUT, value_parser = parse_duration)]
+    pub flink_timeout: Duration,
 
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "stackd=debug".
     #[arg(long, env = "STACKD_LOG", default_value = "info")]
@@ -219,6 +243,7 @@ impl PrefixTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::flink::poller::GraphType;
 
     #[test]
     fn template_splits_prefix() {
@@ -245,6 +270,14 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(c.bucket, Duration::from_secs(60));
         assert_eq!(c.gauge_ttl, Duration::from_secs(300));
+        assert!(c.flink_rest.is_empty());
+        assert_eq!(c.flink_graphs, [GraphType::OnCpu, GraphType::OffCpu]);
+        let c = Config::try_parse_from(["stackd", "--flink-rest", "http://a:8081,http://b:8081", "--flink-rest", "http://c:8081"])
+            .expect("flink");
+        let urls: Vec<&str> = c.flink_rest.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, ["http://a:8081", "http://b:8081", "http://c:8081"]);
+        let err = Config::try_parse_from(["stackd", "--flink-rest", "https://a:8081"]).expect_err("https");
+        assert!(err.to_string().contains("https is not supported"), "{err}");
         let err = Config::try_parse_from(["stackd", "--bucket", "0s"]).expect_err("zero");
         assert!(err.to_string().contains("must be greater than zero"), "{err}");
     }

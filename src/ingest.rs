@@ -101,6 +101,31 @@ impl Ingest {
         }
     }
 
+    /// Store one whole profile from one source at one time (an imported document, a Flink
+    /// snapshot): `each` calls its sink with every stack (frames root first) and its count. The
+    /// time is checked first, so a profile is stored whole or refused whole. Returns the samples
+    /// stored.
+    pub fn add_profile(
+        &self,
+        source: &Source,
+        time_ms: i64,
+        now_ms: i64,
+        each: impl FnOnce(&mut dyn FnMut(&[&str], u64)),
+    ) -> Result<u64, Reject> {
+        self.store.check_time(time_ms, now_ms)?;
+        let (mut samples, mut failed) = (0u64, None);
+        each(&mut |frames, count| match self.add_stack(source, &Stack::Frames(frames), count as f64, time_ms, now_ms) {
+            Ok(()) => samples = samples.saturating_add(count),
+            Err(r) => failed = failed.or(Some(r)),
+        });
+        match failed {
+            // Only a store that stopped answering mid-way can get here (the time and the counts
+            // were checked): say so rather than report the profile stored.
+            Some(r) => Err(r),
+            None => Ok(samples),
+        }
+    }
+
     /// Set (or change, for a relative reading) a gauge. Gauges age from arrival: pass the time
     /// the reading arrived, whatever the agent's clock says.
     pub fn set_gauge(&self, source: &Source, gauge: &Gauge<'_>, now_ms: i64) -> Result<(), Reject> {

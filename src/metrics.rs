@@ -35,6 +35,9 @@ pub struct Metrics {
     pub render_seconds: HistogramVec,
     pub flush_failures: IntCounter,
     pub flush_seconds: prometheus::Histogram,
+    pub flink_poll_errors: IntCounterVec,
+    pub flink_snapshots: IntCounterVec,
+    pub flink_last_success: prometheus::GaugeVec,
 }
 
 impl Metrics {
@@ -95,7 +98,7 @@ impl Metrics {
             http_requests: counter_vec("stackd_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
             requests_rejected: counter_vec(
                 "stackd_requests_rejected_total",
-                "HTTP requests refused (before their lines were read, or rather than answered in part): too_large, bad_gzip, unsupported_encoding, body_timeout, body_read_error, unauthorized, render_busy, tls_handshake, store_unreadable.",
+                "HTTP requests refused (before their lines were read, or rather than answered in part): too_large, bad_gzip, unsupported_encoding, body_timeout, body_read_error, unauthorized, render_busy, tls_handshake, store_unreadable, bad_document.",
                 &["reason"],
             ),
             http_connections: {
@@ -107,6 +110,25 @@ impl Metrics {
                 "stackd_http_accept_errors_total",
                 "Errors accepting HTTP connections (such as running out of file descriptors).",
             ),
+            flink_poll_errors: counter_vec(
+                "stackd_flink_poll_errors_total",
+                "Polls of a Flink JobManager (--flink-rest) that failed, by endpoint and reason: connect, timeout, http_status, too_large, http_error, invalid_response; refused counts snapshots stackd would not store (time outside the retention, app limit).",
+                &["endpoint", "reason"],
+            ),
+            flink_snapshots: counter_vec(
+                "stackd_flink_snapshots_total",
+                "Flink flame graph snapshots with samples stored, by endpoint (each new endTimestamp of each graph once).",
+                &["endpoint"],
+            ),
+            flink_last_success: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new("stackd_flink_last_success_timestamp_seconds", "When the last poll of a Flink JobManager went through, Unix seconds."),
+                    &["endpoint"],
+                )
+                .expect("valid metric name");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             render_seconds,
             registry,
         }

@@ -152,6 +152,9 @@ pub enum RequestReject {
     TlsHandshake,
     /// The store could not be read, so the answer would have been incomplete.
     StoreUnreadable,
+    /// An imported profile (`/import/flink`, `/import/folded`) was malformed or inconsistent;
+    /// nothing of it was stored.
+    BadDocument,
 }
 
 impl RequestReject {
@@ -167,6 +170,7 @@ impl RequestReject {
             Self::RenderBusy => "render_busy",
             Self::TlsHandshake => "tls_handshake",
             Self::StoreUnreadable => "store_unreadable",
+            Self::BadDocument => "bad_document",
         }
     }
 }

@@ -7,143 +7,44 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{series_value, wait_until, Service, TempDir};
+use common::flink::{free_port, Cluster};
+use common::{series_value, wait_until, Service};
 
-/// The pyflink distribution (`bin/`, `lib/`, `conf/`).
-fn flink_home() -> PathBuf {
-    let out =
-        Command::new("python3").args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"]).output().expect("python3");
-    assert!(out.status.success(), "pyflink is missing: `pip install apache-flink==2.3.0` (.ci/run does)");
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
+/// The cluster's config for this test: three reporters, Flink's own on local ports.
+fn reporters(influx_http: u16, statsd_udp: u16, prom_ports: &std::ops::RangeInclusive<u16>) -> String {
+    // The lines the README gives, plus Flink's own reporter to compare with.
+    format!(
+        "metrics.reporters: influx,statsd,prom\n\
+         metrics.reporter.influx.factory.class: org.apache.flink.metrics.influxdb.InfluxdbReporterFactory\n\
+         metrics.reporter.influx.scheme: http\n\
+         metrics.reporter.influx.host: 127.0.0.1\n\
+         metrics.reporter.influx.port: {influx_http}\n\
+         metrics.reporter.influx.db: flink\n\
+         metrics.reporter.influx.interval: 1 SECONDS\n\
+         metrics.reporter.statsd.factory.class: org.apache.flink.metrics.statsd.StatsDReporterFactory\n\
+         metrics.reporter.statsd.host: 127.0.0.1\n\
+         metrics.reporter.statsd.port: {statsd_udp}\n\
+         metrics.reporter.statsd.interval: 1 SECONDS\n\
+         metrics.reporter.prom.factory.class: org.apache.flink.metrics.prometheus.PrometheusReporterFactory\n\
+         metrics.reporter.prom.port: {}-{}\n",
+        prom_ports.start(),
+        prom_ports.end(),
+    )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
-}
-
-/// A local Flink cluster with its own config, logs and pid files; stopped (and every process it
-/// started killed) when dropped, whatever the test did.
-struct Cluster {
-    home: PathBuf,
-    dir: TempDir,
-    rest: u16,
-    prom_ports: std::ops::RangeInclusive<u16>,
-}
-
-impl Cluster {
-    fn start(influx_http: u16, statsd_udp: u16) -> Cluster {
-        let home = flink_home();
-        let dir = TempDir::new("flink");
-        let conf = dir.0.join("conf");
-        std::fs::create_dir_all(&conf).expect("conf dir");
-        std::fs::create_dir_all(dir.0.join("log")).expect("log dir");
-        for f in std::fs::read_dir(home.join("conf")).expect("conf") {
-            let f = f.expect("entry").path();
-            std::fs::copy(&f, conf.join(f.file_name().expect("name"))).expect("copy conf");
-        }
-        let (rest, rpc) = (free_port(), free_port());
-        let prom = free_port();
-        let prom_ports = prom..=prom + 4;
-        // The lines the README gives, plus what makes the test's cluster its own.
-        let extra = format!(
-            "\nmetrics.reporters: influx,statsd,prom\n\
-             metrics.reporter.influx.factory.class: org.apache.flink.metrics.influxdb.InfluxdbReporterFactory\n\
-             metrics.reporter.influx.scheme: http\n\
-             metrics.reporter.influx.host: 127.0.0.1\n\
-             metrics.reporter.influx.port: {influx_http}\n\
-             metrics.reporter.influx.db: flink\n\
-             metrics.reporter.influx.interval: 1 SECONDS\n\
-             metrics.reporter.statsd.factory.class: org.apache.flink.metrics.statsd.StatsDReporterFactory\n\
-             metrics.reporter.statsd.host: 127.0.0.1\n\
-             metrics.reporter.statsd.port: {statsd_udp}\n\
-             metrics.reporter.statsd.interval: 1 SECONDS\n\
-             metrics.reporter.prom.factory.class: org.apache.flink.metrics.prometheus.PrometheusReporterFactory\n\
-             metrics.reporter.prom.port: {}-{}\n\
-             rest.port: {rest}\n\
-             jobmanager.rpc.port: {rpc}\n\
-             env.pid.dir: {}\n",
-            prom_ports.start(),
-            prom_ports.end(),
-            dir.0.display()
-        );
-        let config = conf.join("config.yaml");
-        let mut text = std::fs::read_to_string(&config).expect("config.yaml");
-        text.push_str(&extra);
-        std::fs::write(&config, text).expect("write config");
-        let cluster = Cluster { home, dir, rest, prom_ports };
-        let out = cluster.command("start-cluster.sh").output().expect("start-cluster.sh");
-        assert!(out.status.success(), "start-cluster.sh: {}", String::from_utf8_lossy(&out.stderr));
-        cluster
-    }
-
-    fn command(&self, script: &str) -> Command {
-        let mut c = Command::new("timeout");
-        c.arg("120").arg(self.home.join("bin").join(script));
-        c.env("FLINK_CONF_DIR", self.dir.0.join("conf")).env("FLINK_LOG_DIR", self.dir.0.join("log"));
-        c
-    }
-
-    async fn rest(&self, path: &str) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}{path}", self.rest);
-        let body = reqwest::Client::new().get(url).timeout(Duration::from_secs(5)).send().await.ok()?.text().await.ok()?;
-        serde_json::from_str(&body).ok()
-    }
-
-    /// Flink's own `PrometheusReporter` expositions (JobManager's and TaskManager's).
-    async fn prometheus(&self) -> String {
-        let client = reqwest::Client::new();
-        let mut all = String::new();
-        for port in self.prom_ports.clone() {
-            let r = client.get(format!("http://127.0.0.1:{port}/metrics")).timeout(Duration::from_secs(5)).send().await;
-            if let Ok(r) = r {
-                all.push_str(&r.text().await.unwrap_or_default());
-            }
-        }
-        all
-    }
-
-    /// Compile the job and submit it, detached; its job id.
-    fn submit(&self, name: &str) -> String {
-        let build = self.dir.0.join("job");
-        std::fs::create_dir_all(&build).expect("build dir");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/engines/StackdCpuJob.java");
-        let classpath = format!("{}/lib/*", self.home.display());
-        let ok = Command::new("javac").args(["-cp", &classpath, "-d"]).arg(&build).arg(&src).status().expect("javac");
-        assert!(ok.success(), "javac failed");
-        let jar = build.join("stackd-cpu-job.jar");
-        let ok = Command::new("jar").args(["cfe"]).arg(&jar).arg("StackdCpuJob").args(["-C"]).arg(&build).arg(".").status().expect("jar");
-        assert!(ok.success(), "jar failed");
-        let out = self
-            .command("flink")
-            .args(["run", "-d", "-m", &format!("127.0.0.1:{}", self.rest)])
-            .arg(&jar)
-            .arg(name)
-            .output()
-            .expect("flink run");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let id = stdout.lines().find_map(|l| l.strip_prefix("Job has been submitted with JobID ")).map(|s| s.trim().to_string());
-        id.unwrap_or_else(|| panic!("flink run: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.command("stop-cluster.sh").output();
-        // Whatever stop-cluster.sh did not stop: the pids Flink recorded.
-        if let Ok(entries) = std::fs::read_dir(&self.dir.0) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with(".pid") {
-                    for pid in std::fs::read_to_string(e.path()).unwrap_or_default().split_whitespace() {
-                        let _ = Command::new("kill").args(["-KILL", pid]).status();
-                    }
-                }
-            }
+/// Flink's own `PrometheusReporter` expositions (JobManager's and TaskManager's).
+async fn flink_prometheus(ports: &std::ops::RangeInclusive<u16>) -> String {
+    let client = reqwest::Client::new();
+    let mut all = String::new();
+    for port in ports.clone() {
+        let r = client.get(format!("http://127.0.0.1:{port}/metrics")).timeout(Duration::from_secs(5)).send().await;
+        if let Ok(r) = r {
+            all.push_str(&r.text().await.unwrap_or_default());
         }
     }
+    all
 }
 
 /// One exposition's series, by family: the family's type, and each series' labels and value.
@@ -204,14 +105,12 @@ const SCOPES: &[&str] = &["flink_taskmanager_", "flink_jobmanager_job_"];
 async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
     let influx = Service::start(&[]).await;
     let statsd = Service::start(&[]).await;
-    let (influx_port, statsd_port) = (influx.http.port(), statsd.statsd.port());
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(influx_port, statsd_port)).await.expect("join");
+    let prom = free_port();
+    let prom_ports = prom..=prom + 4;
+    let config = reporters(influx.http.port(), statsd.statsd.port(), &prom_ports);
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&config)).await.expect("join");
     let cluster = std::sync::Arc::new(cluster);
-    // start-cluster.sh returns before the REST server and the TaskManager are up.
-    wait_until(Duration::from_secs(90), || async {
-        cluster.rest("/overview").await.is_some_and(|o| o["taskmanagers"].as_u64() >= Some(1) && o["slots-available"].as_u64() >= Some(1))
-    })
-    .await;
+    cluster.wait_ready().await;
     let c = std::sync::Arc::clone(&cluster);
     let job_id = tokio::task::spawn_blocking(move || c.submit("stackd cpu job")).await.expect("join");
     // The job's own metric reaches stackd over line protocol.
@@ -223,7 +122,7 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
     let started = Instant::now();
     let ((before, after), theirs) = loop {
         let before = parse(&influx.get_text("/metrics").await.1, SCOPES);
-        let theirs = parse(&cluster.prometheus().await, SCOPES);
+        let theirs = parse(&flink_prometheus(&prom_ports).await, SCOPES);
         tokio::time::sleep(Duration::from_millis(2_500)).await; // two report intervals
         let after = parse(&influx.get_text("/metrics").await.1, SCOPES);
         // A NaN value is not reported over line protocol (Flink writes an empty line). The sink
@@ -289,16 +188,7 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
     // The job's metrics belong to its app; cancelling the job leaves them until --gauge-ttl.
     let (_, apps) = influx.get_text("/apps").await;
     assert!(apps.contains("\"stackd cpu job\"") && apps.contains("\"flink\""), "{apps}");
-    let c = std::sync::Arc::clone(&cluster);
-    let id = job_id.clone();
-    let cancelled =
-        tokio::task::spawn_blocking(move || c.command("flink").args(["cancel", "-m", &format!("127.0.0.1:{}", c.rest), &id]).status())
-            .await
-            .expect("join")
-            .expect("flink cancel");
-    assert!(cancelled.success());
-    let job = format!("/jobs/{job_id}");
-    wait_until(Duration::from_secs(30), || async { cluster.rest(&job).await.is_some_and(|j| j["state"] == "CANCELED") }).await;
+    cluster.cancel(&job_id).await;
     assert!(influx.get_text("/metrics").await.1.contains(known), "kept after the job ended");
     drop(cluster); // stops the cluster (also when a step above failed: Drop)
     influx.stop().await;

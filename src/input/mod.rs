@@ -34,6 +34,7 @@
 //! Nothing in `store`, `render` or `metrics` changes.
 
 pub mod flink;
+pub mod folded;
 pub mod line_protocol;
 pub mod profiler;
 pub mod spark;

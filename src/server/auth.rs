@@ -1,7 +1,7 @@
 //! Optional authentication, off by default (stackd then accepts anything, like InfluxDB with
 //! `auth-enabled = false`).
 //!
-//! * `--write-credentials`: who may write (`/write`, `/api/v2/write`, `/query`). Credentials are
+//! * `--write-credentials`: who may write (`/write`, `/api/v2/write`, `/query`, `/import/…`). Credentials are
 //!   read the way InfluxDB 1.x reads them: `u`/`p` query parameters, HTTP Basic, or
 //!   `Authorization: Token <user>:<password>` (also `Token <token>` and `Bearer <token>` for a
 //!   configured token without a colon).
@@ -64,7 +64,7 @@ enum Class {
 
 fn class(path: &str, auth: &Auth) -> Class {
     match path {
-        "/write" | "/api/v2/write" | "/query" => Class::Write,
+        "/write" | "/api/v2/write" | "/query" | "/import/flink" | "/import/folded" => Class::Write,
         "/metrics" | "/ping" | "/health" if !auth.protect_metrics => Class::Open,
         _ => Class::Read,
     }
@@ -137,6 +137,9 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
             let mut r = HttpError::V1(StatusCode::UNAUTHORIZED, message.into()).into_response();
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
             r
+        }
+        "/import/flink" | "/import/folded" => {
+            HttpError::Plain(StatusCode::UNAUTHORIZED, "authentication required (--write-credentials)".into()).into_response()
         }
         _ => HttpError::Plain(StatusCode::UNAUTHORIZED, "authentication required (--read-credentials)".into()).into_response(),
     };

@@ -94,6 +94,18 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         token.clone(),
     ));
 
+    let (flink, flink_tasks) = crate::input::flink::poller::start(
+        crate::input::flink::poller::PollerConfig {
+            endpoints: config.flink_rest.clone(),
+            interval: config.flink_poll_interval,
+            timeout: config.flink_timeout,
+            types: config.flink_graphs.clone(),
+            max_body: config.max_body_size,
+        },
+        Arc::clone(&inputs.ingest),
+        token.clone(),
+    );
+
     listeners.http.set_nonblocking(true)?;
     let http = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http.local_addr()?;
@@ -113,6 +125,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
                 read: config.read_credentials.clone(),
                 protect_metrics: config.auth_metrics,
             },
+            flink,
         },
     ));
     let conn_limits = conn::ConnLimits {
@@ -127,6 +140,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         udp_recv_buffer = recv_buffer,
         max_connections = conn_limits.max_connections,
         data_dir = %config.data_dir.display(),
+        flink_rest = config.flink_rest.len(),
         "stackd listening"
     );
 
@@ -139,6 +153,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     // The receiver stops, then the worker drains what was queued.
     for thread in udp_threads {
         tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("a statsd thread panicked"))?;
+    }
+    for task in flink_tasks {
+        task.await.context("Flink poller failed")?;
     }
     flush_task.await.context("flush task failed")?;
     // Everything received is in memory now: write it out.

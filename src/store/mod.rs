@@ -150,6 +150,14 @@ pub struct Source {
     pub label_overflow: bool,
 }
 
+impl Source {
+    /// The newest time a sample of this origin's label set was filed at (`i64::MIN`: none yet).
+    /// Kept in the store, so it survives a restart.
+    pub fn last_ms(&self) -> i64 {
+        self.stats.last_ms.load(Ordering::Relaxed)
+    }
+}
+
 /// All apps, the origin cache, the frame interner and the embedded store.
 #[derive(Debug)]
 pub struct Store {

@@ -2,6 +2,8 @@
 //! encoding (so that real JVM stacks can be sent as statsd-jvm-profiler would send them).
 #![allow(dead_code)]
 
+pub mod flink;
+
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;

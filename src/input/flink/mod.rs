@@ -7,7 +7,10 @@
 //! The app of a series is the job it belongs to (the `job_name` variable, as sent); metrics of
 //! no job (JobManager and TaskManager JVMs, cluster figures) belong to the app [`CLUSTER_APP`].
 
+pub mod client;
+pub mod flamegraph;
 pub mod influx;
+pub mod poller;
 pub mod statsd;
 
 use std::borrow::Cow;

@@ -1,6 +1,7 @@
 //! HTTP: the InfluxDB 1.x / 2.x write API that agents speak ([`write`]), and what people read
 //! ([`read`]): `/flamegraph/<app>.svg|.folded|.json`, `/apps`, `/metrics`, an HTML index at `/`.
 
+pub mod import;
 pub mod read;
 pub mod write;
 
@@ -50,6 +51,8 @@ pub struct Settings {
     /// With `--sync-writes`: writes are answered once durable.
     pub flusher: Option<Flusher>,
     pub auth: Auth,
+    /// The Flink pollers (`--flink-rest`), for `GET /flink`.
+    pub flink: crate::input::flink::poller::Status,
 }
 
 /// The statsd socket as /metrics reports it.
@@ -110,12 +113,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/apps/{app}", get(read::app_info))
         .route("/flamegraph/{file}", get(read::flamegraph))
         .route("/metrics", get(read::metrics))
+        .route("/flink", get(read::flink))
         .route("/health", get(|| async { Json(serde_json::json!({"name": "stackd", "status": "pass"})) }))
         // The InfluxDB-compatible write API agents speak.
         .route("/write", post(write::write_v1).options(|| async { StatusCode::NO_CONTENT }))
         .route("/api/v2/write", post(write::write_v2))
         .route("/ping", get(write::ping).head(write::ping))
         .route("/query", get(write::query).post(write::query))
+        // Profiles people already have.
+        .route("/import/flink", post(import::flink))
+        .route("/import/folded", post(import::folded))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_requests))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), super::auth::check))

@@ -35,6 +35,11 @@ pub async fn apps(State(state): State<Arc<AppState>>) -> Json<Vec<crate::store::
     Json(state.store.apps().iter().map(|a| a.info()).collect())
 }
 
+/// `GET /flink`: each `--flink-rest` JobManager's polling status.
+pub async fn flink(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "endpoints": state.settings.flink.snapshot() }))
+}
+
 /// A point in time in a query: `now`, `-15m` or `now-15m` (relative), RFC 3339
 /// (`2026-11-21T10:00:00Z`), or Unix seconds (10 digits or fewer) or milliseconds (more).
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {

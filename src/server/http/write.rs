@@ -27,7 +27,7 @@ pub async fn ping(Query(params): Query<BTreeMap<String, String>>) -> Response {
 
 /// Why a body could not be read.
 #[derive(Debug)]
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge,
     BadGzip(String),
     /// A `Content-Encoding` other than identity and gzip: 415.
@@ -49,7 +49,7 @@ impl BodyError {
     }
 
     /// The response, in the write API's own error shape (`v2` for `/api/v2/write`).
-    fn into_http(self, state: &AppState, v2: bool) -> HttpError {
+    pub(super) fn into_http(self, state: &AppState, v2: bool) -> HttpError {
         state.metrics.request_rejected(self.reason());
         let (status, code, message) = match self {
             BodyError::TooLarge => {
@@ -79,7 +79,7 @@ impl BodyError {
 /// Read a request body within `limit` bytes and `timeout`, gunzipping it when
 /// `Content-Encoding` says so (the limit applies after decompression too). Other encodings are
 /// refused rather than read as text.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, BodyError> {
+pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, BodyError> {
     let encoding = headers.get(header::CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase());
     let gzip = match encoding.as_deref() {
         None | Some("" | "identity") => false,
