@@ -23,8 +23,10 @@
 //! * [`protocol`]: pure wire parsers, no meaning: [`protocol::statsd`] (datagrams),
 //!   [`protocol::influx`] (line protocol, nom).
 //! * [`input`]: one module per input, each from parsed line to the sink:
-//!   [`input::profiler`] (statsd-jvm-profiler over statsd and line protocol), [`input::uber`];
-//!   the registry [`input::Inputs`], and how to add an input.
+//!   [`input::profiler`] (statsd-jvm-profiler over statsd and line protocol), [`input::uber`],
+//!   [`input::spark`], [`input::flink`] (Flink's reporters, and its flame graphs polled from the
+//!   JobManager: [`input::flink::poller`]), [`input::folded`] (collapsed stacks for
+//!   `POST /import/folded`); the registry [`input::Inputs`], and how to add an input.
 //! * [`sample`]: the vocabulary every input ends in: stacks (encoded or split frames) and gauge
 //!   readings.
 //! * [`ingest`]: the shared sink: sources, limits, outcome counting by wire.
@@ -35,7 +37,7 @@
 //! * [`render`]: folded text, inferno SVG, d3/Flink JSON.
 //! * [`metrics`]: stackd's own metrics, the exported JVM gauges, the Prometheus text.
 //! * [`server`]: [`run`] and the running service: UDP threads, flush loop, HTTP connection layer
-//!   (cap, timeouts, TLS), authentication, the write API and the read API.
+//!   (cap, timeouts, TLS), authentication, the write API, the import API and the read API.
 //! * `src/bin/stackd-load.rs`: the package's second binary, a profiler-shaped load generator with
 //!   latency probes and store checks (`benches/overload.sh`, `BENCHMARKS.md`).
 //! * `invariants` (feature `invariants`): what holds for any input, checked by the fuzz targets

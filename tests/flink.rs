@@ -111,6 +111,8 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&config)).await.expect("join");
     let cluster = std::sync::Arc::new(cluster);
     cluster.wait_ready().await;
+    // A poller of flame graphs, which this cluster leaves disabled (Flink's default).
+    let poller = Service::start(&["--flink-rest", &format!("http://127.0.0.1:{}", cluster.rest), "--flink-poll-interval", "500ms"]).await;
     let c = std::sync::Arc::clone(&cluster);
     let job_id = tokio::task::spawn_blocking(move || c.submit("stackd cpu job")).await.expect("join");
     // The job's own metric reaches stackd over line protocol.
@@ -185,6 +187,14 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
             > 0.0
     );
 
+    // Flink answers {"endTimestamp":-2} for every flame graph: shown, nothing stored.
+    wait_until(Duration::from_secs(30), || async {
+        let status: serde_json::Value = serde_json::from_str(&poller.get_text("/flink").await.1).expect("json");
+        status["endpoints"][0]["flamegraph_disabled"] == true && status["endpoints"][0]["running_jobs"] == 1
+    })
+    .await;
+    assert_eq!(poller.get_text("/apps").await.1, "[]", "no flame graph, no app");
+
     // The job's metrics belong to its app; cancelling the job leaves them until --gauge-ttl.
     let (_, apps) = influx.get_text("/apps").await;
     assert!(apps.contains("\"stackd cpu job\"") && apps.contains("\"flink\""), "{apps}");
@@ -193,4 +203,5 @@ async fn flink_reporters_feed_stackd_what_flinks_own_reporter_exports() {
     drop(cluster); // stops the cluster (also when a step above failed: Drop)
     influx.stop().await;
     statsd.stop().await;
+    poller.stop().await;
 }

@@ -185,6 +185,9 @@ mod tests {
     fn routes_and_matching() {
         let auth = Auth { protect_metrics: false, ..Auth::default() };
         assert_eq!(class("/write", &auth), Class::Write);
+        assert_eq!(class("/import/flink", &auth), Class::Write);
+        assert_eq!(class("/import/folded", &auth), Class::Write);
+        assert_eq!(class("/flink", &auth), Class::Read);
         assert_eq!(class("/query", &auth), Class::Write);
         assert_eq!(class("/flamegraph/a.svg", &auth), Class::Read);
         assert_eq!(class("/metrics", &auth), Class::Open);

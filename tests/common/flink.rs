@@ -109,8 +109,8 @@ impl Cluster {
     pub async fn cancel(&self, job_id: &str) {
         let mut cancel = self.command("flink");
         cancel.args(["cancel", "-m", &format!("127.0.0.1:{}", self.rest), job_id]);
-        let status = tokio::task::spawn_blocking(move || cancel.status()).await.expect("join").expect("flink cancel");
-        assert!(status.success(), "flink cancel failed");
+        let out = tokio::task::spawn_blocking(move || cancel.output()).await.expect("join").expect("flink cancel");
+        assert!(out.status.success(), "flink cancel: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let job = format!("/jobs/{job_id}");
         wait_until(Duration::from_secs(30), || async { self.rest(&job).await.is_some_and(|j| j["state"] == "CANCELED") }).await;
     }
