@@ -126,5 +126,53 @@ fn bench_line_protocol(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_statsd, bench_line_protocol);
+/// A large profile document: the fixture's stacks, each with 1,000 different leaves (23,000
+/// stacks), as stackd's own `.json` and `.folded` output write it.
+fn import_profile() -> stackd::render::Stacks {
+    let mut stacks = Vec::new();
+    for (frames, count) in fixture_stacks() {
+        for leaf in 0..1_000 {
+            let mut f: Vec<Arc<str>> = frames.iter().map(|s| Arc::from(s.as_str())).collect();
+            f.push(Arc::from(format!("com.example.Generated.leaf{leaf}:12")));
+            stacks.push((f, count + leaf));
+        }
+    }
+    stacks
+}
+
+/// `POST /import/flink` and `/import/folded` bodies: stackd's checks and flattening against a
+/// plain JSON parse of the same bytes (serde_json into a `Value`, no checks) in the same run.
+fn bench_import(c: &mut Criterion) {
+    let stacks = import_profile();
+    let json = stackd::render::json(&stacks);
+    let mut g = c.benchmark_group("import");
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    g.bench_function("flink_json", |b| b.iter(|| black_box(stackd::input::flink::flamegraph::parse(json.as_bytes()).expect("valid"))));
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            let mut de = serde_json::Deserializer::from_str(&json);
+            de.disable_recursion_limit();
+            black_box(<serde_json::Value as serde::Deserialize>::deserialize(&mut de).expect("valid"))
+        })
+    });
+    // Parse and store, as `POST /import/flink` does (the stacks already seen after the first run).
+    let ingest = inputs().ingest;
+    let source = ingest.source(1, || stackd::store::SourceSpec { app: "import".into(), labels: Vec::new() }).expect("source");
+    g.bench_function("flink_json_and_store", |b| {
+        b.iter(|| {
+            let Ok(stackd::input::flink::flamegraph::Document::Graph { tree, .. }) =
+                stackd::input::flink::flamegraph::parse(json.as_bytes())
+            else {
+                panic!("valid")
+            };
+            black_box(ingest.add_profile(&source, 0, 0, |sink| tree.each_stack(sink)).expect("stored"))
+        })
+    });
+    let folded = stackd::render::folded(&stacks);
+    g.throughput(Throughput::Bytes(folded.len() as u64));
+    g.bench_function("folded", |b| b.iter(|| black_box(stackd::input::folded::parse(&folded).expect("valid"))));
+    g.finish();
+}
+
+criterion_group!(benches, bench_statsd, bench_line_protocol, bench_import);
 criterion_main!(benches);

@@ -229,3 +229,56 @@ fn compare(line: &str) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+/// Stacks as the store hands them to the renderers.
+fn rendered_stacks(stacks: &[(Vec<String>, u64)]) -> stackd::render::Stacks {
+    stacks.iter().map(|(frames, n)| (frames.iter().map(|f| std::sync::Arc::from(f.as_str())).collect(), *n)).collect()
+}
+
+/// Each distinct stack with its summed count.
+fn merged(stacks: impl IntoIterator<Item = (Vec<String>, u64)>) -> std::collections::BTreeMap<Vec<String>, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (frames, n) in stacks {
+        *out.entry(frames).or_insert(0) += n;
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// stackd's JSON output, read back as a Flink flame graph, gives the same stacks and counts.
+    #[test]
+    fn flame_graph_json_round_trips(
+        stacks in prop::collection::vec((prop::collection::vec("[ab;:\" \\\\{}\\[\\]é\u{1}]{0,3}", 0..6), 1u64..1_000), 0..30)
+    ) {
+        use stackd::input::flink::flamegraph::{parse, Document};
+        let json = stackd::render::json(&rendered_stacks(&stacks));
+        let Ok(Document::Graph { end_ms: None, tree }) = parse(json.as_bytes()) else {
+            return Err(TestCaseError::fail(format!("not read back: {json}")));
+        };
+        let mut back = Vec::new();
+        tree.each_stack(|frames, n| back.push((frames.iter().map(|f| f.to_string()).collect(), n)));
+        prop_assert_eq!(tree.total, stacks.iter().map(|(_, n)| n).sum::<u64>());
+        prop_assert_eq!(merged(back), merged(stacks));
+    }
+
+    /// stackd's folded output, read back by the import, gives the same stacks and counts (frames
+    /// without `;` or line breaks, which folded text cannot carry).
+    #[test]
+    fn folded_round_trips(
+        stacks in prop::collection::vec((prop::collection::vec("[ab: \"{é\u{1}]{1,3}", 0..6), 1u64..1_000), 0..30)
+    ) {
+        let text = stackd::render::folded(&rendered_stacks(&stacks));
+        let back = stackd::input::folded::parse(&text).map_err(TestCaseError::fail)?;
+        let back = back.into_iter().map(|(frames, n)| (frames.into_iter().map(str::to_string).collect(), n));
+        prop_assert_eq!(merged(back), merged(stacks));
+    }
+
+    /// Whatever the bytes, a flame graph document is read or refused with a message.
+    #[test]
+    fn flame_graph_parser_never_panics(doc in "[{}\\[\\],:\"a-z0-9. -]{0,120}") {
+        let _ = stackd::input::flink::flamegraph::parse(doc.as_bytes());
+        let _ = stackd::input::folded::parse(&doc);
+    }
+}
