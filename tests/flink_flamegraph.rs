@@ -9,20 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::flink::Cluster;
+use common::sorted_tree;
 use common::{Binary, TempDir};
 use serde_json::Value;
-
-/// A flame graph tree with children sorted by name (Flink's come in hash map order).
-fn sorted(mut node: Value) -> Value {
-    if let Some(children) = node.get_mut("children").and_then(Value::as_array_mut) {
-        let mut list: Vec<Value> = children.drain(..).map(sorted).collect();
-        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        *children = list;
-    } else if let Some(obj) = node.as_object_mut() {
-        obj.insert("children".into(), Value::Array(Vec::new()));
-    }
-    node
-}
 
 async fn get(bin: &Binary, path: &str) -> (u16, String) {
     let r = reqwest::Client::new().get(bin.url(path)).timeout(Duration::from_secs(10)).send().await.expect("stackd answers");
@@ -96,7 +85,7 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
         (status == 200).then(|| serde_json::from_str::<Value>(&body).expect("json"))
     })
     .await;
-    assert_eq!(sorted(ours.clone()), sorted(flink["data"].clone()), "stackd's tree for the snapshot is Flink's");
+    assert_eq!(sorted_tree(ours.clone()), sorted_tree(flink["data"].clone()), "stackd's tree for the snapshot is Flink's");
     let (_, folded) = get(&bin, &format!("{app}.folded?type=on_cpu")).await;
     assert!(folded.contains("StackdCpuJob$Burn.spin:"), "the job's own frames: {folded}");
     assert!(folded.contains("java.lang.Thread.run:"), "root first: {folded}");
@@ -108,7 +97,7 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
     let answer: Value = r.json().await.expect("json");
     assert_eq!((answer["time_ms"].as_i64(), answer["samples"].as_u64()), (Some(end), flink["data"]["value"].as_u64()));
     let (_, imported) = get(&bin, "/flamegraph/saved.json").await;
-    assert_eq!(sorted(serde_json::from_str(&imported).expect("json")), sorted(flink["data"].clone()));
+    assert_eq!(sorted_tree(serde_json::from_str(&imported).expect("json")), sorted_tree(flink["data"].clone()));
     // The same document made inconsistent is refused whole.
     let total = flink["data"]["value"].as_u64().expect("value");
     let broken = saved.replacen(&format!("\"value\":{total},"), &format!("\"value\":{},", total - 1), 1);
@@ -141,6 +130,6 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
     assert_eq!(get(&bin, "/apps/stackd%20cpu%20job").await.1, before);
     let (status, body) = get(&bin, &snapshot).await;
     assert_eq!(status, 200);
-    assert_eq!(sorted(serde_json::from_str(&body).expect("json")), sorted(flink["data"].clone()));
+    assert_eq!(sorted_tree(serde_json::from_str(&body).expect("json")), sorted_tree(flink["data"].clone()));
     bin.stop();
 }

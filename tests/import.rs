@@ -5,24 +5,11 @@
 
 mod common;
 
-use common::{agent_stack_name, jfr_fixture, now_ms, parse_folded, Service};
+use common::{agent_stack_name, jfr_fixture, now_ms, parse_folded, sorted_tree, Service};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/flink/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
-}
-
-/// A flame graph tree with children sorted by name, so that trees compare whatever order their
-/// children came in (Flink's is a hash map's).
-fn sorted(mut node: Value) -> Value {
-    if let Some(children) = node.get_mut("children").and_then(Value::as_array_mut) {
-        let mut list: Vec<Value> = children.drain(..).map(sorted).collect();
-        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        *children = list;
-    } else if let Some(obj) = node.as_object_mut() {
-        obj.insert("children".into(), Value::Array(Vec::new()));
-    }
-    node
 }
 
 async fn post(svc: &Service, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -51,7 +38,7 @@ async fn a_saved_flink_flame_graph_is_filed_at_its_end_timestamp_with_the_labels
     let flink: Value = serde_json::from_str(&saved).expect("json");
     let range = format!("from={end}&to={}", end + 1);
     let ours = json_of(&svc, &format!("/flamegraph/wordcount.json?{range}&job_id=86d1&subtask=0")).await;
-    assert_eq!(sorted(ours), sorted(flink["data"].clone()));
+    assert_eq!(sorted_tree(ours), sorted_tree(flink["data"].clone()));
     let before = end - end % 1000; // the start of its 1 s bucket
     assert_eq!(svc.get_text(&format!("/flamegraph/wordcount.json?to={before}")).await.0, 404, "nothing before endTimestamp");
 

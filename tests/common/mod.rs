@@ -295,3 +295,16 @@ pub fn promtool_check(exposition: &str) {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}\n---\n{exposition}");
 }
+
+/// A flame graph tree (`name`, `value`, `children`) with children sorted by name, so that trees
+/// compare whatever order their children came in (Flink's come in hash map order).
+pub fn sorted_tree(mut node: serde_json::Value) -> serde_json::Value {
+    if let Some(children) = node.get_mut("children").and_then(serde_json::Value::as_array_mut) {
+        let mut list: Vec<serde_json::Value> = children.drain(..).map(sorted_tree).collect();
+        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        *children = list;
+    } else if let Some(obj) = node.as_object_mut() {
+        obj.insert("children".into(), serde_json::Value::Array(Vec::new()));
+    }
+    node
+}

@@ -96,14 +96,15 @@ struct RawDocument {
 /// Parse and check a document (see the module docs).
 pub fn parse(body: &[u8]) -> Result<Document, String> {
     check_nesting(body)?;
-    let body = body.to_vec();
-    std::thread::Builder::new()
-        .name("stackd-tree".into())
-        .stack_size(PARSE_STACK)
-        .spawn(move || parse_here(&body))
-        .map_err(|e| format!("cannot start the parser: {e}"))?
-        .join()
-        .unwrap_or_else(|_| Err("the document could not be parsed".into()))
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("stackd-tree".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || parse_here(body))
+            .map_err(|e| format!("cannot start the parser: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("the document could not be parsed".into()))
+    })
 }
 
 fn parse_here(body: &[u8]) -> Result<Document, String> {

@@ -297,6 +297,7 @@ impl Poller {
             });
         }
         let per_subtask = self.per_subtask == Some(true);
+        let types = self.config.types.clone();
         let overview: Overview = get_json(&mut client, "/jobs/overview").await?;
         let running: Vec<&JobSummary> = overview.jobs.iter().filter(|j| j.state == "RUNNING").collect();
         let mut touched = std::collections::HashSet::new();
@@ -312,7 +313,7 @@ impl Poller {
                 }
                 let subtasks: Vec<Option<u32>> = if per_subtask { (0..vertex.parallelism).map(Some).collect() } else { vec![None] };
                 for subtask in subtasks {
-                    for &kind in &self.config.types.clone() {
+                    for kind in types.iter().copied() {
                         let graph = Graph { job, vertex, kind, subtask };
                         touched.insert(graph.origin());
                         self.fetch(&mut client, &graph).await?;

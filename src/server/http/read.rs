@@ -221,7 +221,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
         rows.push_str("<tr><td colspan=4>No profiles yet: point statsd-jvm-profiler agents at this host.</td></tr>\n");
     }
     Html(format!(
-        "<!doctype html>\n<html><head><meta charset=utf-8><title>stackd</title></head><body>\n<h1>stackd</h1>\n<table>\n<tr><th>app</th><th>flame graph</th><th>samples</th><th>stacks</th></tr>\n{rows}</table>\n<p><a href=\"/apps\">/apps</a> (JSON) · <a href=\"/metrics\">/metrics</a></p>\n</body></html>\n"
+        "<!doctype html>\n<html><head><meta charset=utf-8><title>stackd</title></head><body>\n<h1>stackd</h1>\n<table>\n<tr><th>app</th><th>flame graph</th><th>samples</th><th>stacks</th></tr>\n{rows}</table>\n<p><a href=\"/apps\">/apps</a> (JSON) · <a href=\"/flink\">/flink</a> (Flink pollers) · <a href=\"/metrics\">/metrics</a></p>\n</body></html>\n"
     ))
 }
 
