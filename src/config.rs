@@ -36,6 +36,8 @@ pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "60s";
 /// within 15 s of the last one expiring.
 pub const DEFAULT_FLINK_POLL_INTERVAL: &str = "15s";
 pub const DEFAULT_FLINK_TIMEOUT: &str = "10s";
+/// 64 MiB: a few dozen large SVGs.
+pub const DEFAULT_RENDER_CACHE_SIZE: usize = 64 << 20;
 
 /// statsd for stack traces: JVM profiler samples in, flame graphs and Prometheus metrics out.
 #[derive(Clone, Debug, Parser)]
@@ -143,6 +145,12 @@ pub struct Config {
     /// requests wait. Default: the number of CPUs.
     #[arg(long, env = "STACKD_MAX_CONCURRENT_RENDERS")]
     pub max_concurrent_renders: Option<usize>,
+
+    /// Bytes of rendered flame graphs kept for repeated requests (answered from memory, or with
+    /// 304 Not Modified to If-None-Match), dropped oldest first; 0 keeps none. An app's entries
+    /// stop being used the moment new samples arrive.
+    #[arg(long, env = "STACKD_RENDER_CACHE_SIZE", default_value_t = DEFAULT_RENDER_CACHE_SIZE)]
+    pub render_cache_size: usize,
 
     /// PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key).
     #[arg(long, env = "STACKD_TLS_CERT", requires = "tls_key")]

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub render_seconds: HistogramVec,
     pub flush_failures: IntCounter,
     pub flush_seconds: prometheus::Histogram,
+    pub render_cache: IntCounterVec,
     pub flink_poll_errors: IntCounterVec,
     pub flink_snapshots: IntCounterVec,
     pub flink_last_success: prometheus::GaugeVec,
@@ -109,6 +110,11 @@ impl Metrics {
             http_accept_errors: counter(
                 "stackd_http_accept_errors_total",
                 "Errors accepting HTTP connections (such as running out of file descriptors).",
+            ),
+            render_cache: counter_vec(
+                "stackd_render_cache_total",
+                "Flame graph requests by how they were answered: hit (a kept render), not_modified (304 to If-None-Match), miss (rendered).",
+                &["outcome"],
             ),
             flink_poll_errors: counter_vec(
                 "stackd_flink_poll_errors_total",

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{tool, Service, TempDir};
+use common::{series_value, tool, Service, TempDir};
 
 /// Samples of every kind, so that every metric family is present.
 async fn feed(svc: &Service) {
@@ -197,4 +197,55 @@ async fn gauges_of_a_silent_executor_expire() {
     // The app and its samples stay; only the stale gauge left /metrics.
     assert_eq!(svc.metric("stackd_apps").await, 1.0);
     svc.stop().await;
+}
+
+/// A repeated request for an unchanged profile is answered from memory, or with 304 to
+/// `If-None-Match`; the first new sample changes the answer at once.
+#[tokio::test]
+async fn unchanged_profiles_are_cached_and_revalidated_with_etags() {
+    for cache in ["67108864", "0"] {
+        let svc = Service::start(&["--render-cache-size", cache]).await;
+        let write = |count: u32| {
+            let body = format!("Stacktrace count={count}i,appId=\"cached\",stacktrace=\"b,a\"\n");
+            let r = svc.client.post(svc.url("/write?db=x")).body(body).send();
+            async move { assert_eq!(r.await.expect("POST").status().as_u16(), 204) }
+        };
+        write(3).await;
+        let get = |path: &'static str, etag: Option<String>| {
+            let mut r = svc.client.get(svc.url(path));
+            if let Some(e) = etag {
+                r = r.header("If-None-Match", e);
+            }
+            async move {
+                let r = r.send().await.expect("GET");
+                let etag = r.headers().get("etag").map(|v| v.to_str().expect("ascii").to_string());
+                let cache_control = r.headers().get("cache-control").map(|v| v.to_str().expect("ascii").to_string());
+                (r.status().as_u16(), etag.expect("ETag"), cache_control, r.text().await.expect("body"))
+            }
+        };
+        let (status, etag, cache_control, body) = get("/flamegraph/cached.folded", None).await;
+        assert_eq!((status, cache_control.as_deref(), body.as_str()), (200, Some("no-cache"), "a;b 3\n"));
+        let (status, again, _, body) = get("/flamegraph/cached.folded", None).await;
+        assert_eq!((status, &again, body.as_str()), (200, &etag, "a;b 3\n"), "the same bytes, the same ETag");
+        let (status, same, _, body) = get("/flamegraph/cached.folded", Some(etag.clone())).await;
+        assert_eq!((status, &same, body.as_str()), (304, &etag, ""), "revalidated without a body");
+        let (status, _, _, _) = get("/flamegraph/cached.folded", Some(format!("\"other\", W/{etag}"))).await;
+        assert_eq!(status, 304, "a list, and a weak tag");
+        let (_, svg_etag, _, _) = get("/flamegraph/cached.svg", None).await;
+        assert_ne!(svg_etag, etag, "another format, another ETag");
+
+        // One new sample: a new answer at once, whatever was cached.
+        write(2).await;
+        let (status, fresh, _, body) = get("/flamegraph/cached.folded", Some(etag.clone())).await;
+        assert_eq!((status, body.as_str()), (200, "a;b 5\n"));
+        assert_ne!(fresh, etag);
+
+        let metrics = svc.get_text("/metrics").await.1;
+        let count = |outcome: &str| series_value(&metrics, &format!("stackd_render_cache_total{{outcome=\"{outcome}\"}}")).unwrap_or(0.0);
+        let (hits, not_modified, misses) = (count("hit"), count("not_modified"), count("miss"));
+        // Cached: the second request was a hit. Not cached: every request without a matching
+        // ETag renders.
+        let want = if cache == "0" { (0.0, 2.0, 4.0) } else { (1.0, 2.0, 3.0) };
+        assert_eq!((hits, not_modified, misses), want, "--render-cache-size {cache}");
+    }
 }

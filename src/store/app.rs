@@ -98,6 +98,9 @@ pub struct App {
     pub(super) series_expired: Mutex<Vec<u64>>,
     pub(super) total: AtomicU64,
     pub(super) last_seen_ms: AtomicI64,
+    /// Times retention deleted some of this app's buckets: with the total and the stack count,
+    /// what tells a query's answer may have changed ([`App::generation`]).
+    pub(super) deletions: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -241,7 +244,15 @@ impl App {
             series_expired: Mutex::new(Vec::new()),
             total: AtomicU64::new(0),
             last_seen_ms: AtomicI64::new(i64::MIN),
+            deletions: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever a query of this app could answer differently: a sample added (the total
+    /// grows), or buckets deleted by retention. Equal generations, equal answers to the same
+    /// query with absolute times.
+    pub fn generation(&self) -> (u64, u64) {
+        (self.total.load(Ordering::Acquire), self.deletions.load(Ordering::Acquire))
     }
 
     pub(super) fn lock_reload(&self) -> MutexGuard<'_, ()> {

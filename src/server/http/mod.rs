@@ -38,6 +38,8 @@ pub struct AppState {
     renders: Arc<tokio::sync::Semaphore>,
     /// Renders in progress, shared by identical requests.
     shared_renders: Mutex<std::collections::HashMap<read::RenderKey, read::SharedRender>>,
+    /// Finished renders, for repeated requests.
+    render_cache: read::RenderCache,
 }
 
 /// How the HTTP side is set up.
@@ -72,6 +74,8 @@ pub struct HttpLimits {
     pub max_concurrent_renders: usize,
     /// Gauges not updated for this long are left out of /metrics.
     pub gauge_ttl: std::time::Duration,
+    /// Bytes of finished renders kept for repeated requests.
+    pub render_cache_size: usize,
 }
 
 impl HttpLimits {
@@ -81,6 +85,7 @@ impl HttpLimits {
             request_timeout: config.http_request_timeout,
             max_concurrent_renders: config.max_concurrent_renders.unwrap_or_else(default_renders),
             gauge_ttl: config.gauge_ttl,
+            render_cache_size: config.render_cache_size,
         }
     }
 }
@@ -97,6 +102,7 @@ impl AppState {
             metrics: inputs.ingest.metrics.clone(),
             inputs,
             renders: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_concurrent_renders.max(1))),
+            render_cache: read::RenderCache::new(settings.limits.render_cache_size),
             settings,
             databases: Mutex::default(),
             shared_renders: Mutex::default(),

@@ -1,12 +1,12 @@
 //! What people read: flame graphs (`/flamegraph/<app>.svg|.folded|.json`, rendered off the
 //! async threads, identical requests sharing one render), `/apps`, `/metrics`, the HTML index.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
@@ -71,6 +71,7 @@ pub async fn flamegraph(
     State(state): State<Arc<AppState>>,
     Path(file): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, HttpError> {
     let (name, format) = Format::from_file_name(&file)
         .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("{file:?}: ask for <app>.svg, <app>.folded or <app>.json")))?;
@@ -93,7 +94,7 @@ pub async fn flamegraph(
             return Err(bad(format!("from ({}) must be before to ({})", rfc3339(f), rfc3339(t))));
         }
     }
-    // Identical requests while the app's data is unchanged share one render.
+    // Identical requests while the app's data is unchanged share one render, and its result.
     let key = RenderKey {
         app: app.name.to_string(),
         format: format.label(),
@@ -101,9 +102,27 @@ pub async fn flamegraph(
         to_ms: query.to_ms,
         labels: query.labels.clone(),
         title: title.clone(),
-        samples: app.total_samples(),
-        stacks: app.unique_stacks(),
+        generation: app.generation(),
     };
+    let etag = key.etag();
+    let answer = |status: StatusCode, body: Bytes| {
+        let headers = [
+            (header::CONTENT_TYPE, HeaderValue::from_static(format.content_type())),
+            (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""))),
+            // Revalidated each time: cheap (a 304 or a cached body) and never stale.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ];
+        (status, headers, body).into_response()
+    };
+    if if_none_match(&headers, &etag) {
+        state.metrics.render_cache.with_label_values(&["not_modified"]).inc();
+        return Ok(answer(StatusCode::NOT_MODIFIED, Bytes::new()));
+    }
+    if let Some(body) = state.render_cache.get(&key) {
+        state.metrics.render_cache.with_label_values(&["hit"]).inc();
+        return Ok(answer(StatusCode::OK, body));
+    }
+    state.metrics.render_cache.with_label_values(&["miss"]).inc();
     let cell = {
         let mut renders = state.shared_renders.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(renders.entry(key.clone()).or_default())
@@ -116,10 +135,20 @@ pub async fn flamegraph(
         }
     }
     let rendered = result.map_err(|(status, message)| HttpError::Plain(status, message))?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], rendered).into_response())
+    state.render_cache.insert(key, rendered.clone());
+    Ok(answer(StatusCode::OK, rendered))
 }
 
-/// What identifies a rendering: the request, and the app's data as it was.
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn if_none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|tag| {
+        let tag = tag.trim();
+        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+    })
+}
+
+/// What identifies a rendering: the request, and the app's data as it was. Outputs are
+/// deterministic, so equal keys mean equal bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RenderKey {
     app: String,
@@ -128,8 +157,69 @@ pub struct RenderKey {
     to_ms: Option<i64>,
     labels: Vec<(String, String)>,
     title: Option<String>,
-    samples: u64,
-    stacks: usize,
+    generation: (u64, u64),
+}
+
+impl RenderKey {
+    /// The `ETag` of the rendering: a hash of the key.
+    fn etag(&self) -> String {
+        format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(format!("{self:?}").as_bytes()))
+    }
+
+    fn size(&self) -> usize {
+        self.app.len() + self.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + self.title.as_ref().map_or(0, String::len) + 64
+    }
+}
+
+/// Renderings kept for repeated requests, bounded in bytes (`--render-cache-size`), the oldest
+/// dropped first. An entry whose app has changed since is never asked for again (its key holds
+/// the old generation) and ages out.
+#[derive(Debug, Default)]
+pub struct RenderCache {
+    inner: Mutex<CacheInner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    entries: std::collections::HashMap<RenderKey, Bytes>,
+    order: std::collections::VecDeque<RenderKey>,
+    bytes: usize,
+}
+
+impl RenderCache {
+    pub fn new(capacity: usize) -> Self {
+        RenderCache { inner: Mutex::default(), capacity }
+    }
+
+    fn get(&self, key: &RenderKey) -> Option<Bytes> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).entries.get(key).cloned()
+    }
+
+    fn insert(&self, key: RenderKey, body: Bytes) {
+        let size = body.len() + key.size();
+        if size > self.capacity {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.entries.contains_key(&key) {
+            return;
+        }
+        while inner.bytes + size > self.capacity {
+            let Some(old) = inner.order.pop_front() else { break };
+            if let Some(b) = inner.entries.remove(&old) {
+                inner.bytes -= b.len() + old.size();
+            }
+        }
+        inner.bytes += size;
+        inner.order.push_back(key.clone());
+        inner.entries.insert(key, body);
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
 }
 
 /// A render shared by the requests that asked for it while it ran.

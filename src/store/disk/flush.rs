@@ -312,6 +312,9 @@ impl Batch<'_> {
         let name = &*app.name;
         let old: Vec<i64> =
             t.range((name, i64::MIN)..(name, before)).map_err(StoreError::write)?.flatten().map(|(k, _)| k.value().1).collect();
+        if !old.is_empty() {
+            app.deletions.fetch_add(1, Ordering::AcqRel);
+        }
         for n in old {
             t.remove((name, n)).map_err(StoreError::write)?;
             self.stats.deleted += 1;
