@@ -113,6 +113,8 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
     opts.hash = true;
     opts.deterministic = true;
     opts.count_name = "samples".into();
+    // `svg_input` sorts (it must, to merge lines that became equal): not twice.
+    opts.no_sort = true;
     let input = svg_input(stacks);
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
     inferno::flamegraph::from_lines(&mut opts, input.lines(), &mut out)?;
@@ -128,6 +130,12 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
 /// forbids become U+FFFD.
 fn svg_input(stacks: &Stacks) -> String {
     let svg_frame = |out: &mut String, frame: &str| {
+        // Most frames hold nothing to replace: no space, `;`, control character, or the 0xEF
+        // lead byte of U+FFFE / U+FFFF.
+        if !frame.bytes().any(|b| b <= b' ' || b == b';' || b == 0xEF) {
+            out.push_str(frame);
+            return;
+        }
         out.extend(xml_text(frame).chars().map(|c| match c {
             ';' | '\n' | '\r' => '_',
             ' ' => '\u{a0}',

@@ -62,6 +62,17 @@ struct Args {
     /// App names are <prefix>-udp and <prefix>-http (a fresh prefix keeps runs apart).
     #[arg(long, default_value = "load")]
     app: String,
+    /// Print one /write body (--lines profiler lines, each `value=1i`) and exit: for other load
+    /// tools (wrk) sending the same bytes.
+    #[arg(long)]
+    print_body: bool,
+    /// Be the peer that does nothing: receive datagrams on this address for --duration seconds
+    /// (plus 2 s for the queue to drain) with a --recv-buffer socket buffer, print how many.
+    #[arg(long)]
+    null_receiver: Option<SocketAddr>,
+    /// Receive buffer of --null-receiver, bytes (stackd's default).
+    #[arg(long, default_value_t = stackd::config::DEFAULT_UDP_RECV_BUFFER)]
+    recv_buffer: usize,
 }
 
 /// A root-first stack of about 1.5 KB: a fixture stack under a synthetic executor frame chain.
@@ -152,9 +163,46 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The null receiver: recv into one buffer, count, nothing else.
+fn null_receiver(addr: SocketAddr, recv_buffer: usize, duration: Duration) -> std::io::Result<()> {
+    let socket = stackd::server::udp::bind(addr, recv_buffer)?;
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let granted = stackd::server::udp::recv_buffer_size(&socket);
+    eprintln!("null receiver on {} (buffer {granted} bytes)", socket.local_addr()?);
+    let mut buf = vec![0u8; 65_536];
+    let (mut datagrams, mut bytes) = (0u64, 0u64);
+    let deadline = Instant::now() + duration + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            datagrams += 1;
+            bytes += n as u64;
+        }
+    }
+    println!("{}", serde_json::json!({"received": datagrams, "bytes": bytes, "recv_buffer": granted}));
+    Ok(())
+}
+
+/// One /write body of `lines` profiler lines for `app`, stacks from `first` on.
+fn write_body(stacks: &[String], lines: usize, first: usize, executor: usize, app: &str) -> String {
+    (0..lines).map(|l| format!("{},executor={executor},prefix={app} value=1i\n", encode(&stacks[(first + l) % stacks.len()]))).collect()
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(addr) = args.null_receiver {
+        return match null_receiver(addr, args.recv_buffer, Duration::from_secs_f64(args.duration)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("null receiver: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let stacks = stacks(args.stacks.max(1));
+    if args.print_body {
+        print!("{}", write_body(&stacks, args.lines, 0, 0, &args.app_http()));
+        return std::process::ExitCode::SUCCESS;
+    }
     let duration = Duration::from_secs_f64(args.duration);
     // stackd's counters are since its start: what this run adds is the difference.
     let before = args.http.filter(|_| args.verify).and_then(|h| get(h, "/metrics").ok()).map(|(_, b)| b).unwrap_or_default();
@@ -189,20 +237,8 @@ fn main() -> std::process::ExitCode {
     if let (Some(http), true) = (args.http, args.write_connections > 0) {
         let per_conn_rate = args.write_rate.div_ceil(args.write_connections as u64);
         for c in 0..args.write_connections {
-            let bodies: Vec<Vec<u8>> = (0..16)
-                .map(|b| {
-                    (0..args.lines)
-                        .map(|l| {
-                            format!(
-                                "{},executor={c},prefix={} value=1i\n",
-                                encode(&stacks[(b * args.lines + l) % stacks.len()]),
-                                args.app_http()
-                            )
-                        })
-                        .collect::<String>()
-                        .into_bytes()
-                })
-                .collect();
+            let bodies: Vec<Vec<u8>> =
+                (0..16).map(|b| write_body(&stacks, args.lines, b * args.lines, c, &args.app_http()).into_bytes()).collect();
             let (stop, ok, failed, lines, latency) = (
                 Arc::clone(&stop),
                 Arc::clone(&writes_ok),
@@ -311,7 +347,7 @@ fn main() -> std::process::ExitCode {
         "ping_ms": {"n": ping.len(), "p50": percentile(&ping, 0.5), "p99": percentile(&ping, 0.99), "max": ping.last().copied().unwrap_or(0.0)},
         "metrics_ms": {"n": metrics.len(), "p50": percentile(&metrics, 0.5), "p99": percentile(&metrics, 0.99), "max": metrics.last().copied().unwrap_or(0.0)},
         "probe_failures": probe_failures,
-        "rss_mib": {"first": rss.first().map_or(0.0, |k| *k as f64 / 1024.0), "last": rss.last().map_or(0.0, |k| *k as f64 / 1024.0), "max": rss.iter().max().map_or(0.0, |k| *k as f64 / 1024.0)},
+        "rss_mib": {"first": rss.first().map_or(0.0, |k| *k as f64 / 1024.0), "last": rss.last().map_or(0.0, |k| *k as f64 / 1024.0), "max": rss.iter().max().map_or(0.0, |k| *k as f64 / 1024.0), "every_10s": rss.iter().step_by(10).map(|k| (*k as f64 / 1024.0).round()).collect::<Vec<f64>>()},
     });
     let mut ok = true;
     if let (true, Some(http)) = (args.verify, args.http) {
