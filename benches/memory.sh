@@ -29,7 +29,7 @@ drained() {
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 
-# 100,000 distinct stacks (about 1.5 KB of text each, 46 frames) in one app, each sent twice.
+# 100,000 distinct stacks (about 1 KB of text each, 15 to 46 frames) in one app, each sent twice.
 start stacks
 before=$(rss "$pid")
 "$bin/stackd-load" --statsd 127.0.0.1:48425 --udp-rate 40000 --stacks 100000 --duration 5 --app mem >/dev/null

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # stackd against its peers on this machine, in the same run, on loopback:
 #
-#   /write   wrk (1 thread) POSTing the same profiler body (35 lines, ~53 KB) to InfluxDB 1.6
+#   /write   wrk (1 thread) POSTing the same profiler body (35 lines, 33 KB) to InfluxDB 1.6
 #            (Debian `influxdb`) and to stackd, at 4 and 32 connections;
-#   UDP      stackd-load sending profiler datagrams (~1.5 KB) flat out to a receiver that does
+#   UDP      stackd-load sending profiler datagrams (about 1 KB) flat out to a receiver that does
 #            nothing (`stackd-load --null-receiver`, same socket buffer as stackd), to stackd,
 #            and to Etsy statsd (npm `statsd`); then at a set rate to stackd and Etsy statsd.
 #

@@ -1,7 +1,7 @@
 //! stackd-load: profiler-shaped load for stackd (or any statsd / InfluxDB peer), with the checks
 //! that make a figure worth reporting.
 //!
-//! * UDP: statsd-jvm-profiler datagrams (one stack each, about 1.5 KB, built from the JFR fixture
+//! * UDP: statsd-jvm-profiler datagrams (one stack each, about 1 KB, built from the JFR fixture
 //!   of real JVM stacks), at `--udp-rate` datagrams per second or flat out (`0`).
 //! * HTTP: `/write` bodies of `--lines` profiler lines over `--connections` keep-alive
 //!   connections, at `--write-rate` requests per second in all or flat out (`0`).
@@ -75,7 +75,7 @@ struct Args {
     recv_buffer: usize,
 }
 
-/// A root-first stack of about 1.5 KB: a fixture stack under a synthetic executor frame chain.
+/// A root-first stack of about 1 KB (15 to 46 frames): a fixture stack under a synthetic executor frame chain.
 fn stacks(n: usize) -> Vec<String> {
     let base: Vec<Vec<&str>> = FIXTURE.lines().filter_map(|l| l.rsplit_once(' ')).map(|(s, _)| s.split(';').collect()).collect();
     (0..n)
