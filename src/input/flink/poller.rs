@@ -188,6 +188,9 @@ struct Poller {
     /// Newest `endTimestamp` seen per graph (origin hash), for graphs of running vertices.
     seen: HashMap<u64, i64>,
     disabled_logged: bool,
+    /// Held while a snapshot is being stored (on a blocking thread, which a cancelled poll does
+    /// not stop): shutdown waits for it, so the final flush has every snapshot whole.
+    storing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One graph to fetch: where it goes.
@@ -236,7 +239,18 @@ impl Poller {
     fn new(config: PollerConfig, index: usize, ingest: Arc<Ingest>, status: Status) -> Self {
         let endpoint = config.endpoints[index].clone();
         let metrics = ingest.metrics.clone();
-        Poller { config, endpoint, ingest, metrics, status, index, per_subtask: None, seen: HashMap::new(), disabled_logged: false }
+        Poller {
+            config,
+            endpoint,
+            ingest,
+            metrics,
+            status,
+            index,
+            per_subtask: None,
+            seen: HashMap::new(),
+            disabled_logged: false,
+            storing: Arc::default(),
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut EndpointStatus)) {
@@ -245,9 +259,13 @@ impl Poller {
 
     async fn run(mut self, token: CancellationToken) {
         let mut failures = 0u32;
+        let storing = Arc::clone(&self.storing);
         loop {
             let result = tokio::select! {
-                _ = token.cancelled() => return,
+                _ = token.cancelled() => {
+                    drop(storing.lock().await);
+                    return;
+                }
                 r = self.poll() => r,
             };
             let now = now_ms();
@@ -380,9 +398,13 @@ impl Poller {
             return Ok(()); // no samples (an off-CPU graph of a busy thread): nothing to store
         }
         let ingest = Arc::clone(&self.ingest);
-        let stored = tokio::task::spawn_blocking(move || ingest.add_profile(&source, end_ms, now_ms(), |sink| tree.each_stack(sink)))
-            .await
-            .unwrap_or(Err(crate::outcome::Reject::Internal));
+        let storing = Arc::clone(&self.storing).lock_owned().await;
+        let stored = tokio::task::spawn_blocking(move || {
+            let _storing = storing;
+            ingest.add_profile(&source, end_ms, now_ms(), |sink| tree.each_stack(sink))
+        })
+        .await
+        .unwrap_or(Err(crate::outcome::Reject::Internal));
         match stored {
             Ok(_) => {
                 self.metrics.flink_snapshots.with_label_values(&[&self.endpoint.url]).inc();

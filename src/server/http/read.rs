@@ -161,9 +161,12 @@ pub struct RenderKey {
 }
 
 impl RenderKey {
-    /// The `ETag` of the rendering: a hash of the key.
+    /// The `ETag` of the rendering: a hash of the key and of when this process started (a
+    /// generation restarts with the process, so tags of an earlier run never match).
     fn etag(&self) -> String {
-        format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(format!("{self:?}").as_bytes()))
+        static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+        let started = STARTED.get_or_init(std::time::SystemTime::now);
+        format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(format!("{self:?}{started:?}").as_bytes()))
     }
 
     fn size(&self) -> usize {
@@ -214,11 +217,6 @@ impl RenderCache {
         inner.bytes += size;
         inner.order.push_back(key.clone());
         inner.entries.insert(key, body);
-    }
-
-    /// Bytes held now.
-    pub fn bytes(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 }
 
