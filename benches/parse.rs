@@ -174,5 +174,43 @@ fn bench_import(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_statsd, bench_line_protocol, bench_import);
+/// 50,000 distinct stacks, as `benches/svg_vs_inferno.sh` builds them: each fixture stack under
+/// a pair of frames that differs per stack.
+fn render_profile() -> stackd::render::Stacks {
+    let base = fixture_stacks();
+    (0..50_000usize)
+        .map(|n| {
+            let (frames, count) = &base[n % base.len()];
+            let mut f: Vec<Arc<str>> = frames.iter().map(|s| Arc::from(s.as_str())).collect();
+            f.insert(1, Arc::from(format!("org.apache.spark.executor.Stage{}.run:{}", n % 97, n % 13)));
+            f.insert(2, Arc::from(format!("com.example.Job{n}.call:{}", n % 7)));
+            (f, count + (n as u64) % 5)
+        })
+        .collect()
+}
+
+/// Where an SVG's time goes: stackd's whole render (folded text for inferno, then inferno), the
+/// folded text alone, and inferno alone on that text (the same palette) in the same run.
+fn bench_render(c: &mut Criterion) {
+    let stacks = render_profile();
+    let mut g = c.benchmark_group("render_50k_stacks");
+    g.sample_size(10);
+    let titles = stackd::render::Titles { title: "svg50k".into(), subtitle: None };
+    g.bench_function("svg", |b| b.iter(|| black_box(stackd::render::svg(&stacks, &titles).expect("renders"))));
+    g.bench_function("folded", |b| b.iter(|| black_box(stackd::render::folded(&stacks))));
+    let folded = stackd::render::folded(&stacks);
+    g.bench_function("inferno_from_folded_text", |b| {
+        b.iter(|| {
+            let mut opts = inferno::flamegraph::Options::default();
+            opts.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
+            opts.hash = true;
+            let mut out = Vec::new();
+            inferno::flamegraph::from_lines(&mut opts, folded.lines(), &mut out).expect("renders");
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_statsd, bench_line_protocol, bench_import, bench_render);
 criterion_main!(benches);

@@ -101,6 +101,13 @@ impl Ingest {
         }
     }
 
+    /// The source of an origin for samples filed at `time_ms`, the time checked first: a
+    /// profile refused for its time must not leave an empty app behind.
+    pub fn source_at(&self, origin: u64, time_ms: i64, now_ms: i64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Reject> {
+        self.store.check_time(time_ms, now_ms)?;
+        self.source(origin, resolve)
+    }
+
     /// Store one whole profile from one source at one time (an imported document, a Flink
     /// snapshot): `each` calls its sink with every stack (frames root first) and its count. The
     /// time is checked first, so a profile is stored whole or refused whole. Returns the samples

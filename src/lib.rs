@@ -62,3 +62,9 @@ pub use server::{open_store, run, Listeners};
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Unix milliseconds as RFC 3339 with milliseconds (`2026-11-22T00:36:26.401Z`), for status
+/// documents and messages.
+pub fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
+}

@@ -6,33 +6,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::flink::Cluster;
 use common::sorted_tree;
-use common::{Binary, TempDir};
+use common::{wait_for, Binary, TempDir};
 use serde_json::Value;
-
-async fn get(bin: &Binary, path: &str) -> (u16, String) {
-    let r = reqwest::Client::new().get(bin.url(path)).timeout(Duration::from_secs(10)).send().await.expect("stackd answers");
-    (r.status().as_u16(), r.text().await.expect("body"))
-}
-
-/// Poll `cond` until it yields a value (bounded); the failure names what was waited for.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "not within {timeout:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
@@ -49,13 +28,11 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
 
     let data = TempDir::new("flink-flamegraph");
     let endpoint = format!("http://127.0.0.1:{}", cluster.rest);
-    // 1 ms buckets: a snapshot can be read back alone by its endTimestamp. (Two snapshots of one
-    // subtask can end within a second: the vertex's, which stackd asks for, and the subtask's
-    // own, which this test's direct request makes Flink take.)
+    // 1 ms buckets: a snapshot can be read back alone by its endTimestamp.
     let args = ["--flink-rest", &endpoint, "--flink-poll-interval", "500ms", "--bucket", "1ms"];
     let bin = Binary::start(&data.0, &args);
 
-    let vertex = until("the job's vertex runs", Duration::from_secs(60), || async {
+    let vertex = wait_for("the job's vertex runs", Duration::from_secs(60), || async {
         let job = cluster.rest(&format!("/jobs/{job_id}")).await?;
         let v = job["vertices"].as_array()?.first()?.clone();
         (v["status"] == "RUNNING").then_some(v)
@@ -63,10 +40,15 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
     .await;
     let (vid, vname) = (vertex["id"].as_str().expect("id").to_string(), vertex["name"].as_str().expect("name").to_string());
     assert_eq!(vname, "Source: Numbers -> Burn -> Discard: Writer");
+    assert_eq!(vertex["parallelism"], 1);
 
-    // A snapshot with samples, as Flink serves it to anyone who asks.
-    let graph = format!("/jobs/{job_id}/vertices/{vid}/flamegraph?type=on_cpu&subtaskindex=0");
-    let (saved, flink) = until("a snapshot with samples", Duration::from_secs(60), || async {
+    // A snapshot with samples, as Flink serves it to anyone who asks. The test asks for the
+    // vertex's graph: with one subtask it is subtask 0's, from the same sample and with the same
+    // endTimestamp (Flink files each vertex sample under its subtasks). Asking for the subtask
+    // itself would make Flink take a sample of its own, which the vertex's next sample can
+    // replace before stackd's next poll sees it.
+    let graph = format!("/jobs/{job_id}/vertices/{vid}/flamegraph?type=on_cpu");
+    let (saved, flink) = wait_for("a snapshot with samples", Duration::from_secs(60), || async {
         let text = cluster.rest_text(&graph).await?;
         let doc: Value = serde_json::from_str(&text).ok()?;
         (doc["data"]["value"].as_u64() > Some(0)).then_some((text, doc))
@@ -80,13 +62,13 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
         vname.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     let labels = format!("job_id={job_id}&vertex={vertex_q}&type=on_cpu&subtask=0");
     let snapshot = format!("{app}.json?{labels}&from={end}&to={}", end + 1);
-    let ours = until("stackd has the snapshot", Duration::from_secs(30), || async {
-        let (status, body) = get(&bin, &snapshot).await;
+    let ours = wait_for("stackd has the snapshot", Duration::from_secs(30), || async {
+        let (status, body) = bin.get_text(&snapshot).await;
         (status == 200).then(|| serde_json::from_str::<Value>(&body).expect("json"))
     })
     .await;
     assert_eq!(sorted_tree(ours.clone()), sorted_tree(flink["data"].clone()), "stackd's tree for the snapshot is Flink's");
-    let (_, folded) = get(&bin, &format!("{app}.folded?type=on_cpu")).await;
+    let (_, folded) = bin.get_text(&format!("{app}.folded?type=on_cpu")).await;
     assert!(folded.contains("StackdCpuJob$Burn.spin:"), "the job's own frames: {folded}");
     assert!(folded.contains("java.lang.Thread.run:"), "root first: {folded}");
 
@@ -96,7 +78,7 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
     assert_eq!(r.status().as_u16(), 200);
     let answer: Value = r.json().await.expect("json");
     assert_eq!((answer["time_ms"].as_i64(), answer["samples"].as_u64()), (Some(end), flink["data"]["value"].as_u64()));
-    let (_, imported) = get(&bin, "/flamegraph/saved.json").await;
+    let (_, imported) = bin.get_text("/flamegraph/saved.json").await;
     assert_eq!(sorted_tree(serde_json::from_str(&imported).expect("json")), sorted_tree(flink["data"].clone()));
     // The same document made inconsistent is refused whole.
     let total = flink["data"]["value"].as_u64().expect("value");
@@ -104,31 +86,31 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
     let r = client.post(bin.url("/import/flink?app=broken")).body(broken).send().await.expect("POST");
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.expect("body").contains(&format!("its children add up to {total}, more than its value {}", total - 1)));
-    assert_eq!(get(&bin, "/apps/broken").await.0, 404);
+    assert_eq!(bin.get_text("/apps/broken").await.0, 404);
 
     // Cancelled: no longer polled, everything kept.
     cluster.cancel(&job_id).await;
-    until("no running job", Duration::from_secs(20), || async {
-        let status: Value = serde_json::from_str(&get(&bin, "/flink").await.1).ok()?;
+    wait_for("no running job", Duration::from_secs(20), || async {
+        let status: Value = serde_json::from_str(&bin.get_text("/flink").await.1).ok()?;
         (status["endpoints"][0]["running_jobs"] == 0).then_some(())
     })
     .await;
-    let (status, body) = get(&bin, "/flink").await;
+    let (status, body) = bin.get_text("/flink").await;
     assert_eq!(status, 200);
     let s: Value = serde_json::from_str(&body).expect("json");
     let s = &s["endpoints"][0];
     assert_eq!((s["flink_version"].as_str(), s["per_subtask"].as_bool()), (Some("2.3.0"), Some(true)), "{s}");
     assert!(s["snapshots_stored"].as_u64() >= Some(1) && s["consecutive_failures"] == 0, "{s}");
-    let (_, before) = get(&bin, "/apps/stackd%20cpu%20job").await;
-    let (status, svg) = get(&bin, &format!("{app}.svg")).await;
+    let (_, before) = bin.get_text("/apps/stackd%20cpu%20job").await;
+    let (status, svg) = bin.get_text(&format!("{app}.svg")).await;
     assert!(status == 200 && svg.contains("StackdCpuJob$Burn.spin"), "served after the job ended");
     drop(cluster); // stops the cluster (also when a step above failed: Drop)
 
     // Restarted (the JobManager gone too): the same profile, the same snapshot.
     bin.stop();
     let bin = Binary::start(&data.0, &args);
-    assert_eq!(get(&bin, "/apps/stackd%20cpu%20job").await.1, before);
-    let (status, body) = get(&bin, &snapshot).await;
+    assert_eq!(bin.get_text("/apps/stackd%20cpu%20job").await.1, before);
+    let (status, body) = bin.get_text(&snapshot).await;
     assert_eq!(status, 200);
     assert_eq!(sorted_tree(serde_json::from_str(&body).expect("json")), sorted_tree(flink["data"].clone()));
     bin.stop();

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{now_ms, series_value, Binary, TempDir};
+use common::{now_ms, series_value, wait_for, Binary, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JOB: &str = "86d1a00df77b01f15d0c1e7c353152c7";
@@ -116,40 +116,22 @@ impl Drop for JobManager {
     }
 }
 
-async fn get(bin: &Binary, path: &str) -> (u16, String) {
-    let r = reqwest::Client::new().get(bin.url(path)).timeout(Duration::from_secs(5)).send().await.expect("stackd answers");
-    (r.status().as_u16(), r.text().await.expect("body"))
-}
-
 async fn status(bin: &Binary) -> serde_json::Value {
-    let (code, body) = get(bin, "/flink").await;
+    let (code, body) = bin.get_text("/flink").await;
     assert_eq!(code, 200);
     serde_json::from_str::<serde_json::Value>(&body).expect("json")["endpoints"][0].clone()
 }
 
 async fn metric(bin: &Binary, series: &str) -> f64 {
-    series_value(&get(bin, "/metrics").await.1, series).unwrap_or(0.0)
+    series_value(&bin.get_text("/metrics").await.1, series).unwrap_or(0.0)
 }
 
 async fn total(bin: &Binary) -> u64 {
-    let (code, body) = get(bin, "/apps/stackd%20cpu%20job").await;
+    let (code, body) = bin.get_text("/apps/stackd%20cpu%20job").await;
     if code != 200 {
         return 0;
     }
     serde_json::from_str::<serde_json::Value>(&body).expect("json")["total_samples"].as_u64().expect("total")
-}
-
-/// Poll `cond` (bounded); the failure names what was being waited for.
-async fn until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < timeout, "not within {timeout:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,14 +146,14 @@ async fn poller_survives_a_jobmanager_that_refuses_hangs_or_answers_garbage_and_
 
     // The recorded snapshot: 100 on-CPU samples in one stack, none off-CPU. Stored once, however
     // often it is seen.
-    until("the first snapshot", Duration::from_secs(10), || async { total(&bin).await == 100 }).await;
+    wait_for("the first snapshot", Duration::from_secs(10), || async { (total(&bin).await == 100).then_some(()) }).await;
     let polls = jm.requests("/jobs/overview");
-    until("five more polls", Duration::from_secs(10), || async { jm.requests("/jobs/overview") >= polls + 5 }).await;
+    wait_for("five more polls", Duration::from_secs(10), || async { (jm.requests("/jobs/overview") >= polls + 5).then_some(()) }).await;
     assert_eq!(total(&bin).await, 100, "the same snapshot is not counted twice");
     let s = status(&bin).await;
     assert_eq!((s["flink_version"].as_str(), s["per_subtask"].as_bool(), s["running_jobs"].as_u64()), (Some("2.3.0"), Some(true), Some(1)));
     assert_eq!(s["snapshots_stored"], 1, "the on-CPU snapshot (the off-CPU one has no samples): {s}");
-    let (_, folded) = get(&bin, &format!("/flamegraph/stackd%20cpu%20job.folded?job_id={JOB}&type=on_cpu&subtask=0")).await;
+    let (_, folded) = bin.get_text(&format!("/flamegraph/stackd%20cpu%20job.folded?job_id={JOB}&type=on_cpu&subtask=0")).await;
     assert!(folded.ends_with(";StackdCpuJob$Burn.map:34;StackdCpuJob$Burn.spin:38 100\n"), "{folded}");
     assert_eq!(jm.requests(&format!("/jobs/{JOB}/vertices/{VERTEX}/flamegraph?type=full")), jm.requests("/jobs/overview"));
 
@@ -180,22 +162,22 @@ async fn poller_survives_a_jobmanager_that_refuses_hangs_or_answers_garbage_and_
         [(Mode::Garbage, "invalid_response", "not the JSON Flink sends"), (Mode::Hang, "timeout", "no answer within 500ms")]
     {
         jm.set(mode);
-        until(reason, Duration::from_secs(10), || async { metric(&bin, &errors(reason)).await >= 1.0 }).await;
+        wait_for(reason, Duration::from_secs(10), || async { (metric(&bin, &errors(reason)).await >= 1.0).then_some(()) }).await;
         let s = status(&bin).await;
         assert!(s["last_error"].as_str().is_some_and(|e| e.contains(says)), "{s}");
         assert!(s["consecutive_failures"].as_u64() >= Some(1), "{s}");
         let started = Instant::now();
-        assert_eq!(get(&bin, "/apps").await.0, 200);
+        assert_eq!(bin.get_text("/apps").await.0, 200);
         assert!(started.elapsed() < Duration::from_secs(2), "queries do not wait for the poller");
     }
     jm.stop();
-    until("connect", Duration::from_secs(10), || async { metric(&bin, &errors("connect")).await >= 1.0 }).await;
+    wait_for("connect", Duration::from_secs(10), || async { (metric(&bin, &errors("connect")).await >= 1.0).then_some(()) }).await;
     assert!(status(&bin).await["last_error"].as_str().is_some_and(|e| e.contains("cannot connect")));
 
     // Back, with a new snapshot: stored, and the status clears (within the backoff, ≤ 1.6 s here).
     jm.set(Mode::Serve(t0 + 5_000));
     jm.listen().await;
-    until("recovery", Duration::from_secs(15), || async { total(&bin).await == 200 }).await;
+    wait_for("recovery", Duration::from_secs(15), || async { (total(&bin).await == 200).then_some(()) }).await;
     let s = status(&bin).await;
     assert_eq!(s["consecutive_failures"], 0, "{s}");
     assert_eq!(s["snapshots_stored"], 2, "{s}");
@@ -203,9 +185,9 @@ async fn poller_survives_a_jobmanager_that_refuses_hangs_or_answers_garbage_and_
 
     // Flame graphs switched off: shown, logged once with the line to set.
     jm.set(Mode::Disabled);
-    until("disabled", Duration::from_secs(10), || async { status(&bin).await["flamegraph_disabled"] == true }).await;
+    wait_for("disabled", Duration::from_secs(10), || async { (status(&bin).await["flamegraph_disabled"] == true).then_some(()) }).await;
     let polls = jm.requests("/jobs/overview");
-    until("five more polls", Duration::from_secs(10), || async { jm.requests("/jobs/overview") >= polls + 5 }).await;
+    wait_for("five more polls", Duration::from_secs(10), || async { (jm.requests("/jobs/overview") >= polls + 5).then_some(()) }).await;
     let log = bin.stop();
     let told: Vec<&String> = log.iter().filter(|l| l.contains("rest.flamegraph.enabled: true")).collect();
     assert_eq!(told.len(), 1, "logged once: {log:#?}");
@@ -214,7 +196,10 @@ async fn poller_survives_a_jobmanager_that_refuses_hangs_or_answers_garbage_and_
     jm.set(Mode::Serve(t0 + 5_000));
     let bin = Binary::start(&data.0, &args);
     let polls = jm.requests("/jobs/overview");
-    until("five polls after the restart", Duration::from_secs(10), || async { jm.requests("/jobs/overview") >= polls + 5 }).await;
+    wait_for("five polls after the restart", Duration::from_secs(10), || async {
+        (jm.requests("/jobs/overview") >= polls + 5).then_some(())
+    })
+    .await;
     assert_eq!(total(&bin).await, 200);
     assert_eq!(status(&bin).await["snapshots_stored"], 0);
     bin.stop();

@@ -126,6 +126,22 @@ where
     }
 }
 
+/// Poll `cond` until it yields a value, and return it; after `timeout`, fail naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "not within {timeout:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 
@@ -234,6 +250,12 @@ impl Binary {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
+    }
+
+    /// `GET <path>`: status and body (stackd must answer within 10 s).
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = reqwest::Client::new().get(self.url(path)).timeout(Duration::from_secs(10)).send().await.expect("stackd answers");
+        (r.status().as_u16(), r.text().await.expect("body"))
     }
 
     /// SIGTERM, then wait (10 s at most) for a clean exit; the remaining log lines.

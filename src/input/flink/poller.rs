@@ -27,8 +27,8 @@ use super::client::{Client, Endpoint, FetchError};
 use super::flamegraph::{self, Document, Sentinel};
 use crate::ingest::{truncated, Ingest};
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::store::SourceSpec;
+use crate::{now_ms, rfc3339_ms};
 
 /// Which of Flink's flame graphs are kept (the `type` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -275,7 +275,7 @@ impl Poller {
                     self.metrics.flink_last_success.with_label_values(&[&self.endpoint.url]).set(now as f64 / 1000.0);
                     self.update(|s| {
                         s.last_success_ms = Some(now);
-                        s.last_success = Some(rfc3339(now));
+                        s.last_success = Some(rfc3339_ms(now));
                         s.consecutive_failures = 0;
                         s.running_jobs = jobs;
                     });
@@ -383,11 +383,10 @@ impl Poller {
         }
         // Marked seen before it is stored: a snapshot that is refused is refused once.
         self.seen.insert(origin, end_ms);
-        let checked = self.ingest.store.check_time(end_ms, now_ms()).and_then(|()| self.ingest.source(origin, || graph.spec()));
-        let source = match checked {
+        let source = match self.ingest.source_at(origin, end_ms, now_ms(), || graph.spec()) {
             Ok(source) => source,
             Err(r) => {
-                self.refused(format!("{path}: the snapshot of {} of job {:?} was not stored: {r}", rfc3339(end_ms), graph.job.name));
+                self.refused(format!("{path}: the snapshot of {} of job {:?} was not stored: {r}", rfc3339_ms(end_ms), graph.job.name));
                 return Ok(());
             }
         };
@@ -410,7 +409,7 @@ impl Poller {
                 self.metrics.flink_snapshots.with_label_values(&[&self.endpoint.url]).inc();
                 self.update(|s| s.snapshots_stored += 1);
             }
-            Err(r) => self.refused(format!("{path}: the snapshot of {} was not stored: {r}", rfc3339(end_ms))),
+            Err(r) => self.refused(format!("{path}: the snapshot of {} was not stored: {r}", rfc3339_ms(end_ms))),
         }
         Ok(())
     }
@@ -471,10 +470,6 @@ fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, 
         let start = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
         PollError::Invalid(path.to_string(), format!("not the JSON Flink sends ({e}); the answer began {:?}", truncated(&start, 80)))
     })
-}
-
-fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
 }
 
 #[cfg(test)]

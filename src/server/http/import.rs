@@ -17,10 +17,10 @@ use super::write::read_body;
 use super::{AppState, HttpError};
 use crate::input::flink::flamegraph::{self, Document};
 use crate::input::folded;
-use crate::now_ms;
 use crate::outcome::RequestReject;
 use crate::sample::is_label_name;
 use crate::store::SourceSpec;
+use crate::{now_ms, rfc3339_ms};
 
 /// Query parameters that are not labels (the flame graph query reads `from`, `to` and `title`
 /// itself, so labels of those names could never be selected).
@@ -113,18 +113,9 @@ async fn import(
         let ingest = &state.inputs.ingest;
         let spec = || SourceSpec { app: target.app.clone(), labels: target.labels.clone() };
         let refused = |r: crate::outcome::Reject| bad(&state, format!("nothing stored: {r}"));
-        // Before the source: a refused document must not leave an empty app behind.
-        ingest.store.check_time(time_ms, now).map_err(refused)?;
-        let source = ingest.source(target.origin(), spec).map_err(refused)?;
+        let source = ingest.source_at(target.origin(), time_ms, now, spec).map_err(refused)?;
         let samples = ingest.add_profile(&source, time_ms, now, |sink| parsed.each(sink)).map_err(refused)?;
-        Ok(Json(Imported {
-            app: source.app.name.to_string(),
-            time: humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms.max(0) as u64))
-                .to_string(),
-            time_ms,
-            samples,
-            stacks: parsed.stacks(),
-        }))
+        Ok(Json(Imported { app: source.app.name.to_string(), time: rfc3339_ms(time_ms), time_ms, samples, stacks: parsed.stacks() }))
     })
     .await
     .unwrap_or_else(|e| Err(HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, format!("import failed: {e}"))))
