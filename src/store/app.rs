@@ -202,6 +202,27 @@ pub struct Profile {
     pub total: u64,
 }
 
+/// Samples over time ([`super::Store::timeline`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Timeline {
+    pub bucket_ms: i64,
+    /// Width of each point: a whole number of buckets.
+    pub step_ms: i64,
+    /// Largest total first.
+    pub series: Vec<TimelineSeries>,
+}
+
+/// One line of a timeline: all matching samples, or those with one value of the grouping label.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TimelineSeries {
+    /// The grouping label's value (`""` for label sets without it); absent when not grouped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub total: u64,
+    /// (start of the step in Unix ms, samples), ascending; steps without samples left out.
+    pub points: Vec<(i64, u64)>,
+}
+
 /// Samples and first/last sample time of one label value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ValueStats {

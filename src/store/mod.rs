@@ -35,7 +35,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use app::{add_count, gauge_key, mark, saturating_add, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
-pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, ValueStats};
+pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, Timeline, TimelineSeries, ValueStats};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
 
@@ -435,29 +435,15 @@ impl Store {
     /// the range cannot be read (never a profile with some buckets silently missing).
     pub fn query(&self, app: &App, query: &Query) -> Result<Option<Profile>, StoreError> {
         let Some(matching) = app.matching_labelsets(&query.labels) else { return Ok(None) };
-        let first = query.from_ms.map_or(i64::MIN, |f| f.div_euclid(self.bucket_ms));
-        let last = query.to_ms.map_or(i64::MAX, |t| (t - 1).div_euclid(self.bucket_ms));
         let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
         let mut per_stack = vec![0u64; stacks.len()];
-        let mut add = |labels: u32, stack: u32, count: u64| {
+        self.each_count(app, query, &mut |_, labels, stack, count| {
             if matching.get(labels as usize).copied().unwrap_or(false) {
                 if let Some(c) = per_stack.get_mut(stack as usize) {
                     *c = c.saturating_add(count);
                 }
             }
-        };
-        let resident: BTreeMap<i64, Arc<Bucket>> =
-            app.buckets.iter().filter(|b| (first..=last).contains(b.key())).map(|b| (*b.key(), Arc::clone(b.value()))).collect();
-        for bucket in resident.values() {
-            for e in bucket.counts.iter() {
-                add(e.key().0, e.key().1, e.value().load(Ordering::Relaxed));
-            }
-        }
-        // Buckets from `oldest_resident` on are all in memory; only older ones may be on disk only.
-        let on_disk_last = last.min(app.oldest_resident.load(Ordering::Acquire).saturating_sub(1));
-        if let (Some(disk), true) = (&self.disk, first <= on_disk_last) {
-            disk.each_bucket(&app.name, first..=on_disk_last, |n| resident.contains_key(&n), &mut add)?;
-        }
+        })?;
         let mut profile = Profile::default();
         for (id, count) in per_stack.into_iter().enumerate() {
             if count > 0 {
@@ -466,5 +452,72 @@ impl Store {
             }
         }
         Ok(Some(profile))
+    }
+
+    /// Samples of `app` that match `query` over time: per step of `step_ms` (a whole number of
+    /// buckets, at least one), and per value of the label `by` when given (label sets without
+    /// it count under `""`). `Ok(None)` when no label set matches.
+    pub fn timeline(&self, app: &App, query: &Query, by: Option<&str>, step_ms: i64) -> Result<Option<Timeline>, StoreError> {
+        let Some(matching) = app.matching_labelsets(&query.labels) else { return Ok(None) };
+        let step_ms = step_ms.max(self.bucket_ms) / self.bucket_ms * self.bucket_ms;
+        // The group of each label set: its value of `by`.
+        let mut groups: Vec<String> = Vec::new();
+        let group_of: Vec<Option<u32>> = {
+            let sets = app.labelsets.read().unwrap_or_else(|e| e.into_inner());
+            sets.list
+                .iter()
+                .enumerate()
+                .map(|(i, (set, _))| {
+                    matching.get(i).copied().unwrap_or(false).then(|| {
+                        let value = by.and_then(|k| set.iter().find(|(sk, _)| sk == k)).map_or("", |(_, v)| v.as_str());
+                        let at = groups.iter().position(|g| g == value).unwrap_or_else(|| {
+                            groups.push(value.to_string());
+                            groups.len() - 1
+                        });
+                        at as u32
+                    })
+                })
+                .collect()
+        };
+        let mut counts: BTreeMap<(u32, i64), u64> = BTreeMap::new();
+        let bucket_ms = self.bucket_ms;
+        self.each_count(app, query, &mut |bucket, labels, _, count| {
+            if let Some(Some(group)) = group_of.get(labels as usize) {
+                let at = (bucket * bucket_ms).div_euclid(step_ms) * step_ms;
+                let c = counts.entry((*group, at)).or_default();
+                *c = c.saturating_add(count);
+            }
+        })?;
+        let mut series: Vec<TimelineSeries> =
+            groups.into_iter().map(|value| TimelineSeries { value: by.map(|_| value), total: 0, points: Vec::new() }).collect();
+        for ((group, at), count) in counts {
+            let s = &mut series[group as usize];
+            s.total = s.total.saturating_add(count);
+            s.points.push((at, count));
+        }
+        series.retain(|s| s.total > 0);
+        series.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.value.cmp(&b.value)));
+        Ok(Some(Timeline { bucket_ms, step_ms, series }))
+    }
+
+    /// Every count of `app` in the buckets of `query`'s time range, whatever its labels, as
+    /// (bucket number, label set, stack, count): resident buckets from memory, the others from
+    /// disk.
+    fn each_count(&self, app: &App, query: &Query, add: &mut dyn FnMut(i64, u32, u32, u64)) -> Result<(), StoreError> {
+        let first = query.from_ms.map_or(i64::MIN, |f| f.div_euclid(self.bucket_ms));
+        let last = query.to_ms.map_or(i64::MAX, |t| (t - 1).div_euclid(self.bucket_ms));
+        let resident: BTreeMap<i64, Arc<Bucket>> =
+            app.buckets.iter().filter(|b| (first..=last).contains(b.key())).map(|b| (*b.key(), Arc::clone(b.value()))).collect();
+        for (n, bucket) in &resident {
+            for e in bucket.counts.iter() {
+                add(*n, e.key().0, e.key().1, e.value().load(Ordering::Relaxed));
+            }
+        }
+        // Buckets from `oldest_resident` on are all in memory; only older ones may be on disk only.
+        let on_disk_last = last.min(app.oldest_resident.load(Ordering::Acquire).saturating_sub(1));
+        if let (Some(disk), true) = (&self.disk, first <= on_disk_last) {
+            disk.each_bucket(&app.name, first..=on_disk_last, |n| resident.contains_key(&n), add)?;
+        }
+        Ok(())
     }
 }

@@ -318,3 +318,49 @@ fn the_series_limit_counts_gauges_and_engine_series() {
     assert_eq!(s.set_series(&src, &one("flink_b"), 1), Err(Reject::SeriesLimit));
     s.set_series(&src, &one("flink_a"), 2).expect("an existing series is updated");
 }
+
+#[test]
+fn timeline_per_step_and_label_from_memory_and_disk() {
+    let dir = std::env::temp_dir().join(format!("stackd-store-timeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let now = 100 * 60_000;
+    let s = on_disk(&dir, Duration::from_secs(120));
+    let one = s.source(1, || spec("a", &[("executor", "1")])).expect("src");
+    let two = s.source(2, || spec("a", &[("executor", "2")])).expect("src");
+    let none = s.source(3, || spec("a", &[("host", "h")])).expect("src");
+    for minute in 90..=100 {
+        s.add_stack(&one, &raw("r;x"), minute as u64 - 89, minute * 60_000, now).expect("ok");
+    }
+    s.add_stack(&two, &raw("r;y"), 50, 91 * 60_000 + 5, now).expect("ok");
+    s.add_stack(&none, &raw("r;z"), 7, 100 * 60_000, now).expect("ok");
+    // Minutes 90..=96 leave memory: the timeline reads them from disk.
+    assert_eq!(s.flush(now).expect("flush").evicted, 7);
+    let app = s.app("a").expect("a");
+    let all = s.timeline(&app, &Query::default(), None, 60_000).expect("readable").expect("matches");
+    assert_eq!((all.bucket_ms, all.step_ms, all.series.len()), (60_000, 60_000, 1));
+    assert_eq!(all.series[0].value, None);
+    assert_eq!(all.series[0].total, 66 + 50 + 7);
+    assert_eq!(all.series[0].points[..3], [(90 * 60_000, 1), (91 * 60_000, 52), (92 * 60_000, 3)]);
+    assert_eq!(all.series[0].points.last(), Some(&(100 * 60_000, 11 + 7)));
+    // Per executor, two-minute steps (a step is rounded down to whole buckets), a time range.
+    let q = Query { from_ms: Some(91 * 60_000), to_ms: Some(95 * 60_000), labels: vec![] };
+    let by = s.timeline(&app, &q, Some("executor"), 150_000).expect("readable").expect("matches");
+    assert_eq!(by.step_ms, 120_000);
+    let got: Vec<(Option<String>, u64, Vec<(i64, u64)>)> = by.series.into_iter().map(|s| (s.value, s.total, s.points)).collect();
+    assert_eq!(
+        got,
+        [
+            (Some("2".into()), 50, vec![(90 * 60_000, 50)]),
+            (Some("1".into()), 2 + 3 + 4 + 5, vec![(90 * 60_000, 2), (92 * 60_000, 3 + 4), (94 * 60_000, 5)]),
+        ],
+        "largest total first"
+    );
+    // Label filters select as in queries; no match is None.
+    let q = Query { labels: vec![("host".into(), "h".into())], ..Query::default() };
+    let h = s.timeline(&app, &q, Some("executor"), 60_000).expect("readable").expect("matches");
+    assert_eq!((h.series.len(), h.series[0].value.as_deref(), h.series[0].total), (1, Some(""), 7));
+    let q = Query { labels: vec![("executor".into(), "9".into())], ..Query::default() };
+    assert!(s.timeline(&app, &q, None, 60_000).expect("readable").is_none());
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,8 +1,10 @@
-//! HTTP: the InfluxDB 1.x / 2.x write API that agents speak ([`write`]), and what people read
-//! ([`read`]): `/flamegraph/<app>.svg|.folded|.json`, `/apps`, `/metrics`, an HTML index at `/`.
+//! HTTP: the InfluxDB 1.x / 2.x write API that agents speak ([`write`]), what programs read
+//! ([`read`]: `/flamegraph/<app>.svg|.folded|.json`, `/apps`, `/metrics`), what people browse
+//! ([`ui`]: the index at `/`, `/app/<app>`, `/apps/<app>/timeline`), and imports ([`import`]).
 
 pub mod import;
 pub mod read;
+pub mod ui;
 pub mod write;
 
 use std::collections::BTreeSet;
@@ -114,9 +116,12 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         // What people read.
-        .route("/", get(read::index))
+        .route("/", get(ui::index))
+        .route("/app/{app}", get(ui::app_page))
+        .route("/ui/{file}", get(ui::asset))
         .route("/apps", get(read::apps))
         .route("/apps/{app}", get(read::app_info))
+        .route("/apps/{app}/timeline", get(ui::timeline))
         .route("/flamegraph/{file}", get(read::flamegraph))
         .route("/metrics", get(read::metrics))
         .route("/flink", get(read::flink))

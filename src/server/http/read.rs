@@ -1,5 +1,6 @@
 //! What people read: flame graphs (`/flamegraph/<app>.svg|.folded|.json`, rendered off the
-//! async threads, identical requests sharing one render), `/apps`, `/metrics`, the HTML index.
+//! async threads, identical requests sharing one render, differential with `base.*`), `/apps`,
+//! `/metrics`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -7,7 +8,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{AppState, HttpError};
@@ -66,7 +67,134 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// `/flamegraph/<app>.svg|.folded|.json?from=…&to=…&<label>=<value>…`.
+/// What a flame-graph URL selects: a time range and label values.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Selection {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub labels: Vec<(String, String)>,
+}
+
+impl Selection {
+    fn query(&self) -> StoreQuery {
+        StoreQuery { from_ms: self.from_ms, to_ms: self.to_ms, labels: self.labels.clone() }
+    }
+
+    fn check(&self, what: &str) -> Result<(), String> {
+        match (self.from_ms, self.to_ms) {
+            (Some(f), Some(t)) if f >= t => Err(format!("{what}from ({}) must be before {what}to ({})", rfc3339(f), rfc3339(t))),
+            _ => Ok(()),
+        }
+    }
+
+    /// `from to to`, for titles and messages.
+    fn range(&self) -> String {
+        format!(
+            "{} to {}",
+            self.from_ms.map_or_else(|| "the beginning".to_string(), rfc3339),
+            self.to_ms.map_or_else(|| "now".to_string(), rfc3339)
+        )
+    }
+
+    /// `executor=1, host=h` or `all labels`.
+    fn describe_labels(&self) -> String {
+        if self.labels.is_empty() {
+            return "all labels".to_string();
+        }
+        self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Query parameters that the SVG's own script keeps its state in (search term, zoomed frame):
+/// ignored, so that a zoomed or searched graph can be reloaded.
+const VIEWER_STATE: [&str; 3] = ["s", "x", "y"];
+
+/// A flame-graph URL's query string, parsed: the selection, an optional baseline (a
+/// differential graph), and the render options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GraphRequest {
+    pub selection: Selection,
+    /// `base.from`, `base.to`, `base.<label>`: the selection with these replaced. `*` as a
+    /// label's value drops that label from the baseline.
+    pub base: Option<Selection>,
+    pub options: render::Options,
+    /// `normalize=false`: a differential `.folded` keeps both columns as stored.
+    pub normalize: bool,
+}
+
+impl GraphRequest {
+    /// Parse the parameters of `/flamegraph/<app>.<ext>`. Anything not an option, a time or a
+    /// baseline is a label to match; `label.<name>` names a label whose name is also a
+    /// parameter (`label.title=x`).
+    pub fn parse(params: Vec<(String, String)>, now: i64) -> Result<GraphRequest, String> {
+        let mut req = GraphRequest { normalize: true, ..GraphRequest::default() };
+        let mut base_from = None;
+        let mut base_to = None;
+        let mut base_labels: Vec<(String, String)> = Vec::new();
+        let mut any_base = false;
+        for (k, v) in params {
+            if req.options.take(&k, &v)? {
+                continue;
+            }
+            match k.as_str() {
+                "from" => req.selection.from_ms = Some(parse_time(&v, now).map_err(|e| format!("invalid from: {e}"))?),
+                "to" => req.selection.to_ms = Some(parse_time(&v, now).map_err(|e| format!("invalid to: {e}"))?),
+                "normalize" => {
+                    req.normalize = match v.as_str() {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        _ => return Err(format!("invalid normalize={v:?}: use true or false")),
+                    }
+                }
+                "base.from" => {
+                    any_base = true;
+                    base_from = Some(parse_time(&v, now).map_err(|e| format!("invalid base.from: {e}"))?);
+                }
+                "base.to" => {
+                    any_base = true;
+                    base_to = Some(parse_time(&v, now).map_err(|e| format!("invalid base.to: {e}"))?);
+                }
+                k if VIEWER_STATE.contains(&k) => {}
+                k => {
+                    if let Some(label) = k.strip_prefix("base.") {
+                        any_base = true;
+                        let label = label.strip_prefix("label.").unwrap_or(label);
+                        if label.is_empty() {
+                            return Err("invalid base.: name a label, like base.executor=1".to_string());
+                        }
+                        base_labels.push((label.to_string(), v));
+                    } else {
+                        let label = k.strip_prefix("label.").unwrap_or(k);
+                        if label.is_empty() {
+                            return Err("invalid label.: name a label, like label.executor=1".to_string());
+                        }
+                        req.selection.labels.push((label.to_string(), v));
+                    }
+                }
+            }
+        }
+        req.selection.check("")?;
+        if any_base {
+            let mut base = req.selection.clone();
+            if base_from.is_some() {
+                base.from_ms = base_from;
+            }
+            if base_to.is_some() {
+                base.to_ms = base_to;
+            }
+            for (k, _) in &base_labels {
+                base.labels.retain(|(bk, _)| bk != k);
+            }
+            base.labels.extend(base_labels.into_iter().filter(|(_, v)| v != "*"));
+            base.check("base.")?;
+            req.base = Some(base);
+        }
+        Ok(req)
+    }
+}
+
+/// `/flamegraph/<app>.svg|.folded|.json?from=…&to=…&<label>=<value>…&<option>=…`, and with
+/// `base.*` a differential graph.
 pub async fn flamegraph(
     State(state): State<Arc<AppState>>,
     Path(file): Path<String>,
@@ -77,33 +205,13 @@ pub async fn flamegraph(
         .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("{file:?}: ask for <app>.svg, <app>.folded or <app>.json")))?;
     let app =
         state.store.app(name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
-    let now = now_ms();
     let bad = |m: String| HttpError::Plain(StatusCode::BAD_REQUEST, m);
-    let mut title = None;
-    let mut query = StoreQuery::default();
-    for (k, v) in params {
-        match k.as_str() {
-            "from" => query.from_ms = Some(parse_time(&v, now).map_err(bad)?),
-            "to" => query.to_ms = Some(parse_time(&v, now).map_err(bad)?),
-            "title" => title = Some(v),
-            _ => query.labels.push((k.strip_prefix("label.").map_or(k.clone(), str::to_string), v)),
-        }
-    }
-    if let (Some(f), Some(t)) = (query.from_ms, query.to_ms) {
-        if f >= t {
-            return Err(bad(format!("from ({}) must be before to ({})", rfc3339(f), rfc3339(t))));
-        }
+    let request = GraphRequest::parse(params, now_ms()).map_err(bad)?;
+    if request.base.is_some() && format == Format::Json {
+        return Err(bad("a differential flame graph (base.*) is served as .svg or .folded (two columns), not .json".to_string()));
     }
     // Identical requests while the app's data is unchanged share one render, and its result.
-    let key = RenderKey {
-        app: app.name.to_string(),
-        format: format.label(),
-        from_ms: query.from_ms,
-        to_ms: query.to_ms,
-        labels: query.labels.clone(),
-        title: title.clone(),
-        generation: app.generation(),
-    };
+    let key = RenderKey { app: app.name.to_string(), format: format.label(), request, generation: app.generation() };
     let etag = key.etag();
     let answer = |status: StatusCode, body: Bytes| {
         let headers = [
@@ -127,7 +235,7 @@ pub async fn flamegraph(
         let mut renders = state.shared_renders.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(renders.entry(key.clone()).or_default())
     };
-    let result = cell.get_or_init(|| render_once(Arc::clone(&state), app, query, format, title)).await.clone();
+    let result = cell.get_or_init(|| render_once(Arc::clone(&state), app, key.request.clone(), format)).await.clone();
     {
         let mut renders = state.shared_renders.lock().unwrap_or_else(|e| e.into_inner());
         if renders.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
@@ -153,10 +261,7 @@ fn if_none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
 pub struct RenderKey {
     app: String,
     format: &'static str,
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
-    labels: Vec<(String, String)>,
-    title: Option<String>,
+    request: GraphRequest,
     generation: (u64, u64),
 }
 
@@ -169,8 +274,16 @@ impl RenderKey {
         format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(format!("{self:?}{started:?}").as_bytes()))
     }
 
+    /// Bytes the key holds, roughly (for the cache's bound).
     fn size(&self) -> usize {
-        self.app.len() + self.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + self.title.as_ref().map_or(0, String::len) + 64
+        let labels = |s: &Selection| s.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+        let r = &self.request;
+        self.app.len()
+            + labels(&r.selection)
+            + r.base.as_ref().map_or(0, labels)
+            + r.options.style.title.as_ref().map_or(0, String::len)
+            + [&r.options.shape.include, &r.options.shape.exclude].iter().map(|p| p.as_ref().map_or(0, |p| p.text.len() * 4)).sum::<usize>()
+            + 256
     }
 }
 
@@ -227,9 +340,8 @@ pub type SharedRender = Arc<tokio::sync::OnceCell<Result<Bytes, (StatusCode, Str
 async fn render_once(
     state: Arc<AppState>,
     app: Arc<crate::store::App>,
-    query: StoreQuery,
+    request: GraphRequest,
     format: Format,
-    title: Option<String>,
 ) -> Result<Bytes, (StatusCode, String)> {
     let store = Arc::clone(&state.store);
     let metrics = state.metrics.clone();
@@ -246,37 +358,44 @@ async fn render_once(
     tokio::task::spawn_blocking(move || -> Result<Bytes, (StatusCode, String)> {
         let _permit = permit;
         let started = Instant::now();
-        let profile = store.query(&app, &query).map_err(|e| {
-            metrics.request_rejected(RequestReject::StoreUnreadable);
-            tracing::error!(app = %app.name, error = %e, "a profile could not be read from the store");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the stored profile of app {:?} cannot be read ({e}); no partial profile is served", app.name),
-            )
-        })?;
-        let profile = profile.ok_or_else(|| {
-            let known: Vec<String> =
-                app.label_values().into_iter().map(|(k, v)| format!("{k}={}", v.into_keys().collect::<Vec<_>>().join("|"))).collect();
-            (StatusCode::NOT_FOUND, format!("no data for app {:?} with these labels; labels seen: {}", app.name, known.join(", ")))
-        })?;
-        let range = format!(
-            "{} to {}",
-            query.from_ms.map_or_else(|| "the beginning".to_string(), rfc3339),
-            query.to_ms.map_or_else(|| "now".to_string(), rfc3339)
-        );
-        if profile.total == 0 {
-            return Err((StatusCode::NOT_FOUND, format!("app {:?} has no stack samples from {range}", app.name)));
-        }
-        let stacks = store.resolve(&profile);
-        let bytes = match format {
-            Format::Folded => render::folded(&stacks).into_bytes(),
-            Format::Json => render::json(&stacks).into_bytes(),
-            Format::Svg => {
-                let titles = Titles {
-                    title: title.unwrap_or_else(|| app.name.to_string()),
-                    subtitle: Some(format!("{range}: {} samples, {} stacks", profile.total, profile.stacks.len())),
-                };
-                render::svg(&stacks, &titles).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+        let shape = &request.options.shape;
+        let current = shaped_stacks(&store, &metrics, &app, &request.selection, shape, "")?;
+        let bytes = match &request.base {
+            None => {
+                let (stacks, total) = current;
+                match format {
+                    Format::Folded => render::folded(&stacks).into_bytes(),
+                    Format::Json => render::json(&stacks).into_bytes(),
+                    Format::Svg => {
+                        let titles = Titles {
+                            title: app.name.to_string(),
+                            subtitle: Some(format!("{}: {total} samples, {} stacks", request.selection.range(), stacks.len())),
+                        };
+                        render::svg_styled(&stacks, &titles, &request.options.style)
+                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+                    }
+                }
+            }
+            Some(base_selection) => {
+                let (base, base_total) = shaped_stacks(&store, &metrics, &app, base_selection, shape, "baseline: ")?;
+                let (stacks, total) = current;
+                match format {
+                    Format::Svg => {
+                        let titles = Titles {
+                            title: format!("{} (differential)", app.name),
+                            subtitle: Some(format!(
+                                "{} [{}]: {total} samples against the baseline {} [{}]: {base_total} samples, scaled to {total}. Width: now; red: grew, blue: shrank",
+                                request.selection.range(),
+                                request.selection.describe_labels(),
+                                base_selection.range(),
+                                base_selection.describe_labels(),
+                            )),
+                        };
+                        render::diff::svg(&base, &stacks, &titles, &request.options.style)
+                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+                    }
+                    _ => render::diff::folded(&base, &stacks, request.normalize).into_bytes(),
+                }
             }
         };
         metrics.render_seconds.with_label_values(&[format.label()]).observe(started.elapsed().as_secs_f64());
@@ -286,52 +405,56 @@ async fn render_once(
     .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}"))))
 }
 
+/// The stacks of one selection, shaped by the render options, and their total; an error when
+/// the store cannot be read or nothing is left to draw. `what` starts the messages.
+fn shaped_stacks(
+    store: &crate::store::Store,
+    metrics: &crate::metrics::Metrics,
+    app: &crate::store::App,
+    selection: &Selection,
+    shape: &render::Shape,
+    what: &str,
+) -> Result<(render::Stacks, u64), (StatusCode, String)> {
+    let profile = store.query(app, &selection.query()).map_err(|e| {
+        metrics.request_rejected(RequestReject::StoreUnreadable);
+        tracing::error!(app = %app.name, error = %e, "a profile could not be read from the store");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the stored profile of app {:?} cannot be read ({e}); no partial profile is served", app.name),
+        )
+    })?;
+    let profile = profile.ok_or_else(|| {
+        let known: Vec<String> =
+            app.label_values().into_iter().map(|(k, v)| format!("{k}={}", v.into_keys().collect::<Vec<_>>().join("|"))).collect();
+        (
+            StatusCode::NOT_FOUND,
+            format!("{what}no data for app {:?} with {}; labels seen: {}", app.name, selection.describe_labels(), known.join(", ")),
+        )
+    })?;
+    if profile.total == 0 {
+        return Err((StatusCode::NOT_FOUND, format!("{what}app {:?} has no stack samples from {}", app.name, selection.range())));
+    }
+    let stacks = shape.apply(store.resolve(&profile));
+    let total = stacks.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c));
+    if total == 0 {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "{what}none of the {} samples of app {:?} from {} is left after include=/exclude=",
+                profile.total,
+                app.name,
+                selection.range()
+            ),
+        ));
+    }
+    Ok((stacks, total))
+}
+
 /// `GET /apps/<app>`: one app's summary, with each label's values.
 pub async fn app_info(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<crate::store::AppInfo>, HttpError> {
     let app =
         state.store.app(&name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
     Ok(Json(app.info()))
-}
-
-/// A plain HTML index: apps with links to their flame graphs.
-pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
-    let mut rows = String::new();
-    for app in state.store.apps() {
-        let info = app.info();
-        let link = percent_encode(&info.name);
-        let name = html_escape(&info.name);
-        rows.push_str(&format!(
-            "<tr><td>{name}</td><td><a href=\"/flamegraph/{link}.svg\">svg</a> <a href=\"/flamegraph/{link}.folded\">folded</a> <a href=\"/flamegraph/{link}.json\">json</a></td><td>{}</td><td>{}</td></tr>\n",
-            info.total_samples, info.unique_stacks
-        ));
-    }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=4>No profiles yet: point statsd-jvm-profiler agents at this host.</td></tr>\n");
-    }
-    Html(format!(
-        "<!doctype html>\n<html><head><meta charset=utf-8><title>stackd</title></head><body>\n<h1>stackd</h1>\n<table>\n<tr><th>app</th><th>flame graph</th><th>samples</th><th>stacks</th></tr>\n{rows}</table>\n<p><a href=\"/apps\">/apps</a> (JSON) · <a href=\"/flink\">/flink</a> (Flink pollers) · <a href=\"/metrics\">/metrics</a></p>\n</body></html>\n"
-    ))
-}
-
-/// Text for HTML: markup escaped, and characters that would change how the page reads (bidi
-/// overrides and isolates, controls, non-characters) shown as `<U+202E>` instead of acting.
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{fffe}' | '\u{ffff}' => {
-                out.push_str(&format!("&lt;U+{:04X}&gt;", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("&lt;U+{:04X}&gt;", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters.

@@ -132,15 +132,16 @@ impl Disk {
         app: &str,
         range: std::ops::RangeInclusive<i64>,
         skip: impl Fn(i64) -> bool,
-        add: &mut dyn FnMut(u32, u32, u64),
+        add: &mut dyn FnMut(i64, u32, u32, u64),
     ) -> Result<(), StoreError> {
         self.reading(|db| {
             let read = db.begin_read().map_err(StoreError::read)?;
             let table = read.open_table(BUCKETS).map_err(StoreError::read)?;
             for entry in table.range((app, *range.start())..=(app, *range.end())).map_err(StoreError::read)? {
                 let (key, blob) = entry.map_err(StoreError::read)?;
-                if !skip(key.value().1) {
-                    decode_bucket(blob.value(), &mut *add);
+                let n = key.value().1;
+                if !skip(n) {
+                    decode_bucket(blob.value(), |labels, stack, count| add(n, labels, stack, count));
                 }
             }
             Ok(())

@@ -7,6 +7,11 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+pub mod diff;
+pub mod options;
+
+pub use options::{ColorHash, Options, Shape, Style};
+
 /// Stacks with their frame names resolved (root first) and their sample counts: a snapshot,
 /// so that rendering holds no lock of the store.
 pub type Stacks = Vec<(Vec<Arc<str>>, u64)>;
@@ -104,21 +109,72 @@ fn joined(stacks: &Stacks, frame: fn(&mut String, &str), finish: fn(String) -> S
     merged
 }
 
-/// An interactive SVG flame graph (zoom, search) of `stacks`.
+/// An interactive SVG flame graph (zoom, search) of `stacks`, in the default style.
 pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
-    let mut opts = inferno::flamegraph::Options::default();
-    opts.title = xml_text(&titles.title).into_owned();
-    opts.subtitle = titles.subtitle.as_deref().map(|s| xml_text(s).into_owned());
-    opts.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
-    opts.hash = true;
-    opts.deterministic = true;
-    opts.count_name = "samples".into();
-    // `svg_input` sorts (it must, to merge lines that became equal): not twice.
-    opts.no_sort = true;
-    let input = svg_input(stacks);
+    svg_styled(stacks, titles, &Style::default())
+}
+
+/// An interactive SVG flame graph (zoom, search) of `stacks`, styled by the URL's options.
+pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<Vec<u8>> {
+    let lines = svg_lines(stacks);
+    // The renderer adds counts up in a u64 without checking: when they would overflow (only
+    // near-saturated totals can), scale them all down alike.
+    let overflows = lines.iter().try_fold(0u64, |sum, (_, c)| sum.checked_add(*c)).is_none();
+    let scale = if overflows { lines.len() as u64 + 1 } else { 1 };
+    let mut input = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 12).sum());
+    for (line, count) in lines {
+        let _ = writeln!(input, "{line} {}", count / scale);
+    }
+    let mut palette_map = (style.hash == ColorHash::Package).then(|| package_colors(&input));
+    let mut opts = inferno_options(titles, style);
+    opts.palette_map = palette_map.as_mut();
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
     inferno::flamegraph::from_lines(&mut opts, input.lines(), &mut out)?;
     Ok(out)
+}
+
+/// inferno's options for a style: deterministic colours, counts named samples, and no second
+/// sort (the input is sorted here, as it must be to merge lines that became equal).
+fn inferno_options<'a>(titles: &Titles, style: &Style) -> inferno::flamegraph::Options<'a> {
+    use inferno::flamegraph::color::{MultiPalette, Palette};
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = xml_text(style.title.as_deref().unwrap_or(&titles.title)).into_owned();
+    opts.subtitle = titles.subtitle.as_deref().map(|s| xml_text(s).into_owned());
+    opts.colors = style.colors.and_then(|p| p.parse().ok()).unwrap_or(Palette::Multi(MultiPalette::Java));
+    opts.hash = style.hash != ColorHash::Off;
+    opts.deterministic = true;
+    opts.count_name = "samples".into();
+    opts.no_sort = true;
+    opts.image_width = style.width;
+    if let Some(bits) = style.min_width_bits {
+        opts.min_width = f64::from_bits(bits);
+    }
+    if style.inverted {
+        opts.direction = inferno::flamegraph::Direction::Inverted;
+    }
+    opts
+}
+
+/// `hash=package`: one colour per package, from a hash of its name (the same package has the
+/// same colour in every graph), for every frame of the renderer's input.
+fn package_colors(input: &str) -> inferno::flamegraph::color::PaletteMap {
+    let mut map = inferno::flamegraph::color::PaletteMap::default();
+    for line in input.lines() {
+        let stack = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+        for frame in stack.split(';') {
+            if map.get(frame).is_none() {
+                map.insert(frame, package_color(options::package(frame)));
+            }
+        }
+    }
+    map
+}
+
+/// A warm colour (the "hot" palette's range) chosen by a hash of `package`.
+fn package_color(package: &str) -> inferno::flamegraph::color::Color {
+    let h = xxhash_rust::xxh3::xxh3_64(package.as_bytes());
+    let v = |shift: u32| ((h >> shift) & 0xff) as f32 / 255.0;
+    inferno::flamegraph::color::Color { r: 205 + (50.0 * v(0)) as u8, g: (230.0 * v(8)) as u8, b: (55.0 * v(16)) as u8 }
 }
 
 /// Folded lines as the SVG renderer must see them, whatever the frames hold. Its parser takes
@@ -128,7 +184,7 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
 /// is `[blank]`), a stack that is just `#` (a comment line to the renderer) becomes the
 /// full-width `＃`, `;` and line breaks become `_` as in folded output, and characters XML
 /// forbids become U+FFFD.
-fn svg_input(stacks: &Stacks) -> String {
+fn svg_lines(stacks: &Stacks) -> Vec<(String, u64)> {
     let svg_frame = |out: &mut String, frame: &str| {
         // Most frames hold nothing to replace: no space, `;`, control character, or the 0xEF
         // lead byte of U+FFFE / U+FFFF.
@@ -148,16 +204,7 @@ fn svg_input(stacks: &Stacks) -> String {
         "#" => "\u{ff03}".to_string(),
         trimmed => trimmed.to_string(),
     };
-    let lines = joined(stacks, svg_frame, finish);
-    // The renderer adds counts up in a u64 without checking: when they would overflow (only
-    // near-saturated totals can), scale them all down alike.
-    let overflows = lines.iter().try_fold(0u64, |sum, (_, c)| sum.checked_add(*c)).is_none();
-    let scale = if overflows { lines.len() as u64 + 1 } else { 1 };
-    let mut out = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 12).sum());
-    for (line, count) in lines {
-        let _ = writeln!(out, "{line} {}", count / scale);
-    }
-    out
+    joined(stacks, svg_frame, finish)
 }
 
 /// Characters that XML 1.0 forbids (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF)
@@ -274,7 +321,9 @@ mod tests {
     fn frames_with_spaces_and_digits_keep_their_counts_in_the_svg() {
         // "b 12" once read as a differential line (baseline 12), and " " as no stack at all.
         let s = stacks(&[(&["a", "b 12"], 3), (&[" "], 4), (&[" x"], 5), (&["a;b"], 1), (&["#"], 2)]);
-        assert_eq!(svg_input(&s), "[blank] 4\na;b\u{a0}12 3\na_b 1\nx 5\n\u{ff03} 2\n");
+        let lines: Vec<(String, u64)> =
+            [("[blank]", 4), ("a;b\u{a0}12", 3), ("a_b", 1), ("x", 5), ("\u{ff03}", 2)].iter().map(|(l, c)| (l.to_string(), *c)).collect();
+        assert_eq!(svg_lines(&s), lines);
         let out = String::from_utf8(svg(&s, &Titles { title: "t".into(), subtitle: None }).expect("renders")).expect("utf-8");
         assert!(out.contains("all (15 samples, 100%)"), "every sample counted");
     }
