@@ -34,10 +34,12 @@
 //!   its metric label.
 //! * [`store`]: per-app aggregation and queries; [`store::disk`] the redb persistence (table
 //!   layout, row codecs, one writer and one reader per table). Never imports an input.
-//! * [`render`]: folded text, inferno SVG, d3/Flink JSON.
+//! * [`render`]: folded text, inferno SVG, d3/Flink JSON; the URL's render options
+//!   ([`render::options`]) and differential graphs ([`render::diff`]).
 //! * [`metrics`]: stackd's own metrics, the exported JVM gauges, the Prometheus text.
 //! * [`server`]: [`run`] and the running service: UDP threads, flush loop, HTTP connection layer
-//!   (cap, timeouts, TLS), authentication, the write API, the import API and the read API.
+//!   (cap, timeouts, TLS), authentication, the write API, the import API, the read API and the
+//!   explorer (the index, `/app/<app>`, `/apps/<app>/timeline`).
 //! * `src/bin/stackd-load.rs`: the package's second binary, a profiler-shaped load generator with
 //!   latency probes and store checks (`benches/overload.sh`, `BENCHMARKS.md`).
 //! * `invariants` (feature `invariants`): what holds for any input, checked by the fuzz targets

@@ -69,3 +69,34 @@ async fn outputs_match_the_golden_files() {
     }
     svc.stop().await;
 }
+
+/// Each render option, and a differential graph, on the same input: one golden file each.
+#[tokio::test]
+async fn render_options_match_the_golden_files() {
+    let svc = Service::start(&[]).await;
+    let r = svc.client.post(svc.url("/write?db=profiler")).body(body()).send().await.expect("POST");
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+    for (file, query) in [
+        ("golden-width.svg", "width=800"),
+        ("golden-minwidth.svg", "minwidth=2"),
+        ("golden-inverted.svg", "inverted=true"),
+        ("golden-reverse.svg", "reverse=true"),
+        ("golden-colors-hot.svg", "colors=hot"),
+        ("golden-hash-package.svg", "hash=package"),
+        ("golden-hash-off.svg", "hash=false"),
+        ("golden-include.svg", "include=%5EWorkload%5C%24Parser"),
+        ("golden-exclude.svg", "exclude=%5Ejava%5C.util"),
+        ("golden-lines-false.svg", "lines=false"),
+        ("golden-max-depth.svg", "max_depth=3"),
+        ("golden-title.svg", "title=Custom%20%3Ctitle%3E"),
+        // The JFR stacks (host worker-1) against everything the app holds.
+        ("golden-diff.svg", "host=worker-1&base.host=*"),
+        ("golden-diff.folded", "host=worker-1&base.host=*"),
+    ] {
+        let ext = file.rsplit_once('.').map_or("svg", |(_, e)| e);
+        let r = svc.get(&format!("/flamegraph/golden.{ext}?{query}")).await;
+        assert_eq!(r.status(), 200, "{file}");
+        check(file, &r.bytes().await.expect("body"));
+    }
+    svc.stop().await;
+}

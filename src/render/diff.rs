@@ -1,8 +1,8 @@
 //! Differential flame graphs: a baseline and a current selection of the same app, compared
 //! stack by stack after the baseline is scaled to the current total (so that a run twice as
 //! long is not "twice as slow"). The SVG is inferno's differential mode: widths are the current
-//! profile, red frames grew and blue frames shrank relative to the whole, the title of each
-//! frame gives its change in percent of the total.
+//! profile; a frame is red when its own (self) samples grew and blue when they shrank, relative
+//! to the whole, and its title gives that change in points of the total.
 
 use std::fmt::Write as _;
 

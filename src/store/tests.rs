@@ -346,7 +346,8 @@ fn timeline_per_step_and_label_from_memory_and_disk() {
     let q = Query { from_ms: Some(91 * 60_000), to_ms: Some(95 * 60_000), labels: vec![] };
     let by = s.timeline(&app, &q, Some("executor"), 150_000).expect("readable").expect("matches");
     assert_eq!(by.step_ms, 120_000);
-    let got: Vec<(Option<String>, u64, Vec<(i64, u64)>)> = by.series.into_iter().map(|s| (s.value, s.total, s.points)).collect();
+    type Line = (Option<String>, u64, Vec<(i64, u64)>);
+    let got: Vec<Line> = by.series.into_iter().map(|s| (s.value, s.total, s.points)).collect();
     assert_eq!(
         got,
         [
