@@ -122,7 +122,7 @@ async fn errors_are_plain_and_helpful() {
     assert_eq!(svc.get_text("/flamegraph/app-1.png").await, (404, "\"app-1.png\": ask for <app>.svg, <app>.folded or <app>.json\n".into()));
     assert_eq!(
         svc.get_text("/flamegraph/app-1.folded?executor=9").await,
-        (404, "no data for app \"app-1\" with these labels; labels seen: executor=1|2, host=h, jvm=1@h, pid=1\n".into())
+        (404, "no data for app \"app-1\" with executor=9; labels seen: executor=1|2, host=h, jvm=1@h, pid=1\n".into())
     );
     // app-1 executor 2 sent only a gauge.
     assert_eq!(

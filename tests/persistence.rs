@@ -49,7 +49,11 @@ async fn time_ranges_across_buckets() {
     assert!(text.starts_with("app \"p\" has no stack samples from "), "{text}");
     assert_eq!(
         folded("?from=yesterday".into()).await,
-        (400, "\"yesterday\" is not a time: use now, -15m, now-1h, 2026-11-21T10:00:00Z, or Unix seconds or milliseconds\n".into())
+        (
+            400,
+            "invalid from: \"yesterday\" is not a time: use now, -15m, now-1h, 2026-11-21T10:00:00Z, or Unix seconds or milliseconds\n"
+                .into()
+        )
     );
     assert_eq!(folded("?from=-1m&to=-2m".into()).await.0, 400);
     let svg = svc.get_text(&format!("/flamegraph/p.svg?from={}&to={}", t1, t3)).await.1;
