@@ -76,11 +76,29 @@ pub struct Selection {
 }
 
 impl Selection {
-    fn query(&self) -> StoreQuery {
+    /// Take one parameter of a selection: `from`, `to`, or a label (`label.<name>` always a
+    /// label).
+    pub fn take(&mut self, name: &str, value: String, now: i64) -> Result<(), String> {
+        match name {
+            "from" => self.from_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid from: {e}"))?),
+            "to" => self.to_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid to: {e}"))?),
+            _ => {
+                let label = name.strip_prefix("label.").unwrap_or(name);
+                if label.is_empty() {
+                    return Err("invalid label.: name a label, like label.executor=1".to_string());
+                }
+                self.labels.push((label.to_string(), value));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn query(&self) -> StoreQuery {
         StoreQuery { from_ms: self.from_ms, to_ms: self.to_ms, labels: self.labels.clone() }
     }
 
-    fn check(&self, what: &str) -> Result<(), String> {
+    /// `from` before `to`; `what` prefixes the names (`base.`).
+    pub fn check(&self, what: &str) -> Result<(), String> {
         match (self.from_ms, self.to_ms) {
             (Some(f), Some(t)) if f >= t => Err(format!("{what}from ({}) must be before {what}to ({})", rfc3339(f), rfc3339(t))),
             _ => Ok(()),
@@ -137,8 +155,6 @@ impl GraphRequest {
                 continue;
             }
             match k.as_str() {
-                "from" => req.selection.from_ms = Some(parse_time(&v, now).map_err(|e| format!("invalid from: {e}"))?),
-                "to" => req.selection.to_ms = Some(parse_time(&v, now).map_err(|e| format!("invalid to: {e}"))?),
                 "normalize" => {
                     req.normalize = match v.as_str() {
                         "true" | "1" | "" => true,
@@ -164,11 +180,7 @@ impl GraphRequest {
                         }
                         base_labels.push((label.to_string(), v));
                     } else {
-                        let label = k.strip_prefix("label.").unwrap_or(k);
-                        if label.is_empty() {
-                            return Err("invalid label.: name a label, like label.executor=1".to_string());
-                        }
-                        req.selection.labels.push((label.to_string(), v));
+                        req.selection.take(k, v, now)?;
                     }
                 }
             }

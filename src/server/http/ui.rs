@@ -11,7 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::read::{parse_time, percent_encode};
+use super::read::{percent_encode, Selection};
 use super::{AppState, HttpError};
 use crate::now_ms;
 use crate::store::{App, Query as StoreQuery, Timeline};
@@ -180,28 +180,20 @@ pub async fn timeline(
         state.store.app(&name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
     let bad = |m: String| HttpError::Plain(StatusCode::BAD_REQUEST, m);
     let now = now_ms();
-    let mut query = StoreQuery::default();
+    let mut selection = Selection::default();
     let (mut by, mut step) = (None, None);
     for (k, v) in params {
         match k.as_str() {
-            "from" => query.from_ms = Some(parse_time(&v, now).map_err(|e| bad(format!("invalid from: {e}")))?),
-            "to" => query.to_ms = Some(parse_time(&v, now).map_err(|e| bad(format!("invalid to: {e}")))?),
             "by" => by = Some(v).filter(|v| !v.is_empty()),
             "step" => {
                 let d = humantime::parse_duration(&v).map_err(|e| bad(format!("invalid step={v:?}: {e}; a duration like 1m or 1h")))?;
                 step = Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1));
             }
-            k => {
-                let label = k.strip_prefix("label.").unwrap_or(k);
-                query.labels.push((label.to_string(), v));
-            }
+            k => selection.take(k, v, now).map_err(bad)?,
         }
     }
-    if let (Some(f), Some(t)) = (query.from_ms, query.to_ms) {
-        if f >= t {
-            return Err(bad(format!("from ({}) must be before to ({})", crate::rfc3339_ms(f), crate::rfc3339_ms(t))));
-        }
-    }
+    selection.check("").map_err(bad)?;
+    let query = selection.query();
     let bucket = state.store.bucket_ms();
     // The span the steps cover: the range asked for, or the app's samples.
     let first_seen = app.label_values().values().flat_map(|v| v.values()).filter(|s| s.samples > 0).map(|s| s.first_seen_ms).min();
