@@ -160,7 +160,7 @@ async fn timeline_per_step_and_label() {
         ("step=1s", 400, "invalid step: at least the bucket width"),
         ("step=often", 400, "invalid step=\"often\""),
         ("from=now&to=-1h", 400, "from ("),
-        ("executor=9", 404, "no data for app \"t\""),
+        ("executor=9", 404, "no data for app \"t\" with executor=9; see /apps/<app>"),
     ] {
         let (got, body) = svc.get_text(&format!("/apps/t/timeline?{query}")).await;
         assert_eq!(got, status, "{query}: {body}");

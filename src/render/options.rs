@@ -115,7 +115,8 @@ impl Pattern {
     }
 }
 
-fn flag(name: &str, value: &str) -> Result<bool, String> {
+/// A `true`/`false` parameter (also `1`/`0`, `yes`/`no`, `on`/`off`; empty is true).
+pub fn flag(name: &str, value: &str) -> Result<bool, String> {
     match value {
         "true" | "1" | "yes" | "on" | "" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),

@@ -115,7 +115,7 @@ impl Selection {
     }
 
     /// `executor=1, host=h` or `all labels`.
-    fn describe_labels(&self) -> String {
+    pub fn describe_labels(&self) -> String {
         if self.labels.is_empty() {
             return "all labels".to_string();
         }
@@ -155,13 +155,7 @@ impl GraphRequest {
                 continue;
             }
             match k.as_str() {
-                "normalize" => {
-                    req.normalize = match v.as_str() {
-                        "true" | "1" | "" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("invalid normalize={v:?}: use true or false")),
-                    }
-                }
+                "normalize" => req.normalize = render::options::flag("normalize", &v)?,
                 "base.from" => {
                     any_base = true;
                     base_from = Some(parse_time(&v, now).map_err(|e| format!("invalid base.from: {e}"))?);

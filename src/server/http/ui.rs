@@ -218,7 +218,13 @@ pub async fn timeline(
             .map_err(|e| HttpError::Plain(StatusCode::INTERNAL_SERVER_ERROR, format!("timeline task failed: {e}")))?;
     let timeline = result
         .map_err(|e| HttpError::Plain(StatusCode::SERVICE_UNAVAILABLE, format!("the stored samples cannot be read ({e})")))?
-        .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?} with these labels; see /apps/<app>")))?;
+        .ok_or_else(|| {
+            let labels = selection.describe_labels();
+            HttpError::Plain(
+                StatusCode::NOT_FOUND,
+                format!("no data for app {name:?} with {labels}; see /apps/<app> for the labels it has"),
+            )
+        })?;
     let total = timeline.series.iter().fold(0u64, |t, s| t.saturating_add(s.total));
     Ok(Json(serde_json::json!({
         "app": name,
