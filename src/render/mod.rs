@@ -117,6 +117,7 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
 /// An interactive SVG flame graph (zoom, search) of `stacks`, styled by the URL's options.
 pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<Vec<u8>> {
     let lines = svg_lines(stacks);
+    let mut palette_map = (style.hash == ColorHash::Package).then(|| package_colors(&lines));
     // The renderer adds counts up in a u64 without checking: when they would overflow (only
     // near-saturated totals can), scale them all down alike.
     let overflows = lines.iter().try_fold(0u64, |sum, (_, c)| sum.checked_add(*c)).is_none();
@@ -125,7 +126,6 @@ pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::R
     for (line, count) in lines {
         let _ = writeln!(input, "{line} {}", count / scale);
     }
-    let mut palette_map = (style.hash == ColorHash::Package).then(|| package_colors(&input));
     let mut opts = inferno_options(titles, style);
     opts.palette_map = palette_map.as_mut();
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
@@ -156,11 +156,10 @@ fn inferno_options<'a>(titles: &Titles, style: &Style) -> inferno::flamegraph::O
 }
 
 /// `hash=package`: one colour per package, from a hash of its name (the same package has the
-/// same colour in every graph), for every frame of the renderer's input.
-fn package_colors(input: &str) -> inferno::flamegraph::color::PaletteMap {
+/// same colour in every graph), for every frame of the renderer's input lines.
+fn package_colors(lines: &[(String, u64)]) -> inferno::flamegraph::color::PaletteMap {
     let mut map = inferno::flamegraph::color::PaletteMap::default();
-    for line in input.lines() {
-        let stack = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+    for (stack, _) in lines {
         for frame in stack.split(';') {
             if map.get(frame).is_none() {
                 map.insert(frame, package_color(options::package(frame)));

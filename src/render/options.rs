@@ -74,10 +74,6 @@ pub struct Options {
 pub const PALETTES: [&str; 16] =
     ["java", "hot", "mem", "io", "wakeup", "js", "perl", "python", "rust", "red", "green", "blue", "aqua", "yellow", "purple", "orange"];
 
-/// The query parameters that are render options (everything else selects data).
-pub const NAMES: [&str; 11] =
-    ["title", "width", "minwidth", "inverted", "reverse", "colors", "hash", "include", "exclude", "lines", "max_depth"];
-
 /// A compiled frame filter, compared and hashed by its text.
 #[derive(Clone, Debug)]
 pub struct Pattern {
@@ -309,7 +305,6 @@ mod tests {
         assert_eq!(o.style.hash, ColorHash::Package);
         assert!(o.style.inverted && o.shape.reverse && !o.shape.lines);
         assert_eq!(o.shape.max_depth, Some(3));
-        assert_eq!(NAMES.len(), 11);
     }
 
     #[test]

@@ -64,29 +64,17 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
-/// When an app last sent anything: a sample, a gauge or an engine metric (ms, 0 if never).
-fn last_activity_ms(app: &App, last_sample_ms: i64) -> i64 {
-    let series = app.series().iter().map(|s| s.updated_ms).max().unwrap_or(0);
-    let gauges = app.gauges().iter().map(|g| g.updated_ms).max().unwrap_or(0);
-    last_sample_ms.max(series).max(gauges)
-}
-
 /// `GET /`: every app with its last activity, samples, stacks and a sparkline of its last hour,
 /// most recently active first, with a filter box.
 pub async fn index(State(state): State<Arc<AppState>>) -> Response {
     let store = Arc::clone(&state.store);
     let rows = tokio::task::spawn_blocking(move || {
-        let mut apps: Vec<(i64, Arc<App>, crate::store::AppInfo)> = store
-            .apps()
-            .into_iter()
-            .map(|app| {
-                let info = app.info();
-                (last_activity_ms(&app, info.last_seen_ms), app, info)
-            })
-            .collect();
-        apps.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.name.cmp(&b.2.name)));
+        // An app's last sample, gauge or engine metric (the store keeps it as `last_seen_ms`).
+        let mut apps: Vec<(Arc<App>, crate::store::AppInfo)> = store.apps().into_iter().map(|app| (Arc::clone(&app), app.info())).collect();
+        apps.sort_by(|a, b| b.1.last_seen_ms.cmp(&a.1.last_seen_ms).then_with(|| a.1.name.cmp(&b.1.name)));
         let mut rows = String::new();
-        for (last, app, info) in apps {
+        for (app, info) in apps {
+            let last = info.last_seen_ms;
             let link = percent_encode(&info.name);
             let name = html_escape(&info.name);
             let seen = if last > 0 { crate::rfc3339_ms(last) } else { "never".to_string() };
@@ -196,9 +184,10 @@ pub async fn timeline(
     let query = selection.query();
     let bucket = state.store.bucket_ms();
     // The span the steps cover: the range asked for, or the app's samples.
-    let first_seen = app.label_values().values().flat_map(|v| v.values()).filter(|s| s.samples > 0).map(|s| s.first_seen_ms).min();
+    let info = app.info();
+    let first_seen = info.labels.values().flat_map(|v| v.values()).filter(|s| s.samples > 0).map(|s| s.first_seen_ms).min();
     let span_from = query.from_ms.or(first_seen).unwrap_or(now);
-    let span_to = query.to_ms.unwrap_or_else(|| now.max(app.info().last_seen_ms));
+    let span_to = query.to_ms.unwrap_or_else(|| now.max(info.last_seen_ms));
     let step = match step {
         Some(s) if s < bucket => {
             return Err(bad(format!("invalid step: at least the bucket width, {} ms (--bucket)", bucket)));
