@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 pub mod diff;
+mod narrow;
 pub mod options;
 
 pub use options::{ColorHash, Options, Shape, Style};
@@ -81,32 +82,72 @@ pub fn folded(stacks: &Stacks) -> String {
     out
 }
 
+/// Profiles of at least this many stacks build their lines on two threads.
+const PARALLEL_FROM: usize = 8_192;
+
 /// Each stack as one line of its frames joined by `;` (each written by `frame`, the whole line
 /// then passed through `finish`), sorted bytewise, equal lines merged: two stacks that differ
-/// only in sanitised characters become one line, their counts added (saturating).
+/// only in sanitised characters become one line, their counts added (saturating). Large
+/// profiles are built and sorted in two halves at once, then merged.
 fn joined(stacks: &Stacks, frame: fn(&mut String, &str), finish: fn(String) -> String) -> Vec<(String, u64)> {
-    let mut lines: Vec<(String, u64)> = stacks
-        .iter()
-        .map(|(frames, count)| {
-            let mut line = String::new();
-            for (i, f) in frames.iter().enumerate() {
-                if i > 0 {
-                    line.push(';');
+    let build = |part: &[(Vec<Arc<str>>, u64)]| -> Vec<(String, u64)> {
+        let mut lines: Vec<(String, u64)> = part
+            .iter()
+            .map(|(frames, count)| {
+                let mut line = String::with_capacity(frames.iter().map(|f| f.len() + 1).sum());
+                for (i, f) in frames.iter().enumerate() {
+                    if i > 0 {
+                        line.push(';');
+                    }
+                    frame(&mut line, f);
                 }
-                frame(&mut line, f);
-            }
-            (finish(line), *count)
+                (finish(line), *count)
+            })
+            .collect();
+        lines.sort_unstable();
+        lines
+    };
+    let sorted = if stacks.len() >= PARALLEL_FROM {
+        let (first, second) = stacks.split_at(stacks.len() / 2);
+        std::thread::scope(|scope| {
+            // Without a second thread (none can be started), the caller's builds both halves.
+            let other = std::thread::Builder::new().name("stackd-render".into()).spawn_scoped(scope, || build(second));
+            let a = build(first);
+            let b = match other {
+                Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => build(second),
+            };
+            merge_sorted(a, b)
         })
-        .collect();
-    lines.sort_unstable();
-    let mut merged: Vec<(String, u64)> = Vec::with_capacity(lines.len());
-    for (line, count) in lines {
+    } else {
+        build(stacks)
+    };
+    let mut merged: Vec<(String, u64)> = Vec::with_capacity(sorted.len());
+    for (line, count) in sorted {
         match merged.last_mut() {
             Some((last, total)) if *last == line => *total = total.saturating_add(count),
             _ => merged.push((line, count)),
         }
     }
     merged
+}
+
+/// Two sorted lists as one sorted list.
+fn merge_sorted<T: Ord>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x <= y => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(item) => out.push(item),
+            None => return out,
+        }
+    }
 }
 
 /// An interactive SVG flame graph (zoom, search) of `stacks`, in the default style.
@@ -116,21 +157,34 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
 
 /// An interactive SVG flame graph (zoom, search) of `stacks`, styled by the URL's options.
 pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<Vec<u8>> {
-    let lines = svg_lines(stacks);
-    let mut palette_map = (style.hash == ColorHash::Package).then(|| package_colors(&lines));
+    let mut lines = svg_lines(stacks);
     // The renderer adds counts up in a u64 without checking: when they would overflow (only
     // near-saturated totals can), scale them all down alike.
     let overflows = lines.iter().try_fold(0u64, |sum, (_, c)| sum.checked_add(*c)).is_none();
-    let scale = if overflows { lines.len() as u64 + 1 } else { 1 };
-    let mut input = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 12).sum());
-    for (line, count) in lines {
-        let _ = writeln!(input, "{line} {}", count / scale);
+    if overflows {
+        let scale = lines.len() as u64 + 1;
+        lines.iter_mut().for_each(|(_, c)| *c /= scale);
     }
     let mut opts = inferno_options(titles, style);
+    let lines = narrow::collapse(lines, opts.min_width);
+    let mut palette_map = (style.hash == ColorHash::Package).then(|| package_colors(&lines));
+    let mut input = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 21).sum());
+    for (line, count) in lines {
+        let _ = writeln!(input, "{line} {count}");
+    }
     opts.palette_map = palette_map.as_mut();
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
-    inferno::flamegraph::from_lines(&mut opts, input.lines(), &mut out)?;
+    draw_in_order(&mut opts, &input, &mut out)?;
     Ok(out)
+}
+
+/// Render folded `input` with its lines merged in the order given, unsorted (the lines of
+/// [`narrow::collapse`] are not in sorted order). inferno's flame-chart mode is exactly that:
+/// it reverses the lines it is given and merges them without sorting or checking their order;
+/// nothing else in it depends on the mode.
+fn draw_in_order(opts: &mut inferno::flamegraph::Options<'_>, input: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
+    opts.flame_chart = true;
+    inferno::flamegraph::from_lines(opts, input.lines().rev(), out)
 }
 
 /// inferno's options for a style: deterministic colours, counts named samples, and no second
