@@ -70,12 +70,18 @@ pub struct Name<'a> {
 
 /// Split a name at its first `<executor>.<source>.` pair; `None` when it has none.
 pub fn split(name: &str) -> Option<Name<'_>> {
-    let mut start = 0;
-    // Each dot that could end the app.
-    while let Some(dot) = name[start..].find('.').map(|i| start + i) {
-        let rest = &name[dot + 1..];
-        start = dot + 1;
-        let (executor, after) = rest.split_once('.')?;
+    // A profiler stack sample (`<prefix>.cpu.trace.<frames>`, a kilobyte with a dot between
+    // frames) is never one of Spark's metrics: one search rules it out, instead of a look at
+    // each of its dots.
+    if crate::input::profiler::names::trace_start(name).is_some() {
+        return None;
+    }
+    // Each dot that could end the app, and the next one, which ends the executor (one pass:
+    // profiler stack names that reach here have a dot every few bytes).
+    let mut dots = memchr::memchr_iter(b'.', name.as_bytes()).peekable();
+    while let Some(dot) = dots.next() {
+        let next = *dots.peek()?;
+        let (executor, after) = (&name[dot + 1..next], &name[next + 1..]);
         if dot == 0 || !(executor == "driver" || (!executor.is_empty() && executor.bytes().all(|b| b.is_ascii_digit()))) {
             continue;
         }

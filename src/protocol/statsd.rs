@@ -185,16 +185,30 @@ impl<'a> Line<'a> {
 
 /// Iterate over the lines of a datagram. Empty lines are skipped, a trailing CR is dropped.
 pub fn parse_datagram(datagram: &[u8]) -> impl Iterator<Item = Result<Line<'_>, LineError>> {
-    datagram
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.is_empty())
-        .map(|l| std::str::from_utf8(l).map_err(|_| LineError::InvalidUtf8).and_then(parse_line))
+    let mut rest = Some(datagram);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        Some(match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                &r[..i]
+            }
+            None => {
+                rest = None;
+                r
+            }
+        })
+    })
+    .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    .filter(|l| !l.is_empty())
+    .map(|l| std::str::from_utf8(l).map_err(|_| LineError::InvalidUtf8).and_then(parse_line))
 }
 
 /// Parse one line (no LF).
 pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
-    let (name_part, rest) = line.split_once(':').ok_or(LineError::MissingValue)?;
+    // Names are long (a profiler stack is a kilobyte): every scan over them is a memchr.
+    let colon = memchr::memchr(b':', line.as_bytes()).ok_or(LineError::MissingValue)?;
+    let (name_part, rest) = (&line[..colon], &line[colon + 1..]);
     let (name, name_tags) = split_name_tags(name_part)?;
     if name.is_empty() {
         return Err(LineError::EmptyName);
@@ -245,7 +259,7 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
 fn split_name_tags(name: &str) -> Result<(Cow<'_, str>, Option<Tags<'_>>), LineError> {
     // InfluxDB (`name,k=v`), Librato (`name#k=v,k2=v`) or SignalFx (`na[k=v]me`): whichever
     // delimiter comes first.
-    let Some(open) = name.find([',', '#', '[']) else {
+    let Some(open) = memchr::memchr3(b',', b'#', b'[', name.as_bytes()) else {
         return Ok((Cow::Borrowed(name), None));
     };
     if name.as_bytes()[open] != b'[' {

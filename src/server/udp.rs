@@ -1,9 +1,11 @@
 //! The statsd socket: bound with socket2 (SO_RCVBUF sized for bursts) and drained by a dedicated
 //! thread that does nothing but receive. Agents flush once a second as a burst of hundreds of
 //! datagrams, and a stack seen for the first time costs far more to store than to receive, so
-//! received datagrams are copied into a shared arena (one allocation per [`ARENA_CHUNK`]) and
-//! handed to a worker thread through a bounded queue. When the queue is full the receiver waits and
-//! the kernel buffer absorbs the rest; drops beyond that are counted by the kernel and exported.
+//! the receiver takes up to [`SLOTS`] datagrams per system call (`recvmmsg` on Linux), packs them
+//! into a batch buffer and hands whole batches to a worker thread through a bounded queue; the
+//! worker hands each buffer back when it is done, so buffers are reused, not allocated. When the
+//! queue is full the receiver waits and the kernel buffer absorbs the rest; drops beyond that
+//! are counted by the kernel and exported.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -11,7 +13,6 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
@@ -20,10 +21,16 @@ use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::outcome::{Outcome, Reject};
 
-/// Larger than any UDP payload (65,507 bytes over IPv4), so no datagram is ever truncated.
-const RECV_BUFFER: usize = 65_536;
-/// Datagrams are copied into chunks of this size; a chunk is freed when its last datagram is.
-const ARENA_CHUNK: usize = 4 * 1024 * 1024;
+/// Larger than any UDP payload (65,507 bytes over IPv4): each datagram is received into a slot
+/// of this size, so no datagram is ever truncated.
+const MAX_DATAGRAM: usize = 65_536;
+/// Most datagrams one system call receives. The receiver's slots are reused for every call, and
+/// their memory is only touched as far as datagrams reach.
+const SLOTS: usize = 32;
+/// A batch takes more datagrams while it holds fewer than this many, and fewer bytes than
+/// [`BATCH_BYTES`].
+const BATCH: usize = 512;
+const BATCH_BYTES: usize = 512 * 1024;
 /// Batches waiting for the worker, at most. A full queue makes the receiver wait, and the kernel
 /// buffer absorbs the rest.
 const QUEUE_BATCHES: usize = 256;
@@ -70,57 +77,82 @@ pub fn recv_buffer_size(socket: &UdpSocket) -> usize {
 /// Start the receive thread and the worker thread; both stop when `shutdown` is cancelled (the
 /// worker once it has drained the queue).
 pub fn start(socket: UdpSocket, inputs: Arc<Inputs>, shutdown: CancellationToken) -> anyhow::Result<[std::thread::JoinHandle<()>; 2]> {
-    let (queue_tx, queue_rx) = queue();
+    let (queue_tx, queue_rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
+    // Buffers go back to the receiver; it never waits for one (it allocates when none is back).
+    let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES + 2);
     let metrics = inputs.ingest.metrics.clone();
     let receiver = std::thread::Builder::new()
         .name("stackd-udp-recv".into())
         .spawn(move || {
-            if let Err(e) = receive_loop(socket, &metrics, queue_tx, shutdown) {
+            if let Err(e) = receive_loop(socket, &metrics, queue_tx, spare_rx, shutdown) {
                 tracing::error!(error = %e, "statsd receive loop failed");
             }
         })
         .context("cannot start the statsd receive thread")?;
     let worker = std::thread::Builder::new()
         .name("stackd-udp-work".into())
-        .spawn(move || work_loop(queue_rx, &inputs))
+        .spawn(move || work_loop(queue_rx, spare_tx, &inputs))
         .context("cannot start the statsd worker thread")?;
     Ok([receiver, worker])
 }
 
-/// A batch of datagrams handed from the receiver to the worker.
-pub type Batch = Vec<Bytes>;
+/// Datagrams received back to back into one buffer, handed from the receiver to the worker.
+#[derive(Debug, Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    /// Where each datagram ends in `data`.
+    ends: Vec<usize>,
+}
 
-/// Most datagrams in one batch.
-const BATCH: usize = 512;
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.ends.len() >= BATCH || self.data.len() >= BATCH_BYTES
+    }
+
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let d = &self.data[start..end];
+            start = end;
+            d
+        })
+    }
+
+    fn push(&mut self, datagram: &[u8]) {
+        self.data.extend_from_slice(datagram);
+        self.ends.push(self.data.len());
+    }
+}
 
 /// Receive until `shutdown` is cancelled, handing batches to `queue`. Runs on its own thread with
-/// a single-threaded runtime: it drains everything the socket holds (`try_recv` until it would
-/// block), hands the batch over with one wake-up, then waits for readiness.
-fn receive_loop(socket: UdpSocket, metrics: &Metrics, queue: SyncSender<Batch>, shutdown: CancellationToken) -> io::Result<()> {
+/// a single-threaded runtime: it drains everything the socket holds (up to [`SLOTS`] datagrams a
+/// system call, until it would block or the batch is full), hands the batch over with one
+/// wake-up, then waits for readiness.
+fn receive_loop(
+    socket: UdpSocket,
+    metrics: &Metrics,
+    queue: SyncSender<Batch>,
+    spare: Receiver<Batch>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     runtime.block_on(async move {
         socket.set_nonblocking(true)?;
         let socket = tokio::net::UdpSocket::from_std(socket)?;
-        let mut buf = vec![0u8; RECV_BUFFER];
-        let mut arena = BytesMut::with_capacity(ARENA_CHUNK);
+        let mut slots = Slots::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 ready = socket.readable() => ready?,
             }
-            let mut batch = Vec::with_capacity(64);
-            loop {
-                match socket.try_recv(&mut buf) {
-                    Ok(n) => {
-                        metrics.udp_datagrams.inc();
-                        metrics.udp_bytes.inc_by(n as u64);
-                        if arena.capacity() - arena.len() < n {
-                            arena = BytesMut::with_capacity(ARENA_CHUNK.max(n));
-                        }
-                        arena.extend_from_slice(&buf[..n]);
-                        batch.push(arena.split_to(n).freeze());
-                        if batch.len() == BATCH {
-                            break;
+            let mut batch = spare.try_recv().unwrap_or_default();
+            while !batch.is_full() {
+                match socket.try_io(tokio::io::Interest::READABLE, || slots.receive(&socket)) {
+                    Ok(received) => {
+                        for datagram in slots.datagrams(received) {
+                            metrics.udp_datagrams.inc();
+                            metrics.udp_bytes.inc_by(datagram.len() as u64);
+                            batch.push(datagram);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -132,19 +164,68 @@ fn receive_loop(socket: UdpSocket, metrics: &Metrics, queue: SyncSender<Batch>, 
                     }
                 }
             }
-            if !batch.is_empty() && queue.send(batch).is_err() {
+            if !batch.ends.is_empty() && queue.send(batch).is_err() {
                 return Ok(()); // the worker is gone
             }
         }
     })
 }
 
-/// Parse and store queued datagrams until the receiver hangs up (it drains fully on shutdown).
-fn work_loop(queue: Receiver<Batch>, inputs: &Inputs) {
+/// The receiver's slots: on Linux up to [`SLOTS`] datagrams per `recvmmsg`, elsewhere one `recv`
+/// at a time.
+struct Slots {
+    /// [`SLOTS`] slots of [`MAX_DATAGRAM`] bytes.
+    data: Vec<u8>,
+    /// The length of the datagram in each slot filled by the last call.
+    lens: Vec<usize>,
+    #[cfg(target_os = "linux")]
+    headers: nix::sys::socket::MultiHeaders<()>,
+}
+
+impl Slots {
+    fn new() -> Self {
+        Slots {
+            data: vec![0; SLOTS * MAX_DATAGRAM],
+            lens: Vec::with_capacity(SLOTS),
+            #[cfg(target_os = "linux")]
+            headers: nix::sys::socket::MultiHeaders::preallocate(SLOTS, None),
+        }
+    }
+
+    /// The datagrams of the last call.
+    fn datagrams(&self, received: usize) -> impl Iterator<Item = &[u8]> {
+        self.lens[..received].iter().enumerate().map(|(i, &len)| &self.data[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len])
+    }
+
+    /// Receive what the socket holds, up to the slots; how many datagrams.
+    #[cfg(target_os = "linux")]
+    fn receive(&mut self, socket: &tokio::net::UdpSocket) -> io::Result<usize> {
+        use std::os::fd::AsRawFd as _;
+
+        use nix::sys::socket::{recvmmsg, MsgFlags};
+        let mut iovs: Vec<[io::IoSliceMut<'_>; 1]> = self.data.chunks_mut(MAX_DATAGRAM).map(|slot| [io::IoSliceMut::new(slot)]).collect();
+        let received = recvmmsg(socket.as_raw_fd(), &mut self.headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+        self.lens.clear();
+        self.lens.extend(received.map(|m| m.bytes));
+        Ok(self.lens.len())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn receive(&mut self, socket: &tokio::net::UdpSocket) -> io::Result<usize> {
+        let n = socket.try_recv(&mut self.data[..MAX_DATAGRAM])?;
+        self.lens.clear();
+        self.lens.push(n);
+        Ok(1)
+    }
+}
+
+/// Parse and store queued datagrams until the receiver hangs up (it drains fully on shutdown),
+/// handing each buffer back to the receiver.
+fn work_loop(queue: Receiver<Batch>, spare: SyncSender<Batch>, inputs: &Inputs) {
     let metrics = &inputs.ingest.metrics;
-    for batch in queue {
+    for mut batch in queue {
         let now = now_ms();
-        for datagram in &batch {
+        for datagram in batch.datagrams() {
             // No datagram may stop this thread: a panic (a bug) costs that datagram only, and is
             // counted and logged.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inputs.statsd_datagram(datagram, now))).is_err() {
@@ -155,13 +236,11 @@ fn work_loop(queue: Receiver<Batch>, inputs: &Inputs) {
                 );
             }
         }
-        metrics.udp_processed.inc_by(batch.len() as u64);
+        metrics.udp_processed.inc_by(batch.ends.len() as u64);
+        batch.data.clear();
+        batch.ends.clear();
+        let _ = spare.try_send(batch); // never full: there are no more buffers than it holds
     }
-}
-
-/// The queue between the receive thread and the worker, in batches.
-fn queue() -> (SyncSender<Batch>, Receiver<Batch>) {
-    std::sync::mpsc::sync_channel(QUEUE_BATCHES)
 }
 
 /// Datagrams the kernel dropped for the UDP socket bound to `port` (the `drops` column of

@@ -25,13 +25,21 @@ pub static ENCODING: Encoding = Encoding { id: 1, decode: each_frame };
 
 const TRACE: &str = "cpu.trace.";
 
+/// Where a stack sample's metric starts in a full statsd name (`[<prefix>.]cpu.trace.…`):
+/// the first `cpu.trace.` at the start or after a dot. One search, built once.
+pub fn trace_start(name: &str) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b".cpu.trace."));
+    if name.starts_with(TRACE) {
+        return Some(0);
+    }
+    FINDER.find(name.as_bytes()).map(|i| i + 1)
+}
+
 /// Split a full statsd name into `(prefix, metric)`. `None` when it is no profiler metric.
 pub fn split_name(name: &str) -> Option<(&str, Metric<'_>)> {
-    if let Some(rest) = name.strip_prefix(TRACE) {
-        return Some(("", trace(rest)));
-    }
-    if let Some(i) = memchr::memmem::find(name.as_bytes(), b".cpu.trace.") {
-        return Some((&name[..i], trace(&name[i + 1 + TRACE.len()..])));
+    if let Some(i) = trace_start(name) {
+        return Some((name[..i].strip_suffix('.').unwrap_or(""), trace(&name[i + TRACE.len()..])));
     }
     // Gauge names have one to three components: try the last three, two, one.
     let mut starts = [0usize; 3];

@@ -544,7 +544,8 @@ fn sub<'a>(text: &'a str, part: &[u8]) -> &'a str {
 
 /// Remove the escapes of a key (or measurement) whose section delimiters are `delims`.
 fn unescape<'a>(raw: &'a str, delims: &[u8]) -> Cow<'a, str> {
-    if !raw.contains('\\') {
+    // A profiler's measurement is a kilobyte: look for a backslash with the vectorised search.
+    if memchr::memchr(b'\\', raw.as_bytes()).is_none() {
         return Cow::Borrowed(raw);
     }
     let bytes = raw.as_bytes();
@@ -562,7 +563,7 @@ fn unescape<'a>(raw: &'a str, delims: &[u8]) -> Cow<'a, str> {
 }
 
 fn unescape_string(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('\\') {
+    if memchr::memchr(b'\\', raw.as_bytes()).is_none() {
         return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
