@@ -37,6 +37,10 @@ struct Written {
     stacks: Vec<usize>,
     /// How many frames are on disk once this commits.
     frames: usize,
+    /// Apps whose old buckets this deletes: their generation moves once the deletion is
+    /// committed (before, a query could still read the buckets and be cached as the new
+    /// generation's answer).
+    expired: Vec<Arc<App>>,
 }
 
 impl Written {
@@ -130,6 +134,9 @@ impl Store {
             .and_then(|w| self.write_changes(w, &apps, now_ms, delete_before, *frames_on_disk, &mut batch));
         match result {
             Ok(()) => {
+                for app in &written.expired {
+                    app.deletions.fetch_add(1, Ordering::AcqRel);
+                }
                 *frames_on_disk = written.frames;
                 for (app, len) in apps.iter().zip(&written.stacks) {
                     let mut persisted = app.persisted.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,7 +320,7 @@ impl Batch<'_> {
         let old: Vec<i64> =
             t.range((name, i64::MIN)..(name, before)).map_err(StoreError::write)?.flatten().map(|(k, _)| k.value().1).collect();
         if !old.is_empty() {
-            app.deletions.fetch_add(1, Ordering::AcqRel);
+            self.written.expired.push(Arc::clone(app));
         }
         for n in old {
             t.remove((name, n)).map_err(StoreError::write)?;
