@@ -182,14 +182,21 @@ impl<'a> Line<'a> {
 
 /// Parse a request body: every non-blank, non-comment line as a point or an error.
 pub fn parse_body(body: &[u8]) -> impl Iterator<Item = Result<Line<'_>, LineError<'_>>> {
-    split_lines(body).filter_map(|raw| {
+    // An agent sends the same tags on every line of a body: once a tag section has passed the
+    // key checks, the same text need not be checked again.
+    let mut checked_tags = "";
+    split_lines(body).filter_map(move |raw| {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let start = line.iter().position(|b| !matches!(b, b' ' | b'\t' | 0)).unwrap_or(line.len());
         let line = &line[start..];
         if line.is_empty() || line[0] == b'#' {
             return None;
         }
-        Some(parse_line(line).map_err(|kind| LineError { line, kind }))
+        let parsed = parse_line_after(line, checked_tags);
+        if let Ok(l) = &parsed {
+            checked_tags = l.tags;
+        }
+        Some(parsed.map_err(|kind| LineError { line, kind }))
     })
 }
 
@@ -242,6 +249,12 @@ pub fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Parse one line (no line terminator; leading blanks already skipped).
 pub fn parse_line(input: &[u8]) -> Result<Line<'_>, ErrorKind> {
+    parse_line_after(input, "")
+}
+
+/// [`parse_line`], where tags whose text is `checked_tags` (non-empty) are known to have passed
+/// the key checks.
+fn parse_line_after<'a>(input: &'a [u8], checked_tags: &str) -> Result<Line<'a>, ErrorKind> {
     let text = std::str::from_utf8(input).map_err(|_| ErrorKind::InvalidUtf8)?;
     let (rest, measurement) = escaped(b", ")(input).map_err(kind)?;
     if measurement.is_empty() {
@@ -266,7 +279,12 @@ pub fn parse_line(input: &[u8]) -> Result<Line<'_>, ErrorKind> {
     // Timestamp.
     let (_, timestamp) = all_consuming(timestamp_section).parse(after).map_err(kind)?;
     let line = Line { measurement: sub(text, measurement), tags: sub(text, tags), fields: sub(text, fields), timestamp };
-    check_keys(&line)?;
+    if line.tags.is_empty() || line.tags != checked_tags {
+        check_tag_keys(&line)?;
+    }
+    if line.fields().any(|(k, _)| k == "time") {
+        return Err(ErrorKind::TimeField);
+    }
     Ok(line)
 }
 
@@ -274,7 +292,7 @@ pub fn parse_line(input: &[u8]) -> Result<Line<'_>, ErrorKind> {
 /// the first tag (in wire order) that is either. Clients send tags sorted by key, and then one
 /// pass finds duplicates (they are neighbours); otherwise a set of the keys seen does, still in
 /// linear time, whatever the number of tags.
-fn check_keys(line: &Line<'_>) -> Result<(), ErrorKind> {
+fn check_tag_keys(line: &Line<'_>) -> Result<(), ErrorKind> {
     let mut previous: Option<Cow<'_, str>> = None;
     for (k, _) in line.tags() {
         if k == "time" {
@@ -282,18 +300,15 @@ fn check_keys(line: &Line<'_>) -> Result<(), ErrorKind> {
         }
         match &previous {
             Some(p) if *p == k => return Err(ErrorKind::DuplicateTags),
-            Some(p) if *p > k => return check_unsorted_keys(line),
+            Some(p) if *p > k => return check_unsorted_tag_keys(line),
             _ => {}
         }
         previous = Some(k);
     }
-    if line.fields().any(|(k, _)| k == "time") {
-        return Err(ErrorKind::TimeField);
-    }
     Ok(())
 }
 
-fn check_unsorted_keys(line: &Line<'_>) -> Result<(), ErrorKind> {
+fn check_unsorted_tag_keys(line: &Line<'_>) -> Result<(), ErrorKind> {
     let mut seen = std::collections::HashSet::new();
     for (k, _) in line.tags() {
         if k == "time" {
@@ -302,9 +317,6 @@ fn check_unsorted_keys(line: &Line<'_>) -> Result<(), ErrorKind> {
         if !seen.insert(k) {
             return Err(ErrorKind::DuplicateTags);
         }
-    }
-    if line.fields().any(|(k, _)| k == "time") {
-        return Err(ErrorKind::TimeField);
     }
     Ok(())
 }
