@@ -177,6 +177,13 @@ pub struct Store {
     flushing: Mutex<usize>,
 }
 
+/// `cell = max(cell, t)`, without a write when `t` is not larger.
+fn raise(cell: &std::sync::atomic::AtomicI64, t: i64) {
+    if t > cell.load(Ordering::Relaxed) {
+        cell.fetch_max(t, Ordering::Relaxed);
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -304,11 +311,15 @@ impl Store {
             break;
         }
         saturating_add(&app.total, count);
-        app.last_seen_ms.fetch_max(time_ms, Ordering::Relaxed);
+        // Times rarely move: read first, so that writers on other cores do not take the cache
+        // line from each other for nothing (the result is the same).
+        raise(&app.last_seen_ms, time_ms);
         let stats = &source.stats;
         saturating_add(&stats.samples, count);
-        stats.first_ms.fetch_min(time_ms, Ordering::Relaxed);
-        stats.last_ms.fetch_max(time_ms, Ordering::Relaxed);
+        if time_ms < stats.first_ms.load(Ordering::Relaxed) {
+            stats.first_ms.fetch_min(time_ms, Ordering::Relaxed);
+        }
+        raise(&stats.last_ms, time_ms);
         mark(&stats.dirty);
         Ok(stored)
     }
