@@ -34,6 +34,8 @@ const BATCH_BYTES: usize = 512 * 1024;
 /// Batches waiting for the worker, at most. A full queue makes the receiver wait, and the kernel
 /// buffer absorbs the rest.
 const QUEUE_BATCHES: usize = 256;
+/// Emptied batch buffers kept for reuse, at most.
+const SPARE_BATCHES: usize = 8;
 
 /// Bind the statsd socket and ask for a kernel receive buffer of `recv_buffer` bytes.
 ///
@@ -79,7 +81,8 @@ pub fn recv_buffer_size(socket: &UdpSocket) -> usize {
 pub fn start(socket: UdpSocket, inputs: Arc<Inputs>, shutdown: CancellationToken) -> anyhow::Result<[std::thread::JoinHandle<()>; 2]> {
     let (queue_tx, queue_rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
     // Buffers go back to the receiver; it never waits for one (it allocates when none is back).
-    let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES + 2);
+    // A few are kept: after a burst that filled the queue the rest are freed, not held.
+    let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(SPARE_BATCHES);
     let metrics = inputs.ingest.metrics.clone();
     let receiver = std::thread::Builder::new()
         .name("stackd-udp-recv".into())
@@ -149,11 +152,13 @@ fn receive_loop(
             while !batch.is_full() {
                 match socket.try_io(tokio::io::Interest::READABLE, || slots.receive(&socket)) {
                     Ok(received) => {
+                        let mut bytes = 0;
                         for datagram in slots.datagrams(received) {
-                            metrics.udp_datagrams.inc();
-                            metrics.udp_bytes.inc_by(datagram.len() as u64);
+                            bytes += datagram.len();
                             batch.push(datagram);
                         }
+                        metrics.udp_datagrams.inc_by(received as u64);
+                        metrics.udp_bytes.inc_by(bytes as u64);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -239,7 +244,7 @@ fn work_loop(queue: Receiver<Batch>, spare: SyncSender<Batch>, inputs: &Inputs) 
         metrics.udp_processed.inc_by(batch.ends.len() as u64);
         batch.data.clear();
         batch.ends.clear();
-        let _ = spare.try_send(batch); // never full: there are no more buffers than it holds
+        let _ = spare.try_send(batch); // when enough are spare, this one is freed
     }
 }
 
