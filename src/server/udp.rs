@@ -101,7 +101,7 @@ pub fn start(socket: UdpSocket, inputs: Arc<Inputs>, shutdown: CancellationToken
 
 /// Datagrams received back to back into one buffer, handed from the receiver to the worker.
 #[derive(Debug, Default)]
-pub struct Batch {
+struct Batch {
     data: Vec<u8>,
     /// Where each datagram ends in `data`.
     ends: Vec<usize>,
@@ -112,7 +112,7 @@ impl Batch {
         self.ends.len() >= BATCH || self.data.len() >= BATCH_BYTES
     }
 
-    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+    fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
         let mut start = 0;
         self.ends.iter().map(move |&end| {
             let d = &self.data[start..end];
