@@ -199,6 +199,23 @@ fn bench_render(c: &mut Criterion) {
     g.bench_function("svg", |b| b.iter(|| black_box(stackd::render::svg(&stacks, &titles).expect("renders"))));
     g.bench_function("folded", |b| b.iter(|| black_box(stackd::render::folded(&stacks))));
     let folded = stackd::render::folded(&stacks);
+    // The lines as the SVG renderer gets them (these frames hold nothing to replace), and what the
+    // cut of frames too narrow to draw leaves of them.
+    let lines: Vec<(String, u64)> =
+        folded.lines().map(|l| l.rsplit_once(' ').map(|(s, c)| (s.to_string(), c.parse().expect("count"))).expect("folded line")).collect();
+    let min_width = inferno::flamegraph::Options::default().min_width;
+    let cut = stackd::render::narrow::collapse(lines.clone(), min_width);
+    let bytes = |l: &[(String, u64)]| l.iter().map(|(s, _)| s.len() + 8).sum::<usize>();
+    eprintln!(
+        "render_50k_stacks: inferno is given {} of {} lines, about {} of {} bytes",
+        cut.len(),
+        lines.len(),
+        bytes(&cut),
+        bytes(&lines)
+    );
+    g.bench_function("narrow_collapse", |b| {
+        b.iter_batched(|| lines.clone(), |l| black_box(stackd::render::narrow::collapse(l, min_width)), criterion::BatchSize::LargeInput)
+    });
     g.bench_function("inferno_from_folded_text", |b| {
         b.iter(|| {
             let mut opts = inferno::flamegraph::Options::default();

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 pub mod diff;
-mod narrow;
+pub mod narrow;
 pub mod options;
 
 pub use options::{ColorHash, Options, Shape, Style};
@@ -188,7 +188,8 @@ fn draw_in_order(opts: &mut inferno::flamegraph::Options<'_>, input: &str, out: 
 }
 
 /// inferno's options for a style: deterministic colours, counts named samples, and no second
-/// sort (the input is sorted here, as it must be to merge lines that became equal).
+/// sort (the input is sorted here, as it must be to merge lines that became equal; the plain SVG
+/// then hands its cut lines over in order, [`draw_in_order`]).
 fn inferno_options<'a>(titles: &Titles, style: &Style) -> inferno::flamegraph::Options<'a> {
     use inferno::flamegraph::color::{MultiPalette, Palette};
     let mut opts = inferno::flamegraph::Options::default();

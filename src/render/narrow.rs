@@ -73,7 +73,6 @@ struct Group {
 
 /// An outermost narrow frame: the lines `[first, end)` are under it, at `depth` (0: a root
 /// frame).
-#[derive(Debug, PartialEq)]
 struct Run {
     first: usize,
     end: usize,

@@ -122,6 +122,31 @@ fn gauges_set_and_relative() {
     assert_eq!(s.app("a").expect("a").gauges()[0].value, 5.0);
 }
 
+/// A data dir of its own for one test, empty at the start and removed at the end (also when the
+/// test fails).
+struct TestDir(std::path::PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("stackd-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TestDir(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
 fn on_disk(dir: &std::path::Path, window: Duration) -> Store {
     let config = StoreConfig {
         data_dir: Some(dir.to_path_buf()),
@@ -136,8 +161,7 @@ fn on_disk(dir: &std::path::Path, window: Duration) -> Store {
 
 #[test]
 fn flush_evict_reload_and_restart() {
-    let dir = std::env::temp_dir().join(format!("stackd-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TestDir::new("flush");
     let now = 100 * 60_000;
     {
         let s = on_disk(&dir, Duration::from_secs(120));
@@ -172,13 +196,11 @@ fn flush_evict_reload_and_restart() {
     let s = on_disk(&dir, Duration::from_secs(120));
     let q = Query { from_ms: Some(now), to_ms: None, labels: vec![] };
     assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 2)]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn flushes_write_only_what_changed() {
-    let dir = std::env::temp_dir().join(format!("stackd-store-dirty-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TestDir::new("dirty");
     let now = 100 * 60_000;
     {
         let s = on_disk(&dir, Duration::from_secs(3600));
@@ -197,7 +219,6 @@ fn flushes_write_only_what_changed() {
     }
     let s = on_disk(&dir, Duration::from_secs(3600));
     assert_eq!(s.flush(now).expect("flush"), FlushStats::default(), "a restart writes nothing");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -245,8 +266,7 @@ fn totals_saturate_instead_of_wrapping() {
 
 #[test]
 fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
-    let dir = std::env::temp_dir().join(format!("stackd-store-unreadable-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TestDir::new("unreadable");
     let now = 100 * 60_000;
     let s = on_disk(&dir, Duration::from_secs(120));
     let src = s.source(1, || spec("a", &[])).expect("src");
@@ -265,7 +285,6 @@ fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
     assert_eq!(s.query(&app, &q).expect("resident only").map(|p| p.total), Some(1));
     // A sample for a bucket that is only on disk is refused rather than started afresh.
     assert_eq!(s.add_stack(&src, &raw("r;x0"), 1, 40 * 60_000, now), Err(Reject::StoreUnavailable));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Engine series: values replace, the series limit counts gauges and series together, they
@@ -274,8 +293,7 @@ fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
 fn engine_series_persist_and_expire() {
     use crate::sample::{Origin, Series, SeriesKind};
     use std::borrow::Cow;
-    let dir = std::env::temp_dir().join(format!("stackd-store-series-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TestDir::new("series");
     let series = |family: &'static str, executor: &'static str, value| Series {
         origin: Origin::Spark,
         family,
@@ -304,7 +322,6 @@ fn engine_series_persist_and_expire() {
     drop(s);
     let s = on_disk(&dir, Duration::from_secs(3600));
     assert_eq!(s.app("app-1").expect("loaded").series().len(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -321,8 +338,7 @@ fn the_series_limit_counts_gauges_and_engine_series() {
 
 #[test]
 fn timeline_per_step_and_label_from_memory_and_disk() {
-    let dir = std::env::temp_dir().join(format!("stackd-store-timeline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TestDir::new("timeline");
     let now = 100 * 60_000;
     let s = on_disk(&dir, Duration::from_secs(120));
     let one = s.source(1, || spec("a", &[("executor", "1")])).expect("src");
@@ -363,5 +379,4 @@ fn timeline_per_step_and_label_from_memory_and_disk() {
     let q = Query { labels: vec![("executor".into(), "9".into())], ..Query::default() };
     assert!(s.timeline(&app, &q, None, 60_000).expect("readable").is_none());
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
