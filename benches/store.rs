@@ -119,7 +119,7 @@ fn main() {
                     let source = &app_sources[rng.below(4) as usize];
                     let raw = Stack::Encoded { encoding: &SEMICOLONS, text: &texts[s] };
                     let count = 1 + rng.below(5);
-                    store.add_stack(source, &raw, count, t, now).expect("in range");
+                    store.add_stack_now(source, &raw, count, t, now).expect("in range");
                     if first_app {
                         app0_samples += count;
                     }

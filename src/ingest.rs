@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::metrics::Metrics;
 use crate::outcome::{Limit, Outcome, Reject};
 use crate::sample::{Gauge, Series, Stack};
-use crate::store::{Source, SourceSpec, Store, Stored};
+use crate::store::{Source, SourceId, SourceSpec, Store, Stored, Writes};
 
 /// The largest sample count one line may carry: 10^12 (an agent sampling every 10 ms sends about
 /// 100 per thread per second). Larger values are refused (`count_too_large`), so that no single
@@ -72,10 +72,17 @@ impl Ingest {
         Tally { protocol, accepted: self.metrics.lines_accepted.with_label_values(&[protocol]), metrics: self.metrics.clone() }
     }
 
-    /// The source of an origin: `origin` is the input's hash of the origin's raw text (each
-    /// input hashes its own domain name first, so that inputs never share an origin), and
-    /// `resolve` names its app and labels on first sight.
-    pub fn source(&self, origin: u64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Reject> {
+    /// A run of writes: one body, one batch of datagrams, one profile ([`Writer`]). Accepted
+    /// lines are counted under `tally` when it ends.
+    pub fn writer<'a>(&'a self, tally: Option<&'a Tally>) -> Writer<'a> {
+        Writer { ingest: self, writes: Writes::default(), tally, accepted: 0 }
+    }
+
+    /// The source of an origin for samples filed at `time_ms`, the time checked first: a
+    /// profile refused for its time must not leave an empty app behind. Origins are hashed as
+    /// for [`Writer::source`].
+    pub fn source_at(&self, origin: u64, time_ms: i64, now_ms: i64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Reject> {
+        self.store.check_time(time_ms, now_ms)?;
         let source = self.store.source(origin, resolve);
         if let Err(r) = source {
             self.limit_hit(r);
@@ -83,45 +90,22 @@ impl Ingest {
         source
     }
 
-    /// Add `value` samples of `stack` at `time_ms` (checked against the clock `now_ms`). The
-    /// value must be a whole number in `0..=MAX_SAMPLE_COUNT`.
-    pub fn add_stack(&self, source: &Source, stack: &Stack<'_>, value: f64, time_ms: i64, now_ms: i64) -> Result<(), Reject> {
-        self.label_overflow(source);
-        let count = sample_count(value)?;
-        match self.store.add_stack(source, stack, count, time_ms, now_ms) {
-            Ok(Stored::Stack) => Ok(()),
-            Ok(Stored::Overflow) => {
-                self.metrics.limit_hit(Limit::Stacks);
-                Ok(())
-            }
-            Err(r) => {
-                self.limit_hit(r);
-                Err(r)
-            }
-        }
-    }
-
-    /// The source of an origin for samples filed at `time_ms`, the time checked first: a
-    /// profile refused for its time must not leave an empty app behind.
-    pub fn source_at(&self, origin: u64, time_ms: i64, now_ms: i64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Reject> {
-        self.store.check_time(time_ms, now_ms)?;
-        self.source(origin, resolve)
-    }
-
     /// Store one whole profile from one source at one time (an imported document, a Flink
-    /// snapshot): `each` calls its sink with every stack (frames root first) and its count. The
-    /// time is checked first, so a profile is stored whole or refused whole. Returns the samples
-    /// stored.
+    /// snapshot) in one run: `each` calls its sink with every stack (frames root first) and its
+    /// count. The time is checked first, so a profile is stored whole or refused whole. Returns
+    /// the samples stored.
     pub fn add_profile(
         &self,
-        source: &Source,
+        source: &Arc<Source>,
         time_ms: i64,
         now_ms: i64,
         each: impl FnOnce(&mut dyn FnMut(&[&str], u64)),
     ) -> Result<u64, Reject> {
         self.store.check_time(time_ms, now_ms)?;
+        let mut w = self.writer(None);
+        let id = w.writes.adopt(source);
         let (mut samples, mut failed) = (0u64, None);
-        each(&mut |frames, count| match self.add_stack(source, &Stack::Frames(frames), count as f64, time_ms, now_ms) {
+        each(&mut |frames, count| match w.add_stack(id, &Stack::Frames(frames), count as f64, time_ms, now_ms) {
             Ok(()) => samples = samples.saturating_add(count),
             Err(r) => failed = failed.or(Some(r)),
         });
@@ -133,37 +117,103 @@ impl Ingest {
         }
     }
 
+    fn limit_hit(&self, r: Reject) {
+        if let Some(limit) = r.limit() {
+            self.metrics.limit_hit(limit);
+        }
+    }
+}
+
+/// One run of writes through the ingest (see [`Writes`]): origins resolved once per run, counts
+/// in their buckets line by line, totals and the accepted-lines counter written when it is
+/// dropped. Not to be kept across an `.await`: drop it before answering.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    ingest: &'a Ingest,
+    writes: Writes,
+    tally: Option<&'a Tally>,
+    accepted: u64,
+}
+
+impl Writer<'_> {
+    /// The source of an origin: `origin` is the input's hash of the origin's raw text (each
+    /// input hashes its own domain name first, so that inputs never share an origin), and
+    /// `resolve` names its app and labels on first sight.
+    pub fn source(&mut self, origin: u64, resolve: impl FnOnce() -> SourceSpec) -> Result<SourceId, Reject> {
+        let source = self.writes.resolve(&self.ingest.store, origin, resolve);
+        if let Err(r) = source {
+            self.ingest.limit_hit(r);
+        }
+        source
+    }
+
+    /// Add `value` samples of `stack` at `time_ms` (checked against the clock `now_ms`). The
+    /// value must be a whole number in `0..=MAX_SAMPLE_COUNT`.
+    pub fn add_stack(&mut self, source: SourceId, stack: &Stack<'_>, value: f64, time_ms: i64, now_ms: i64) -> Result<(), Reject> {
+        self.label_overflow(source);
+        let count = sample_count(value)?;
+        match self.ingest.store.add_stack(&mut self.writes, source, stack, count, time_ms, now_ms) {
+            Ok(Stored::Stack) => Ok(()),
+            Ok(Stored::Overflow) => {
+                self.ingest.metrics.limit_hit(Limit::Stacks);
+                Ok(())
+            }
+            Err(r) => {
+                self.ingest.limit_hit(r);
+                Err(r)
+            }
+        }
+    }
+
     /// Set (or change, for a relative reading) a gauge. Gauges age from arrival: pass the time
     /// the reading arrived, whatever the agent's clock says.
-    pub fn set_gauge(&self, source: &Source, gauge: &Gauge<'_>, now_ms: i64) -> Result<(), Reject> {
+    pub fn set_gauge(&mut self, source: SourceId, gauge: &Gauge<'_>, now_ms: i64) -> Result<(), Reject> {
         self.label_overflow(source);
-        let result = self.store.set_gauge(source, gauge, now_ms);
+        let result = self.ingest.store.set_gauge(self.writes.source(source), gauge, now_ms);
         if let Err(r) = result {
-            self.limit_hit(r);
+            self.ingest.limit_hit(r);
         }
         result
     }
 
     /// Set an engine metric's sample, stamped with its arrival (engines' clocks are theirs).
-    pub fn set_series(&self, source: &Source, series: &Series<'_>, now_ms: i64) -> Result<(), Reject> {
-        let result = self.store.set_series(source, series, now_ms);
+    pub fn set_series(&mut self, source: SourceId, series: &Series<'_>, now_ms: i64) -> Result<(), Reject> {
+        let result = self.ingest.store.set_series(self.writes.source(source), series, now_ms);
         if let Err(r) = result {
-            self.limit_hit(r);
+            self.ingest.limit_hit(r);
         }
         result
     }
 
-    /// Samples of an origin whose label value was over `--max-label-values` are kept under the
-    /// overflow value; each is a hit of that limit.
-    fn label_overflow(&self, source: &Source) {
-        if source.label_overflow {
-            self.metrics.limit_hit(Limit::LabelValues);
+    /// Count a line's outcome under the run's tally (accepted lines once, when the run ends).
+    pub fn count(&mut self, outcome: Outcome) {
+        match (outcome, self.tally) {
+            (Outcome::Accepted, _) => self.accepted += 1,
+            (outcome, Some(tally)) => tally.count(outcome),
+            (_, None) => {}
         }
     }
 
-    fn limit_hit(&self, r: Reject) {
-        if let Some(limit) = r.limit() {
-            self.metrics.limit_hit(limit);
+    /// A line refused for `reason` before any input saw it (a parser's).
+    pub fn rejected(&mut self, reason: &'static str) {
+        if let Some(tally) = self.tally {
+            tally.rejected(reason);
+        }
+    }
+
+    /// Samples of an origin whose label value was over `--max-label-values` are kept under the
+    /// overflow value; each is a hit of that limit.
+    fn label_overflow(&self, source: SourceId) {
+        if self.writes.source(source).label_overflow {
+            self.ingest.metrics.limit_hit(Limit::LabelValues);
+        }
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if let (Some(tally), n @ 1..) = (self.tally, self.accepted) {
+            tally.accepted.inc_by(n);
         }
     }
 }

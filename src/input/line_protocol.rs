@@ -1,6 +1,7 @@
 //! Line-protocol bodies (`/write`, `/api/v2/write`): each point to the first input that claims
 //! it, each line's outcome counted, the first refusals kept for the HTTP answer.
 
+use crate::ingest::Writer;
 use crate::outcome::{Ignored, Outcome, Reject};
 use crate::protocol::influx;
 
@@ -81,27 +82,28 @@ impl Inputs {
     /// A line-protocol body (already decompressed), received at `now_ms`.
     pub fn line_protocol(&self, body: &[u8], precision: Precision, now_ms: i64) -> WriteOutcome {
         let mut out = WriteOutcome::default();
+        let mut w = self.ingest.writer(Some(&self.influx_tally));
         for line in influx::parse_body(body) {
             let line = match line {
                 Err(e) => {
-                    self.influx_tally.rejected(e.kind.reason());
+                    w.rejected(e.kind.reason());
                     out.reject(e.to_string());
                     continue;
                 }
                 Ok(line) => line,
             };
-            let outcome = self.point(&line, precision, now_ms);
+            let outcome = self.point(&mut w, &line, precision, now_ms);
             if let Outcome::Rejected(r) = outcome {
                 out.reject(format!("unable to parse '{}': {r}", line.measurement()));
             } else {
                 out.written += 1;
             }
-            self.influx_tally.count(outcome);
+            w.count(outcome);
         }
         out
     }
 
-    fn point(&self, line: &influx::Line<'_>, precision: Precision, now_ms: i64) -> Outcome {
+    fn point(&self, w: &mut Writer<'_>, line: &influx::Line<'_>, precision: Precision, now_ms: i64) -> Outcome {
         let time_ms = match line.timestamp {
             None => now_ms,
             Some(t) => match precision.to_millis(t) {
@@ -111,7 +113,7 @@ impl Inputs {
         };
         self.line_protocol
             .iter()
-            .find_map(|input| input.point(&self.ingest, line, time_ms, now_ms))
+            .find_map(|input| input.point(w, line, time_ms, now_ms))
             .unwrap_or(Outcome::Ignored(Ignored::UnknownMetric))
     }
 }

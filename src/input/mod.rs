@@ -2,7 +2,7 @@
 //! wire line to the [`Ingest`] sink. The wire parsers ([`crate::protocol`]) are shared and know
 //! no meaning; an input decides which app and labels a line belongs to and whether it is a
 //! stack count or a gauge, and ends in the same vocabulary as every other input: a source
-//! ([`Ingest::source`]) and stack samples ([`Stack`](crate::sample::Stack), frames root first,
+//! ([`Writer::source`]) and stack samples ([`Stack`](crate::sample::Stack), frames root first,
 //! encoded or already split) or gauge readings ([`Gauge`](crate::sample::Gauge)).
 //!
 //! | input | wire | module |
@@ -23,11 +23,12 @@
 //! # Adding an input
 //!
 //! 1. A new file here (`src/input/<name>.rs`) with a type implementing [`StatsdInput`] or
-//!    [`LineInput`]: claim your lines by name, resolve the origin with [`Ingest::source`]
+//!    [`LineInput`]: claim your lines by name, resolve the origin with [`Writer::source`]
 //!    (hash your module's name first, then the origin's raw text), hand samples to
-//!    [`Ingest::add_stack`] / [`Ingest::set_gauge`] (an agent's JVM gauges, fixed families) /
-//!    [`Ingest::set_series`] (an engine's own metrics, families named by the sender), and return
-//!    an [`Outcome`] per line.
+//!    [`Writer::add_stack`] / [`Writer::set_gauge`] (an agent's JVM gauges, fixed families) /
+//!    [`Writer::set_series`] (an engine's own metrics, families named by the sender), and return
+//!    an [`Outcome`] per line. The [`Writer`] is one run (a body, a batch of datagrams): it
+//!    resolves each origin once and writes totals once.
 //! 2. One registration line in [`Inputs::new`] (and, if it exports gauges, one in [`family`]).
 //! 3. For a new HTTP route: one line in `server::http::router` and a handler in
 //!    `server/http/write.rs` that passes the body to your input.
@@ -45,7 +46,7 @@ pub mod uber;
 use std::sync::Arc;
 
 use crate::config::PrefixTemplate;
-use crate::ingest::{Ingest, Tally};
+use crate::ingest::{Ingest, Tally, Writer};
 use crate::outcome::{Ignored, Outcome};
 use crate::protocol::{influx, statsd};
 use crate::sample::{FamilyKind, GaugeFamily};
@@ -54,16 +55,16 @@ pub use line_protocol::{Precision, WriteOutcome};
 
 /// An input whose lines arrive as statsd datagrams.
 pub trait StatsdInput: Send + Sync + std::fmt::Debug {
-    /// Handle one line, counting an outcome per sample in `tally`; `false` when the line's name
-    /// is not this input's (then the next input is asked).
-    fn line(&self, ingest: &Ingest, tally: &Tally, line: &statsd::Line<'_>, now_ms: i64) -> bool;
+    /// Handle one line, counting an outcome per sample ([`Writer::count`]); `false` when the
+    /// line's name is not this input's (then the next input is asked).
+    fn line(&self, w: &mut Writer<'_>, line: &statsd::Line<'_>, now_ms: i64) -> bool;
 }
 
 /// An input whose points arrive as InfluxDB line protocol.
 pub trait LineInput: Send + Sync + std::fmt::Debug {
     /// Handle one point stamped `time_ms` (its own timestamp, or arrival); `None` when the
     /// measurement is not this input's (then the next input is asked).
-    fn point(&self, ingest: &Ingest, point: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Option<Outcome>;
+    fn point(&self, w: &mut Writer<'_>, point: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Option<Outcome>;
 }
 
 /// Every input, by wire, in the order they are asked.
@@ -89,14 +90,26 @@ impl Inputs {
         Inputs { ingest, statsd, line_protocol, statsd_tally, influx_tally }
     }
 
-    /// One statsd datagram, received at `now_ms`: each line to the first input that claims it.
+    /// A run of writes for statsd datagrams (one batch of them), their lines counted under the
+    /// statsd tally.
+    pub fn statsd_writer(&self) -> Writer<'_> {
+        self.ingest.writer(Some(&self.statsd_tally))
+    }
+
+    /// One statsd datagram, received at `now_ms`, in a run of its own.
     pub fn statsd_datagram(&self, datagram: &[u8], now_ms: i64) {
+        self.statsd_into(&mut self.statsd_writer(), datagram, now_ms);
+    }
+
+    /// One statsd datagram, received at `now_ms`, in the run `w`: each line to the first input
+    /// that claims it.
+    pub fn statsd_into(&self, w: &mut Writer<'_>, datagram: &[u8], now_ms: i64) {
         for line in statsd::parse_datagram(datagram) {
             match line {
-                Err(e) => self.statsd_tally.rejected(e.reason()),
+                Err(e) => w.rejected(e.reason()),
                 Ok(line) => {
-                    if !self.statsd.iter().any(|input| input.line(&self.ingest, &self.statsd_tally, &line, now_ms)) {
-                        self.statsd_tally.count(Outcome::Ignored(Ignored::UnknownMetric));
+                    if !self.statsd.iter().any(|input| input.line(w, &line, now_ms)) {
+                        w.count(Outcome::Ignored(Ignored::UnknownMetric));
                     }
                 }
             }

@@ -29,7 +29,7 @@ use std::borrow::Cow;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::ingest::{Ingest, Tally};
+use crate::ingest::Writer;
 use crate::input::StatsdInput;
 use crate::outcome::{Outcome, Reject};
 use crate::protocol::statsd::{self, MetricType};
@@ -182,7 +182,7 @@ fn export(source: &str, metric: &str, kind: MetricType) -> Option<Export> {
 pub struct Input;
 
 impl StatsdInput for Input {
-    fn line(&self, ingest: &Ingest, tally: &Tally, line: &statsd::Line<'_>, now_ms: i64) -> bool {
+    fn line(&self, w: &mut Writer<'_>, line: &statsd::Line<'_>, now_ms: i64) -> bool {
         let Some(name) = split(&line.name) else { return false };
         let role = if name.executor == "driver" { "driver" } else { "executor" };
         let mut h = Xxh3::new();
@@ -190,14 +190,14 @@ impl StatsdInput for Input {
             h.update(b"spark\0");
             h.update(part.as_bytes());
         }
-        let source = ingest.source(h.digest(), || SourceSpec {
+        let source = w.source(h.digest(), || SourceSpec {
             app: name.app.to_string(),
             labels: vec![("executor".into(), name.executor.into()), ("role".into(), role.into())],
         });
         let source = match source {
             Ok(s) => s,
             Err(r) => {
-                tally.count(Outcome::Rejected(r));
+                w.count(Outcome::Rejected(r));
                 return true;
             }
         };
@@ -209,11 +209,11 @@ impl StatsdInput for Input {
                     labels.extend(quantile.map(|q| label("quantile", q)));
                     labels.push(label("role", role));
                     let series = Series { origin: Origin::Spark, family: &family, kind, suffix: "", labels, value: value * scale };
-                    ingest.set_series(&source, &series, now_ms)
+                    w.set_series(source, &series, now_ms)
                 }
                 _ => Err(Reject::WrongType),
             };
-            tally.count(result.into());
+            w.count(result.into());
         }
         true
     }

@@ -6,7 +6,7 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::ingest::Ingest;
+use crate::ingest::Writer;
 use crate::input::LineInput;
 use crate::outcome::{Outcome, Reject};
 use crate::protocol::influx::{self, FieldValue};
@@ -25,7 +25,7 @@ fn each_frame(csv: &str, sink: &mut dyn FnMut(&str)) {
 pub struct Input;
 
 impl LineInput for Input {
-    fn point(&self, ingest: &Ingest, line: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Option<Outcome> {
+    fn point(&self, w: &mut Writer<'_>, line: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Option<Outcome> {
         if line.measurement() != "Stacktrace" {
             return None;
         }
@@ -54,7 +54,7 @@ impl LineInput for Input {
             h.update(b"uber\0");
             h.update(part.as_bytes());
         }
-        let source = ingest.source(h.digest(), || {
+        let source = w.source(h.digest(), || {
             let mut labels = Vec::new();
             labels.extend(host.as_ref().map(|h| ("host".to_string(), h.to_string())));
             labels.extend(state.as_ref().map(|s| ("thread_state".to_string(), s.to_string())));
@@ -65,7 +65,7 @@ impl LineInput for Input {
             Err(r) => return Some(Outcome::Rejected(r)),
         };
         let stack = Stack::Encoded { encoding: &ENCODING, text: &stack };
-        Some(ingest.add_stack(&source, &stack, count, time_ms, now_ms).into())
+        Some(w.add_stack(source, &stack, count, time_ms, now_ms).into())
     }
 }
 

@@ -230,10 +230,12 @@ fn work_loop(queue: Receiver<Batch>, spare: SyncSender<Batch>, inputs: &Inputs) 
     let metrics = &inputs.ingest.metrics;
     for mut batch in queue {
         let now = now_ms();
+        // One run of writes per batch: origins resolved once, totals written once.
+        let mut w = inputs.statsd_writer();
         for datagram in batch.datagrams() {
             // No datagram may stop this thread: a panic (a bug) costs that datagram only, and is
             // counted and logged.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inputs.statsd_datagram(datagram, now))).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inputs.statsd_into(&mut w, datagram, now))).is_err() {
                 inputs.statsd_tally().count(Outcome::Rejected(Reject::Internal));
                 tracing::error!(
                     bytes = datagram.len(),
@@ -241,6 +243,7 @@ fn work_loop(queue: Receiver<Batch>, spare: SyncSender<Batch>, inputs: &Inputs) 
                 );
             }
         }
+        drop(w);
         metrics.udp_processed.inc_by(batch.ends.len() as u64);
         batch.data.clear();
         batch.ends.clear();

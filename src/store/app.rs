@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
-use dashmap::DashMap;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Labels, Limits, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE};
+use super::{Labels, Limits, Map, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE};
 use crate::sample::{GaugeFamily, Origin, Series, SeriesKind, Stack};
 
 /// Samples and first/last sample time of one label set.
@@ -41,7 +40,7 @@ pub(super) fn mark(flag: &AtomicBool) {
     }
 }
 
-pub(super) fn add_count<K: Eq + Hash>(counts: &DashMap<K, AtomicU64>, key: K, n: u64) {
+pub(super) fn add_count<K: Eq + Hash>(counts: &Map<K, AtomicU64>, key: K, n: u64) {
     if let Some(c) = counts.get(&key) {
         saturating_add(&c, n);
         return;
@@ -63,10 +62,56 @@ pub(super) fn saturating_add(cell: &AtomicU64, n: u64) {
 /// One time bucket of one app in memory.
 #[derive(Debug, Default)]
 pub(super) struct Bucket {
-    /// Set (under the write lock) when the bucket is being evicted.
-    pub(super) sealed: RwLock<bool>,
+    /// Writers holding the bucket open ([`Bucket::enter`]); sealing waits for them to leave.
+    writers: AtomicU32,
+    /// Set when the bucket is being evicted: nobody enters it any more.
+    sealed: AtomicBool,
     pub(super) dirty: AtomicBool,
-    pub(super) counts: DashMap<(u32, u32), AtomicU64>,
+    pub(super) counts: Map<(u32, u32), AtomicU64>,
+}
+
+impl Bucket {
+    /// Hold the bucket open for adding counts, until [`Bucket::leave`]; `false` (and not held)
+    /// when it is sealed. A writer holds one bucket at a time, for one body or one batch of
+    /// datagrams at most, and waits for nothing while it holds it (it leaves before looking up
+    /// another bucket): sealing cannot wait forever.
+    pub(super) fn enter(&self) -> bool {
+        // SeqCst here and in `seal`: either the writer sees the seal, or the sealer sees the
+        // writer.
+        self.writers.fetch_add(1, Ordering::SeqCst);
+        if self.sealed.load(Ordering::SeqCst) {
+            self.leave();
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn leave(&self) {
+        self.writers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Refuse new writers and wait until those inside have left: after this, no count is
+    /// added to the bucket.
+    pub(super) fn seal(&self) {
+        self.sealed.store(true, Ordering::SeqCst);
+        let mut waited = 0u32;
+        while self.writers.load(Ordering::SeqCst) != 0 {
+            if waited < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            waited += 1;
+        }
+    }
+
+    pub(super) fn unseal(&self) {
+        self.sealed.store(false, Ordering::SeqCst);
+    }
+
+    pub(super) fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::SeqCst)
+    }
 }
 
 #[derive(Debug)]
@@ -80,20 +125,20 @@ pub(super) struct StackEntry {
 pub struct App {
     pub name: Arc<str>,
     pub(super) max_stacks: usize,
-    pub(super) stack_ids: DashMap<u64, u32>,
+    pub(super) stack_ids: Map<u64, u32>,
     pub(super) stacks: RwLock<Vec<StackEntry>>,
     pub(super) overflow: OnceLock<u32>,
     pub(super) labelsets: RwLock<LabelSets>,
-    pub(super) buckets: DashMap<i64, Arc<Bucket>>,
+    pub(super) buckets: Map<i64, Arc<Bucket>>,
     /// Buckets from this one on are in memory (when present at all).
     pub(super) oldest_resident: AtomicI64,
     /// Serialises reloads of evicted buckets with evictions.
     pub(super) reload: Mutex<()>,
     /// (stacks on disk, flushes that included this app).
     pub(super) persisted: Mutex<(usize, usize)>,
-    pub(super) gauges: DashMap<u64, GaugeCell>,
+    pub(super) gauges: Map<u64, GaugeCell>,
     /// Engine metrics (Spark, Flink), by [`series_key`].
-    pub(super) series: DashMap<u64, SeriesCell>,
+    pub(super) series: Map<u64, SeriesCell>,
     /// Keys of series expired since the last flush, whose rows the next flush deletes.
     pub(super) series_expired: Mutex<Vec<u64>>,
     pub(super) total: AtomicU64,
@@ -248,7 +293,7 @@ impl App {
         App {
             name,
             max_stacks: limits.max_stacks_per_app,
-            stack_ids: DashMap::new(),
+            stack_ids: Map::default(),
             stacks: RwLock::new(Vec::new()),
             overflow: OnceLock::new(),
             labelsets: RwLock::new(LabelSets {
@@ -256,12 +301,12 @@ impl App {
                 max_sets: limits.max_series_per_app,
                 ..LabelSets::default()
             }),
-            buckets: DashMap::new(),
+            buckets: Map::default(),
             oldest_resident: AtomicI64::new(oldest_resident),
             reload: Mutex::new(()),
             persisted: Mutex::new((0, 0)),
-            gauges: DashMap::new(),
-            series: DashMap::new(),
+            gauges: Map::default(),
+            series: Map::default(),
             series_expired: Mutex::new(Vec::new()),
             total: AtomicU64::new(0),
             last_seen_ms: AtomicI64::new(i64::MIN),
@@ -448,7 +493,7 @@ impl LabelSets {
 /// Frame names, interned once for all apps.
 #[derive(Debug, Default)]
 pub(super) struct Interner {
-    pub(super) ids: DashMap<Arc<str>, u32>,
+    pub(super) ids: Map<Arc<str>, u32>,
     pub(super) names: RwLock<Vec<Arc<str>>>,
 }
 

@@ -14,9 +14,13 @@
 //! * Start-up loads frames, stacks, label sets and gauges, not buckets: a restart costs the
 //!   metadata, whatever the history.
 //!
-//! Eviction seals a bucket (a write lock) before its last write, so no count is added to a bucket
-//! that is being dropped: a writer that finds its bucket sealed takes the reload path, which waits
-//! for the eviction to finish and reads the bucket back from disk.
+//! * **Writes come in runs** ([`Writes`]): the lines of one body or one batch of datagrams resolve
+//!   each origin once, hold their bucket open, and write the app and label-set totals once.
+//!
+//! Eviction seals a bucket before its last write, waiting for the runs that hold it open to
+//! leave, so no count is added to a bucket that is being dropped: a run that finds its bucket
+//! sealed takes the reload path, which waits for the eviction to finish and reads the bucket back
+//! from disk.
 //!
 //! Hash collisions of 64-bit xxh3 between distinct stacks of one app are not detected; at a
 //! million stacks the chance is below 1e-7.
@@ -25,6 +29,7 @@ mod app;
 pub mod disk;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,10 +39,11 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use app::{add_count, gauge_key, mark, saturating_add, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
+use app::{add_count, gauge_key, mark, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
 pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, Timeline, TimelineSeries, ValueStats};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
+pub use writes::{SourceId, Writes};
 
 use crate::outcome::Reject;
 use crate::sample::{FamilyKind, Gauge, GaugeFamily, Series, Stack};
@@ -158,6 +164,10 @@ impl Source {
     }
 }
 
+/// The store's concurrent maps: keyed `ahash` (fast on the short keys here, seeded per process
+/// so that senders cannot aim keys at one slot; std's SipHash cost a tenth of `/write`).
+pub(crate) type Map<K, V> = DashMap<K, V, ahash::RandomState>;
+
 /// All apps, the origin cache, the frame interner and the embedded store.
 #[derive(Debug)]
 pub struct Store {
@@ -166,10 +176,10 @@ pub struct Store {
     retention_ms: i64,
     window_ms: i64,
     future_ms: i64,
-    apps: DashMap<Arc<str>, Arc<App>>,
-    sources: DashMap<u64, Arc<Source>>,
+    apps: Map<Arc<str>, Arc<App>>,
+    sources: Map<u64, Arc<Source>>,
     /// Origins refused (app limit): refused again without resolving them (or logging) again.
-    refused: DashMap<u64, Reject>,
+    refused: Map<u64, Reject>,
     frames: Interner,
     disk: Option<Disk>,
     family: fn(&str, FamilyKind) -> Option<&'static GaugeFamily>,
@@ -200,9 +210,9 @@ impl Store {
             // Nothing older than the retention stays in memory, whatever the window says.
             window_ms: ms(config.memory_window).min(ms(config.retention)),
             future_ms: ms(config.max_future),
-            apps: DashMap::new(),
-            sources: DashMap::new(),
-            refused: DashMap::new(),
+            apps: Map::default(),
+            sources: Map::default(),
+            refused: Map::default(),
             frames: Interner::default(),
             disk: None,
             family: config.family,
@@ -294,34 +304,34 @@ impl Store {
         Ok(())
     }
 
-    /// Add `count` samples of `stack` at `time_ms` (checked against the clock `now_ms`).
-    pub fn add_stack(&self, source: &Source, stack: &Stack<'_>, count: u64, time_ms: i64, now_ms: i64) -> Result<Stored, Reject> {
+    /// Add `count` samples of `stack` from the source `id` of the run `w` at `time_ms` (checked
+    /// against the clock `now_ms`). The count is in its bucket when this returns; the totals
+    /// follow when the run ends ([`Writes`]).
+    pub fn add_stack(
+        &self,
+        w: &mut Writes,
+        id: SourceId,
+        stack: &Stack<'_>,
+        count: u64,
+        time_ms: i64,
+        now_ms: i64,
+    ) -> Result<Stored, Reject> {
         self.check_time(time_ms, now_ms)?;
-        let app = &source.app;
-        let (id, stored) = app.stack_id(stack, &self.frames);
-        let bucket_no = time_ms.div_euclid(self.bucket_ms);
-        loop {
-            let bucket = self.bucket(app, bucket_no)?;
-            let sealed = bucket.sealed.read().unwrap_or_else(|e| e.into_inner());
-            if *sealed {
-                continue; // being evicted: the next look takes the reload path, which waits
-            }
-            add_count(&bucket.counts, (source.labels, id), count);
-            bucket.dirty.store(true, Ordering::Relaxed);
-            break;
-        }
-        saturating_add(&app.total, count);
-        // Times rarely move: read first, so that writers on other cores do not take the cache
-        // line from each other for nothing (the result is the same).
-        raise(&app.last_seen_ms, time_ms);
-        let stats = &source.stats;
-        saturating_add(&stats.samples, count);
-        if time_ms < stats.first_ms.load(Ordering::Relaxed) {
-            stats.first_ms.fetch_min(time_ms, Ordering::Relaxed);
-        }
-        raise(&stats.last_ms, time_ms);
-        mark(&stats.dirty);
+        let source = w.source(id);
+        let labels = source.labels;
+        let (stack_id, stored) = source.app.stack_id(stack, &self.frames);
+        let bucket = w.bucket(self, id, time_ms.div_euclid(self.bucket_ms))?;
+        add_count(&bucket.counts, (labels, stack_id), count);
+        w.tally(id, count, time_ms);
         Ok(stored)
+    }
+
+    /// [`Store::add_stack`] in a run of its own (tests, benchmarks): the totals are written
+    /// before it returns.
+    pub fn add_stack_now(&self, source: &Arc<Source>, stack: &Stack<'_>, count: u64, time_ms: i64, now_ms: i64) -> Result<Stored, Reject> {
+        let mut w = Writes::default();
+        let id = w.adopt(source);
+        self.add_stack(&mut w, id, stack, count, time_ms, now_ms)
     }
 
     /// The in-memory bucket `n` of `app`, reloading it from disk when it was evicted.
@@ -334,7 +344,7 @@ impl Store {
         }
         let _reload = app.lock_reload();
         if let Some(b) = app.buckets.get(&n) {
-            if !*b.sealed.read().unwrap_or_else(|e| e.into_inner()) {
+            if !b.is_sealed() {
                 return Ok(Arc::clone(&b));
             }
         }

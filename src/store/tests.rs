@@ -29,8 +29,8 @@ fn folded(store: &Store, app: &str, q: &Query) -> Vec<(String, u64)> {
     lines
 }
 
-fn add(s: &Store, src: &Source, text: &str, n: u64, t: i64) -> Stored {
-    s.add_stack(src, &raw(text), n, t, t).expect("in range")
+fn add(s: &Store, src: &Arc<Source>, text: &str, n: u64, t: i64) -> Stored {
+    s.add_stack_now(src, &raw(text), n, t, t).expect("in range")
 }
 
 #[test]
@@ -101,9 +101,9 @@ fn time_limits() {
     let s = Store::open(config, 0).expect("open");
     let src = s.source(1, || spec("a", &[])).expect("src");
     let now = 10_000_000;
-    assert_eq!(s.add_stack(&src, &raw("x"), 1, now - 3_600_001, now), Err(Reject::TooOld));
-    assert_eq!(s.add_stack(&src, &raw("x"), 1, now + 600_001, now), Err(Reject::InFuture));
-    assert_eq!(s.add_stack(&src, &raw("x"), 1, now - 3_600_000, now), Ok(Stored::Stack));
+    assert_eq!(s.add_stack_now(&src, &raw("x"), 1, now - 3_600_001, now), Err(Reject::TooOld));
+    assert_eq!(s.add_stack_now(&src, &raw("x"), 1, now + 600_001, now), Err(Reject::InFuture));
+    assert_eq!(s.add_stack_now(&src, &raw("x"), 1, now - 3_600_000, now), Ok(Stored::Stack));
 }
 
 static G: GaugeFamily = GaugeFamily { name: "g", help: "h", kind: FamilyKind::Gauge, label: None };
@@ -167,15 +167,15 @@ fn flush_evict_reload_and_restart() {
         let s = on_disk(&dir, Duration::from_secs(120));
         let src = s.source(1, || spec("a", &[("executor", "1")])).expect("src");
         for minute in 90..=100 {
-            s.add_stack(&src, &raw("r;x"), 1, minute * 60_000, now).expect("ok");
+            s.add_stack_now(&src, &raw("r;x"), 1, minute * 60_000, now).expect("ok");
         }
         s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: 7.0, relative: false }, now).expect("set");
         let stats = s.flush(now).expect("flush");
         assert_eq!(stats.buckets, 11);
         assert_eq!(stats.evicted, 7, "minutes 90..=96 leave memory (the window, plus one bucket of margin, stays)");
         // A late sample for an evicted minute reloads it; nothing is lost.
-        s.add_stack(&src, &raw("r;x"), 5, 91 * 60_000, now).expect("ok");
-        s.add_stack(&src, &raw("r;y"), 2, 95 * 60_000, now).expect("ok");
+        s.add_stack_now(&src, &raw("r;x"), 5, 91 * 60_000, now).expect("ok");
+        s.add_stack_now(&src, &raw("r;y"), 2, 95 * 60_000, now).expect("ok");
         let q = Query { from_ms: Some(90 * 60_000), to_ms: Some(92 * 60_000), labels: vec![] };
         assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 7)]);
         assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 16), ("r;y".to_string(), 2)]);
@@ -190,7 +190,7 @@ fn flush_evict_reload_and_restart() {
     assert_eq!(app.gauges()[0].value, 7.0);
     // The current minute is on disk: new samples add to it rather than replace it.
     let src = s.source(1, || spec("a", &[("executor", "1")])).expect("src");
-    s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+    s.add_stack_now(&src, &raw("r;x"), 1, now, now).expect("ok");
     s.flush(now).expect("flush");
     drop(s);
     let s = on_disk(&dir, Duration::from_secs(120));
@@ -206,14 +206,14 @@ fn flushes_write_only_what_changed() {
         let s = on_disk(&dir, Duration::from_secs(3600));
         for e in 0..50 {
             let src = s.source(e, || spec("a", &[("executor", &e.to_string())])).expect("src");
-            s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+            s.add_stack_now(&src, &raw("r;x"), 1, now, now).expect("ok");
             s.set_gauge(&src, &Gauge { family: &G, label_value: "", value: e as f64, relative: false }, now).expect("set");
         }
         let first = s.flush(now).expect("flush");
         assert_eq!((first.buckets, first.rows), (1, 1 + 1 + 50 + 50 + 2), "app, stack, label sets, gauges, frames");
         assert_eq!(s.flush(now).expect("flush"), FlushStats::default(), "nothing changed, nothing written");
         let src = s.source(3, || unreachable!()).expect("cached");
-        s.add_stack(&src, &raw("r;x"), 1, now, now).expect("ok");
+        s.add_stack_now(&src, &raw("r;x"), 1, now, now).expect("ok");
         let third = s.flush(now).expect("flush");
         assert_eq!((third.buckets, third.rows), (1, 1), "the bucket (whole) and one label set");
     }
@@ -226,7 +226,7 @@ fn many_label_sets_are_found_by_index() {
     let s = store(10, 10);
     for e in 0..30_000u64 {
         let src = s.source(e, || spec("a", &[("executor", &e.to_string()), ("host", "h")])).expect("src");
-        s.add_stack(&src, &raw("x"), e + 1, 0, 0).expect("ok");
+        s.add_stack_now(&src, &raw("x"), e + 1, 0, 0).expect("ok");
     }
     let app = s.app("a").expect("a");
     let values = app.label_values();
@@ -247,7 +247,7 @@ fn label_sets_are_capped_whatever_the_label_names() {
     for n in 0..6u64 {
         let src = s.source(n, || spec("a", &[(&format!("tag{n}"), "v")])).expect("src");
         assert_eq!(src.label_overflow, n >= 3, "{n}");
-        s.add_stack(&src, &raw("x"), 1, 0, 0).expect("ok");
+        s.add_stack_now(&src, &raw("x"), 1, 0, 0).expect("ok");
     }
     let values = s.app("a").expect("a").label_values();
     assert_eq!(values.keys().collect::<Vec<_>>(), ["stackd_overflow", "tag0", "tag1", "tag2"]);
@@ -271,7 +271,7 @@ fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
     let s = on_disk(&dir, Duration::from_secs(120));
     let src = s.source(1, || spec("a", &[])).expect("src");
     for minute in 0..60 {
-        s.add_stack(&src, &raw(&format!("r;x{minute}")), 1, (40 + minute) * 60_000, now).expect("ok");
+        s.add_stack_now(&src, &raw(&format!("r;x{minute}")), 1, (40 + minute) * 60_000, now).expect("ok");
     }
     s.flush(now).expect("flush");
     // Everything but the newest minutes is on disk only. The state a failed reopen (after an I/O
@@ -284,7 +284,7 @@ fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
     let q = Query { from_ms: Some(now - 60_000), to_ms: None, labels: vec![] };
     assert_eq!(s.query(&app, &q).expect("resident only").map(|p| p.total), Some(1));
     // A sample for a bucket that is only on disk is refused rather than started afresh.
-    assert_eq!(s.add_stack(&src, &raw("r;x0"), 1, 40 * 60_000, now), Err(Reject::StoreUnavailable));
+    assert_eq!(s.add_stack_now(&src, &raw("r;x0"), 1, 40 * 60_000, now), Err(Reject::StoreUnavailable));
 }
 
 /// Engine series: values replace, the series limit counts gauges and series together, they
@@ -345,10 +345,10 @@ fn timeline_per_step_and_label_from_memory_and_disk() {
     let two = s.source(2, || spec("a", &[("executor", "2")])).expect("src");
     let none = s.source(3, || spec("a", &[("host", "h")])).expect("src");
     for minute in 90..=100 {
-        s.add_stack(&one, &raw("r;x"), minute as u64 - 89, minute * 60_000, now).expect("ok");
+        s.add_stack_now(&one, &raw("r;x"), minute as u64 - 89, minute * 60_000, now).expect("ok");
     }
-    s.add_stack(&two, &raw("r;y"), 50, 91 * 60_000 + 5, now).expect("ok");
-    s.add_stack(&none, &raw("r;z"), 7, 100 * 60_000, now).expect("ok");
+    s.add_stack_now(&two, &raw("r;y"), 50, 91 * 60_000 + 5, now).expect("ok");
+    s.add_stack_now(&none, &raw("r;z"), 7, 100 * 60_000, now).expect("ok");
     // Minutes 90..=96 leave memory: the timeline reads them from disk.
     assert_eq!(s.flush(now).expect("flush").evicted, 7);
     let app = s.app("a").expect("a");
@@ -379,4 +379,80 @@ fn timeline_per_step_and_label_from_memory_and_disk() {
     let q = Query { labels: vec![("executor".into(), "9".into())], ..Query::default() };
     assert!(s.timeline(&app, &q, None, 60_000).expect("readable").is_none());
     drop(s);
+}
+
+#[test]
+fn a_run_puts_counts_in_their_buckets_at_once_and_totals_at_its_end() {
+    let s = store(10, 100);
+    let mut w = Writes::default();
+    let spec_a = || spec("a", &[("executor", "1")]);
+    let first = w.resolve(&s, 7, spec_a).expect("resolved");
+    assert_eq!(w.resolve(&s, 7, || unreachable!("resolved once per run")), Ok(first));
+    let other = w.resolve(&s, 8, || spec("a", &[("executor", "2")])).expect("resolved");
+    assert_ne!(first, other);
+    s.add_stack(&mut w, first, &raw("r;x"), 3, 60_000, 60_000).expect("ok");
+    s.add_stack(&mut w, other, &raw("r;x"), 2, 61_000, 61_000).expect("ok");
+    s.add_stack(&mut w, first, &raw("r;y"), 1, 125_000, 125_000).expect("ok, another bucket");
+    let app = s.app("a").expect("a");
+    assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 5), ("r;y".to_string(), 1)]);
+    assert_eq!((app.total_samples(), app.generation()), (0, (0, 0)), "totals wait for the end of the run");
+    drop(w);
+    assert_eq!(app.total_samples(), 6);
+    assert_eq!(app.generation(), (6, 0));
+    let values = app.label_values();
+    let executors = &values["executor"];
+    assert_eq!((executors["1"].samples, executors["1"].first_seen_ms, executors["1"].last_seen_ms), (4, 60_000, 125_000));
+    assert_eq!((executors["2"].samples, executors["2"].first_seen_ms, executors["2"].last_seen_ms), (2, 61_000, 61_000));
+    assert_eq!(app.info().last_seen_ms, 125_000);
+}
+
+#[test]
+fn a_run_of_many_origins_writes_its_totals_in_rounds() {
+    let s = store(10, 100);
+    let mut w = Writes::default();
+    let first = w.resolve(&s, 0, || spec("a", &[("executor", "0")])).expect("resolved");
+    s.add_stack(&mut w, first, &raw("r;x"), 1, 0, 0).expect("ok");
+    for e in 1..=1024u64 {
+        let id = w.resolve(&s, e, || spec("a", &[("executor", &e.to_string())])).expect("resolved");
+        s.add_stack(&mut w, id, &raw("r;x"), 1, 0, 0).expect("ok");
+    }
+    // The 1025th origin began a second round: the first round's 1024 samples are in the totals.
+    assert_eq!(s.app("a").expect("a").total_samples(), 1024);
+    let stale = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.source(first).app.name.to_string()));
+    assert!(stale.is_err(), "an id of an earlier round is refused, not read as another source");
+    drop(w);
+    assert_eq!(s.app("a").expect("a").total_samples(), 1025);
+    assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 1025)]);
+}
+
+#[test]
+fn eviction_waits_for_the_run_that_holds_the_bucket() {
+    let dir = TestDir::new("run-evict");
+    let now = 100 * 60_000;
+    let s = Arc::new(on_disk(&dir, Duration::from_secs(120)));
+    let mut w = Writes::default();
+    let id = w.resolve(&s, 1, || spec("a", &[])).expect("resolved");
+    // Minute 90 is outside the memory window: the next flush evicts it.
+    s.add_stack(&mut w, id, &raw("r;x"), 1, 90 * 60_000, now).expect("ok");
+    let (done, flushed) = std::sync::mpsc::channel();
+    let flusher = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || done.send(s.flush(now).expect("flush")).expect("send"))
+    };
+    assert!(flushed.recv_timeout(Duration::from_millis(300)).is_err(), "the flush waits while the run holds minute 90");
+    // The run's next line sees the seal, leaves the bucket (the flush goes on) and waits for the
+    // eviction to read the bucket back.
+    s.add_stack(&mut w, id, &raw("r;x"), 2, 90 * 60_000, now).expect("reloaded");
+    let stats = flushed.recv_timeout(Duration::from_secs(10)).expect("the flush goes on once the run leaves");
+    flusher.join().expect("flusher");
+    assert_eq!(stats.evicted, 1);
+    drop(w);
+    assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 3)]);
+    assert_eq!(s.flush(now).expect("flush").evicted, 1, "the reloaded minute leaves again, its 3 samples written");
+    // A new run finds the bucket on disk only, reloads it and adds to it.
+    let mut w = Writes::default();
+    let id = w.resolve(&s, 1, || unreachable!("cached by the store")).expect("resolved");
+    s.add_stack(&mut w, id, &raw("r;x"), 4, 90 * 60_000, now).expect("reloaded");
+    drop(w);
+    assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 7)]);
 }

@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use super::{family, source, Target};
-use crate::ingest::Ingest;
+use crate::ingest::Writer;
 use crate::input::LineInput;
 use crate::outcome::{Ignored, Outcome};
 use crate::protocol::influx::{self, FieldValue};
@@ -38,22 +38,22 @@ fn gauge_value(v: &FieldValue<'_>) -> f64 {
 pub struct Input;
 
 impl LineInput for Input {
-    fn point(&self, ingest: &Ingest, line: &influx::Line<'_>, _time_ms: i64, now_ms: i64) -> Option<Outcome> {
+    fn point(&self, w: &mut Writer<'_>, line: &influx::Line<'_>, _time_ms: i64, now_ms: i64) -> Option<Outcome> {
         let measurement = line.measurement();
         if !is_flink(&measurement) || line.tag("host").is_none() {
             return None;
         }
         let vars: Vec<(Cow<'_, str>, Cow<'_, str>)> = line.tags().collect();
         let job = vars.iter().find(|(k, _)| k == "job_name").map(|(_, v)| &**v);
-        let source = match source(ingest, job) {
+        let source = match source(w, job) {
             Ok(s) => s,
             Err(r) => return Some(Outcome::Rejected(r)),
         };
         let fields: Vec<(Cow<'_, str>, FieldValue<'_>)> = line.fields().collect();
         let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
         let family = family(&measurement);
-        let target = Target { ingest, source: &source, family: &family, vars: &vars, now_ms };
-        let set = |kind, suffix, quantile, value| target.set(kind, suffix, quantile, value);
+        let target = Target { source, family: &family, vars: &vars, now_ms };
+        let mut set = |kind, suffix, quantile, value| target.set(w, kind, suffix, quantile, value);
         let result = if let (Some(v), 1) = (field("value"), fields.len()) {
             set(SeriesKind::Gauge, "", None, gauge_value(v))
         } else if QUANTILES.iter().any(|(p, _)| field(p).is_some()) {

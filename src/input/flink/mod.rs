@@ -14,14 +14,13 @@ pub mod poller;
 pub mod statsd;
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::ingest::Ingest;
+use crate::ingest::Writer;
 use crate::outcome::Reject;
 use crate::sample::{sanitize_metric_name, Origin, Series, SeriesKind};
-use crate::store::{Source, SourceSpec};
+use crate::store::{SourceId, SourceSpec};
 
 /// The app of Flink metrics that belong to no job.
 pub const CLUSTER_APP: &str = "flink";
@@ -52,12 +51,12 @@ fn family(measurement: &str) -> String {
 }
 
 /// The source (app and nothing else: Flink's variables are the series' labels) of a job.
-fn source(ingest: &Ingest, job_name: Option<&str>) -> Result<Arc<Source>, Reject> {
+fn source(w: &mut Writer<'_>, job_name: Option<&str>) -> Result<SourceId, Reject> {
     let app = job_name.filter(|j| !j.is_empty()).unwrap_or(CLUSTER_APP);
     let mut h = Xxh3::new();
     h.update(b"flink\0");
     h.update(app.as_bytes());
-    ingest.source(h.digest(), || SourceSpec { app: app.to_string(), labels: Vec::new() })
+    w.source(h.digest(), || SourceSpec { app: app.to_string(), labels: Vec::new() })
 }
 
 /// Labels from variables (raw names and values), sorted, plus an optional `quantile`.
@@ -71,8 +70,7 @@ fn labels<'a>(vars: &'a [(Cow<'a, str>, Cow<'a, str>)], quantile: Option<&'stati
 
 /// Where the values of one metric go: its family, its app, and the variables as labels.
 struct Target<'a> {
-    ingest: &'a Ingest,
-    source: &'a Source,
+    source: SourceId,
     family: &'a str,
     vars: &'a [(Cow<'a, str>, Cow<'a, str>)],
     now_ms: i64,
@@ -80,8 +78,15 @@ struct Target<'a> {
 
 impl Target<'_> {
     /// One value of the family (`suffix` `_count` and a `quantile` for summaries).
-    fn set(&self, kind: SeriesKind, suffix: &'static str, quantile: Option<&'static str>, value: f64) -> Result<(), Reject> {
+    fn set(
+        &self,
+        w: &mut Writer<'_>,
+        kind: SeriesKind,
+        suffix: &'static str,
+        quantile: Option<&'static str>,
+        value: f64,
+    ) -> Result<(), Reject> {
         let series = Series { origin: Origin::Flink, family: self.family, kind, suffix, labels: labels(self.vars, quantile), value };
-        self.ingest.set_series(self.source, &series, self.now_ms)
+        w.set_series(self.source, &series, self.now_ms)
     }
 }

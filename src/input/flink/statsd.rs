@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 
 use super::{source, Target};
-use crate::ingest::{Ingest, Tally};
+use crate::ingest::Writer;
 use crate::input::StatsdInput;
 use crate::outcome::{Ignored, Outcome, Reject};
 use crate::protocol::statsd::{self, MetricType};
@@ -122,16 +122,16 @@ fn find_component(name: &str, component: &str) -> Option<usize> {
 pub struct Input;
 
 impl StatsdInput for Input {
-    fn line(&self, ingest: &Ingest, tally: &Tally, line: &statsd::Line<'_>, now_ms: i64) -> bool {
+    fn line(&self, w: &mut Writer<'_>, line: &statsd::Line<'_>, now_ms: i64) -> bool {
         let Some(name) = split(&line.name) else { return false };
         let Name::Known { measurement, host, job_name, tm_id } = name else {
-            tally.count(Outcome::Ignored(Ignored::AmbiguousName));
+            w.count(Outcome::Ignored(Ignored::AmbiguousName));
             return true;
         };
-        let source = match source(ingest, job_name) {
+        let source = match source(w, job_name) {
             Ok(s) => s,
             Err(r) => {
-                tally.count(Outcome::Rejected(r));
+                w.count(Outcome::Rejected(r));
                 return true;
             }
         };
@@ -139,14 +139,14 @@ impl StatsdInput for Input {
         vars.extend(job_name.map(|j| (Cow::Borrowed("job_name"), Cow::Borrowed(j))));
         vars.extend(tm_id.map(|t| (Cow::Borrowed("tm_id"), Cow::Borrowed(t))));
         let family = super::family(&measurement);
-        let target = Target { ingest, source: &source, family: &family, vars: &vars, now_ms };
+        let target = Target { source, family: &family, vars: &vars, now_ms };
         for sample in line.samples() {
             let result = match (sample.kind, sample.number) {
-                (MetricType::Gauge, Some(v)) if !sample.decimal_comma => target.set(SeriesKind::Gauge, "", None, v),
+                (MetricType::Gauge, Some(v)) if !sample.decimal_comma => target.set(w, SeriesKind::Gauge, "", None, v),
                 (MetricType::Gauge, _) => Err(Reject::BadValue),
                 _ => Err(Reject::WrongType),
             };
-            tally.count(result.into());
+            w.count(result.into());
         }
         true
     }

@@ -9,22 +9,22 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::names::{self, Metric};
 use super::Prefixes;
-use crate::ingest::Ingest;
+use crate::ingest::Writer;
 use crate::input::LineInput;
 use crate::outcome::{Ignored, Outcome, Reject};
 use crate::protocol::influx;
-use crate::store::{Source, SourceSpec};
+use crate::store::{SourceId, SourceSpec};
 
 /// The input, sharing the `--prefix-labels` template with the other reporter's.
 #[derive(Debug)]
 pub struct Input(pub Arc<Prefixes>);
 
 impl Input {
-    fn source(&self, ingest: &Ingest, line: &influx::Line<'_>) -> Result<Arc<Source>, Reject> {
+    fn source(&self, w: &mut Writer<'_>, line: &influx::Line<'_>) -> Result<SourceId, Reject> {
         let mut h = Xxh3::new();
         h.update(b"influx\0");
         h.update(line.raw_tags().as_bytes());
-        ingest.source(h.digest(), || {
+        w.source(h.digest(), || {
             let mut spec = SourceSpec { app: String::new(), labels: Vec::new() };
             let mut mapped: Vec<(String, String)> = Vec::new();
             for (k, v) in line.tags() {
@@ -51,23 +51,23 @@ impl Input {
 }
 
 impl LineInput for Input {
-    fn point(&self, ingest: &Ingest, line: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Option<Outcome> {
+    fn point(&self, w: &mut Writer<'_>, line: &influx::Line<'_>, time_ms: i64, now_ms: i64) -> Option<Outcome> {
         let measurement = line.measurement();
         let metric = names::metric_name(&measurement)?;
         let Some(value) = line.field("value").and_then(|v| v.as_f64()) else {
             return Some(Outcome::Rejected(Reject::MissingValue));
         };
-        let source = match self.source(ingest, line) {
+        let source = match self.source(w, line) {
             Ok(s) => s,
             Err(r) => return Some(Outcome::Rejected(r)),
         };
         Some(match metric {
             Metric::Bounds => Outcome::Ignored(Ignored::DepthMarker),
-            Metric::Stack(text) => ingest.add_stack(&source, &names::stack(text), value, time_ms, now_ms).into(),
+            Metric::Stack(text) => w.add_stack(source, &names::stack(text), value, time_ms, now_ms).into(),
             // A gauge's age is about when it arrived: it expires when the executor goes silent,
             // whatever the agent's clock says.
             Metric::Gauge { family, label_value } => {
-                ingest.set_gauge(&source, &names::gauge_value(family, label_value, value, false), now_ms).into()
+                w.set_gauge(source, &names::gauge_value(family, label_value, value, false), now_ms).into()
             }
         })
     }

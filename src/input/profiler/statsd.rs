@@ -8,24 +8,24 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::names::{self, Metric};
 use super::Prefixes;
-use crate::ingest::{Ingest, Tally};
+use crate::ingest::Writer;
 use crate::input::StatsdInput;
 use crate::outcome::{Ignored, Outcome, Reject};
 use crate::protocol::statsd::{self, MetricType};
-use crate::store::Source;
+use crate::store::SourceId;
 
 /// The input, sharing the `--prefix-labels` template with the other reporter's.
 #[derive(Debug)]
 pub struct Input(pub Arc<Prefixes>);
 
 impl Input {
-    fn source(&self, ingest: &Ingest, prefix: &str, tags: &statsd::Tags<'_>) -> Result<Arc<Source>, Reject> {
+    fn source(&self, w: &mut Writer<'_>, prefix: &str, tags: &statsd::Tags<'_>) -> Result<SourceId, Reject> {
         let mut h = Xxh3::new();
         h.update(b"statsd\0");
         h.update(prefix.as_bytes());
         h.update(b"\0");
         h.update(tags.raw().as_bytes());
-        ingest.source(h.digest(), || {
+        w.source(h.digest(), || {
             let mut spec = self.0.split(prefix);
             spec.labels.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             spec
@@ -36,18 +36,18 @@ impl Input {
 impl StatsdInput for Input {
     /// A line with several samples (`x:4|g:-1|g`) has one outcome per sample: the good ones are
     /// kept and counted as accepted, the bad ones refused and counted.
-    fn line(&self, ingest: &Ingest, tally: &Tally, line: &statsd::Line<'_>, now_ms: i64) -> bool {
+    fn line(&self, w: &mut Writer<'_>, line: &statsd::Line<'_>, now_ms: i64) -> bool {
         let Some((prefix, metric)) = names::split_name(&line.name) else {
             return false;
         };
         if metric == Metric::Bounds {
-            tally.count(Outcome::Ignored(Ignored::DepthMarker));
+            w.count(Outcome::Ignored(Ignored::DepthMarker));
             return true;
         }
-        let source = match self.source(ingest, prefix, &line.tags) {
+        let source = match self.source(w, prefix, &line.tags) {
             Ok(s) => s,
             Err(r) => {
-                tally.count(Outcome::Rejected(r));
+                w.count(Outcome::Rejected(r));
                 return true;
             }
         };
@@ -56,13 +56,13 @@ impl StatsdInput for Input {
                 (_, None) => Err(Reject::WrongType),
                 _ if sample.decimal_comma => Err(Reject::BadValue),
                 (Metric::Stack(_), _) if !matches!(sample.kind, MetricType::Gauge | MetricType::Counter) => Err(Reject::WrongType),
-                (Metric::Stack(text), Some(value)) => ingest.add_stack(&source, &names::stack(text), value, now_ms, now_ms),
+                (Metric::Stack(text), Some(value)) => w.add_stack(source, &names::stack(text), value, now_ms, now_ms),
                 (Metric::Gauge { family, label_value }, Some(value)) => {
-                    ingest.set_gauge(&source, &names::gauge_value(family, label_value, value, sample.relative), now_ms)
+                    w.set_gauge(source, &names::gauge_value(family, label_value, value, sample.relative), now_ms)
                 }
                 (Metric::Bounds, _) => Ok(()),
             };
-            tally.count(result.into());
+            w.count(result.into());
         }
         true
     }

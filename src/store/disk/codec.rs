@@ -3,8 +3,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dashmap::DashMap;
-
 use crate::store::Labels;
 
 /// LEB128 varints: the compact integer form of every blob.
@@ -56,7 +54,7 @@ pub(crate) fn get_str(input: &mut &[u8]) -> Option<String> {
 
 /// Entries sorted by (label set, stack): runs of one label set, stack ids delta-encoded:
 /// `labels, n, (stack delta, count) × n`, repeated.
-pub(crate) fn encode_bucket(counts: &DashMap<(u32, u32), AtomicU64>, out: &mut Vec<u8>) {
+pub(crate) fn encode_bucket(counts: &crate::store::Map<(u32, u32), AtomicU64>, out: &mut Vec<u8>) {
     let mut entries: Vec<(u32, u32, u64)> =
         counts.iter().map(|e| (e.key().0, e.key().1, e.value().load(Ordering::Relaxed))).filter(|e| e.2 > 0).collect();
     entries.sort_unstable();
@@ -281,7 +279,7 @@ mod tests {
 
     #[test]
     fn bucket_blobs_round_trip() {
-        let counts: DashMap<(u32, u32), AtomicU64> = DashMap::new();
+        let counts: crate::store::Map<(u32, u32), AtomicU64> = crate::store::Map::default();
         for (k, v) in [((0, 5), 3), ((0, 1), 1), ((2, 7), 300), ((2, 1000), 1), ((1, 0), 0)] {
             counts.insert(k, AtomicU64::new(v));
         }

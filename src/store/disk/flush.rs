@@ -80,11 +80,12 @@ impl<'a> Evicting<'a> {
         for app in apps {
             evicting._reload.push(app.lock_reload());
             let _ = app.oldest_resident.fetch_max(before, Ordering::AcqRel);
-            for b in app.buckets.iter() {
-                if *b.key() < before {
-                    *b.value().sealed.write().unwrap_or_else(|e| e.into_inner()) = true;
-                    evicting.sealed.push((Arc::clone(app), *b.key(), Arc::clone(b.value())));
-                }
+            // Collected first: sealing waits for writers, and a writer may need the map.
+            let old: Vec<(i64, Arc<Bucket>)> =
+                app.buckets.iter().filter(|b| *b.key() < before).map(|b| (*b.key(), Arc::clone(b.value()))).collect();
+            for (n, bucket) in old {
+                bucket.seal();
+                evicting.sealed.push((Arc::clone(app), n, bucket));
             }
         }
         evicting
@@ -101,7 +102,7 @@ impl<'a> Evicting<'a> {
     /// Not committed: the buckets stay.
     fn unseal(self) {
         for (_, _, b) in self.sealed {
-            *b.sealed.write().unwrap_or_else(|e| e.into_inner()) = false;
+            b.unseal();
         }
     }
 }
