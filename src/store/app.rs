@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use xxhash_rust::xxh3::Xxh3;
@@ -67,7 +67,68 @@ pub(super) struct Bucket {
     /// Set when the bucket is being evicted: nobody enters it any more.
     sealed: AtomicBool,
     pub(super) dirty: AtomicBool,
-    pub(super) counts: Map<(u32, u32), AtomicU64>,
+    pub(super) counts: Counts,
+}
+
+/// The counts of one bucket by (label set, stack), in lanes: each thread adds to its own lane,
+/// so that threads adding at once do not take each other's cache lines (map locks, counters);
+/// readers add the lanes up. A key may be in several lanes.
+#[derive(Debug)]
+pub(super) struct Counts {
+    lanes: Box<[Map<(u32, u32), AtomicU64>]>,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts { lanes: (0..lanes()).map(|_| Map::default()).collect() }
+    }
+}
+
+/// Lanes per bucket: one per core, at most 8.
+fn lanes() -> usize {
+    static LANES: OnceLock<usize> = OnceLock::new();
+    *LANES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// This thread's lane: threads take lanes in turn as they first add a count.
+fn lane() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    LANE.with(|l| *l) % lanes()
+}
+
+impl Counts {
+    pub(super) fn add(&self, key: (u32, u32), n: u64) {
+        add_count(&self.lanes[lane()], key, n);
+    }
+
+    /// Every count, lane by lane: a key in several lanes comes once per lane.
+    pub(super) fn each(&self, mut f: impl FnMut((u32, u32), u64)) {
+        for lane in &self.lanes {
+            for e in lane.iter() {
+                f(*e.key(), e.value().load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// `(label set, stack, count)` sorted, each key once with its lanes added up, zero counts left
+    /// out.
+    pub(super) fn sorted(&self) -> Vec<(u32, u32, u64)> {
+        let mut entries: Vec<(u32, u32, u64)> = Vec::new();
+        self.each(|(labels, stack), count| entries.push((labels, stack, count)));
+        entries.sort_unstable();
+        let mut merged: Vec<(u32, u32, u64)> = Vec::with_capacity(entries.len());
+        for (labels, stack, count) in entries {
+            match merged.last_mut() {
+                Some(last) if (last.0, last.1) == (labels, stack) => last.2 = last.2.saturating_add(count),
+                _ => merged.push((labels, stack, count)),
+            }
+        }
+        merged.retain(|e| e.2 > 0);
+        merged
+    }
 }
 
 impl Bucket {
@@ -124,6 +185,8 @@ pub(super) struct StackEntry {
 #[derive(Debug)]
 pub struct App {
     pub name: Arc<str>,
+    /// Unique among all apps of all stores of this process (the key of [`SEEN`]).
+    serial: u64,
     pub(super) max_stacks: usize,
     pub(super) stack_ids: Map<u64, u32>,
     pub(super) stacks: RwLock<Vec<StackEntry>>,
@@ -288,10 +351,29 @@ pub struct AppInfo {
     pub last_seen_ms: i64,
 }
 
+/// Slots of [`SEEN`] per thread.
+const SEEN_SLOTS: usize = 4096;
+
+thread_local! {
+    /// The stack ids this thread looked up last, by (app serial, stack hash) → id, one per slot
+    /// (`hash % SEEN_SLOTS`), newest wins: a stack id never changes once given, so a hit needs
+    /// no lock, and the app's map (whose locks every ingest thread takes) is read on a miss only.
+    static SEEN: std::cell::RefCell<Vec<(u64, u64, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn remember(seen: &mut Vec<(u64, u64, u32)>, slot: usize, entry: (u64, u64, u32)) {
+    if seen.is_empty() {
+        seen.resize(SEEN_SLOTS, (u64::MAX, 0, 0));
+    }
+    seen[slot] = entry;
+}
+
 impl App {
     pub(super) fn new(name: Arc<str>, limits: &Limits, oldest_resident: i64) -> Self {
+        static SERIALS: AtomicU64 = AtomicU64::new(0);
         App {
             name,
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
             max_stacks: limits.max_stacks_per_app,
             stack_ids: Map::default(),
             stacks: RwLock::new(Vec::new()),
@@ -367,7 +449,12 @@ impl App {
 
     pub(super) fn stack_id(&self, stack: &Stack<'_>, frames: &Interner) -> (u32, Stored) {
         let hash = stack.identity();
+        let slot = hash as usize % SEEN_SLOTS;
+        if let Some(id) = SEEN.with_borrow(|seen| seen.get(slot).filter(|s| (s.0, s.1) == (self.serial, hash)).map(|s| s.2)) {
+            return (id, Stored::Stack);
+        }
         if let Some(id) = self.stack_ids.get(&hash) {
+            SEEN.with_borrow_mut(|seen| remember(seen, slot, (self.serial, hash, *id)));
             return (*id, Stored::Stack);
         }
         if self.stack_ids.len() >= self.max_stacks {

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use app::{add_count, gauge_key, mark, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
+use app::{gauge_key, mark, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
 pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, Timeline, TimelineSeries, ValueStats};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
@@ -321,7 +321,7 @@ impl Store {
         let labels = source.labels;
         let (stack_id, stored) = source.app.stack_id(stack, &self.frames);
         let bucket = w.bucket(self, id, time_ms.div_euclid(self.bucket_ms))?;
-        add_count(&bucket.counts, (labels, stack_id), count);
+        bucket.counts.add((labels, stack_id), count);
         w.tally(id, count, time_ms);
         Ok(stored)
     }
@@ -356,7 +356,7 @@ impl Store {
             None => None,
         };
         if let Some(blob) = stored {
-            disk::decode_bucket(&blob, |labels, stack, count| add_count(&bucket.counts, (labels, stack), count));
+            disk::decode_bucket(&blob, |labels, stack, count| bucket.counts.add((labels, stack), count));
         }
         app.buckets.insert(n, Arc::clone(&bucket));
         Ok(bucket)
@@ -530,9 +530,7 @@ impl Store {
         let resident: BTreeMap<i64, Arc<Bucket>> =
             app.buckets.iter().filter(|b| (first..=last).contains(b.key())).map(|b| (*b.key(), Arc::clone(b.value()))).collect();
         for (n, bucket) in &resident {
-            for e in bucket.counts.iter() {
-                add(*n, e.key().0, e.key().1, e.value().load(Ordering::Relaxed));
-            }
+            bucket.counts.each(|(labels, stack), count| add(*n, labels, stack, count));
         }
         // Buckets from `oldest_resident` on are all in memory; only older ones may be on disk only.
         let on_disk_last = last.min(app.oldest_resident.load(Ordering::Acquire).saturating_sub(1));

@@ -456,3 +456,24 @@ fn eviction_waits_for_the_run_that_holds_the_bucket() {
     drop(w);
     assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 7)]);
 }
+
+#[test]
+fn counts_added_from_several_threads_are_summed_once_per_key() {
+    let counts = Arc::new(app::Counts::default());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let counts = Arc::clone(&counts);
+            std::thread::spawn(move || {
+                counts.add((1, 2), 3);
+                counts.add((0, 9), 1);
+                counts.add((1, 0), 0);
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().expect("thread"));
+    counts.add((0, 9), 1);
+    assert_eq!(counts.sorted(), [(0, 9, 5), (1, 2, 12)], "lanes merged, each key once, zero counts left out");
+    let mut each = 0;
+    counts.each(|_, c| each += c);
+    assert_eq!(each, 17);
+}

@@ -20,6 +20,9 @@ use crate::outcome::Reject;
 /// origins forgotten), so that a body of a million distinct tag sets stays bounded.
 const MAX_HELD: usize = 1024;
 
+/// Up to this many held origins are found by looking at each; beyond, by a map.
+const FEW: usize = 8;
+
 /// A source resolved within one run ([`Writes::resolve`]): valid until the run resolves more
 /// than [`MAX_HELD`] origins, which inputs never notice since they use a source right after
 /// resolving it.
@@ -42,6 +45,8 @@ pub struct Writes {
 
 #[derive(Debug)]
 struct Held {
+    /// `None` for an adopted source.
+    origin: Option<u64>,
     source: Arc<Source>,
     /// Samples added and their time span, not yet in the totals.
     samples: u64,
@@ -63,8 +68,8 @@ impl Writes {
     pub fn resolve(&mut self, store: &Store, origin: u64, resolve: impl FnOnce() -> super::SourceSpec) -> Result<SourceId, Reject> {
         let index = match self.last {
             Some((o, i)) if o == origin => i,
-            _ => match self.by_origin.get(&origin) {
-                Some(&i) => i,
+            _ => match self.find(origin) {
+                Some(i) => i,
                 None => {
                     let source = store.source(origin, resolve)?;
                     self.hold(Some(origin), source)
@@ -81,6 +86,15 @@ impl Writes {
         SourceId { index, round: self.round }
     }
 
+    /// A held origin: a look at each while there are few (a body's usual one to a dozen), the
+    /// map once there are more.
+    fn find(&self, origin: u64) -> Option<u32> {
+        if self.held.len() <= FEW {
+            return self.held.iter().position(|h| h.origin == Some(origin)).map(|i| i as u32);
+        }
+        self.by_origin.get(&origin).copied()
+    }
+
     fn hold(&mut self, origin: Option<u64>, source: Arc<Source>) -> u32 {
         if self.held.len() >= MAX_HELD {
             self.settle();
@@ -90,8 +104,10 @@ impl Writes {
             self.round = self.round.wrapping_add(1);
         }
         let index = self.held.len() as u32;
-        self.held.push(Held { source, samples: 0, first_ms: i64::MAX, last_ms: i64::MIN });
-        if let Some(origin) = origin {
+        self.held.push(Held { origin, source, samples: 0, first_ms: i64::MAX, last_ms: i64::MIN });
+        if self.held.len() == FEW + 1 {
+            self.by_origin.extend(self.held.iter().enumerate().filter_map(|(i, h)| Some((h.origin?, i as u32))));
+        } else if let (Some(origin), true) = (origin, self.held.len() > FEW) {
             self.by_origin.insert(origin, index);
         }
         index

@@ -1,8 +1,6 @@
 //! How rows are encoded: LEB128 varints (zig-zag for signed values), length-prefixed strings,
 //! and the bucket blob. Every decoder returns `None` on malformed input, never panics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::store::Labels;
 
 /// LEB128 varints: the compact integer form of every blob.
@@ -52,12 +50,9 @@ pub(crate) fn get_str(input: &mut &[u8]) -> Option<String> {
     String::from_utf8(s.to_vec()).ok()
 }
 
-/// Entries sorted by (label set, stack): runs of one label set, stack ids delta-encoded:
-/// `labels, n, (stack delta, count) × n`, repeated.
-pub(crate) fn encode_bucket(counts: &crate::store::Map<(u32, u32), AtomicU64>, out: &mut Vec<u8>) {
-    let mut entries: Vec<(u32, u32, u64)> =
-        counts.iter().map(|e| (e.key().0, e.key().1, e.value().load(Ordering::Relaxed))).filter(|e| e.2 > 0).collect();
-    entries.sort_unstable();
+/// Entries sorted by (label set, stack), each once: runs of one label set, stack ids
+/// delta-encoded: `labels, n, (stack delta, count) × n`, repeated.
+pub(crate) fn encode_bucket(entries: &[(u32, u32, u64)], out: &mut Vec<u8>) {
     out.clear();
     let mut i = 0;
     while i < entries.len() {
@@ -279,12 +274,8 @@ mod tests {
 
     #[test]
     fn bucket_blobs_round_trip() {
-        let counts: crate::store::Map<(u32, u32), AtomicU64> = crate::store::Map::default();
-        for (k, v) in [((0, 5), 3), ((0, 1), 1), ((2, 7), 300), ((2, 1000), 1), ((1, 0), 0)] {
-            counts.insert(k, AtomicU64::new(v));
-        }
         let mut blob = Vec::new();
-        encode_bucket(&counts, &mut blob);
+        encode_bucket(&[(0, 1, 1), (0, 5, 3), (2, 7, 300), (2, 1000, 1)], &mut blob);
         let mut back = Vec::new();
         decode_bucket(&blob, |l, s, c| back.push((l, s, c)));
         assert_eq!(back, [(0, 1, 1), (0, 5, 3), (2, 7, 300), (2, 1000, 1)]);

@@ -213,7 +213,7 @@ impl Batch<'_> {
         for b in app.buckets.iter() {
             if b.value().dirty.swap(false, Ordering::AcqRel) {
                 self.written.buckets.push(Arc::clone(b.value()));
-                encode_bucket(&b.value().counts, &mut self.blob);
+                encode_bucket(&b.value().counts.sorted(), &mut self.blob);
                 t.insert((&*app.name, *b.key()), &self.blob[..]).map_err(StoreError::write)?;
                 self.stats.buckets += 1;
                 self.stats.bytes += self.blob.len();
