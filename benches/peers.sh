@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # stackd against its peers on this machine, in the same run, on loopback:
 #
-#   /write   wrk (1 thread) POSTing the same profiler body (35 lines, 33 KB) to InfluxDB 1.6
-#            (Debian `influxdb`) and to stackd, at 4 and 32 connections;
+#   /write   wrk (1 thread) POSTing the same profiler body to InfluxDB 1.6 (Debian `influxdb`)
+#            and to stackd, at 4 and 32 connections: 35 lines of a small JVM program's stacks
+#            under a synthetic executor chain (33 KB), and 35 lines of Spark executors' stacks
+#            recorded with JFR (72 KB);
 #   UDP      stackd-load sending profiler datagrams (about 1 KB) flat out to a receiver that does
 #            nothing (`stackd-load --null-receiver`, same socket buffer as stackd), to stackd,
 #            and to Etsy statsd (npm `statsd`); then at a set rate to stackd and Etsy statsd.
@@ -13,7 +15,7 @@
 # influxdb, wrk; npm: statsd into ~/.cache/stackd-peers). Every process it starts is stopped on
 # exit.
 #
-#   benches/peers.sh                         # 3 rounds of 10 s per measurement (about 6 min)
+#   benches/peers.sh                         # 3 rounds of 10 s per measurement (about 9 min)
 #   ROUNDS=5 DURATION=20 benches/peers.sh
 #   SMOKE=1 benches/peers.sh                 # CI: 1 round of 1 s, debug build, no rate steps
 set -euo pipefail
@@ -93,12 +95,14 @@ etsy_received() {
 }
 metric() { curl -s http://127.0.0.1:48086/metrics | python3 -c "import sys; n=sys.argv[1]; print(next((float(l.split()[-1]) for l in sys.stdin if l.startswith(n+' ')), 0.0))" "$1"; }
 
-# The /write body: the same bytes for both servers.
-"$bin/stackd-load" --print-body --app peers --lines 35 >"$work/body.txt"
-cat >"$work/write.lua" <<EOF
+# The /write bodies, the same bytes for both servers: 35 lines of the small workload's stacks
+# (33 KB), and 35 lines of Spark executors' stacks (72 KB).
+for fixture in workload spark; do
+  "$bin/stackd-load" --print-body --app peers --lines 35 --fixture "$fixture" >"$work/body-$fixture.txt"
+  sed "s|BODY|$work/body-$fixture.txt|" >"$work/write-$fixture.lua" <<'EOF'
 wrk.method = "POST"
 wrk.path = "/write?db=load"
-local f = io.open("$work/body.txt", "rb"); wrk.body = f:read("*a"); f:close()
+local f = io.open("BODY", "rb"); wrk.body = f:read("*a"); f:close()
 wrk.headers["Content-Type"] = "text/plain; charset=utf-8"
 done = function(summary, latency, requests)
   io.write(string.format('{"requests":%d,"seconds":%.3f,"non2xx":%d,"socket_errors":%d,"p50_ms":%.3f,"p99_ms":%.3f}\n',
@@ -107,20 +111,25 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 EOF
-lines=$(wc -l <"$work/body.txt")
+done
 
 results="$work/results.jsonl"
 record() { echo "$1" | tee -a "$results"; }
-wrk_json() { wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s "$work/write.lua" "$1" | tail -n 1; }
+wrk_json() { wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s "$work/write-$3.lua" "$1" | tail -n 1; }
 
 for round in $(seq "$ROUNDS"); do
-  for conns in 4 32; do
-    r=$(wrk_json http://127.0.0.1:48186 "$conns")
-    record "{\"round\":$round,\"what\":\"write\",\"peer\":\"influxdb\",\"connections\":$conns,\"wrk\":$r}"
-    before=$(metric 'stackd_samples_total{app="peers-http"}')
-    r=$(wrk_json http://127.0.0.1:48086 "$conns")
-    after=$(metric 'stackd_samples_total{app="peers-http"}')
-    record "{\"round\":$round,\"what\":\"write\",\"peer\":\"stackd\",\"connections\":$conns,\"wrk\":$r,\"stored_lines\":$(python3 -c "print(int($after-$before))"),\"lines_per_body\":$lines}"
+  for fixture in workload spark; do
+    lines=$(wc -l <"$work/body-$fixture.txt")
+    bytes=$(wc -c <"$work/body-$fixture.txt")
+    body="\"body\":\"$fixture\",\"body_bytes\":$bytes"
+    for conns in 4 32; do
+      r=$(wrk_json http://127.0.0.1:48186 "$conns" "$fixture")
+      record "{\"round\":$round,\"what\":\"write\",\"peer\":\"influxdb\",$body,\"connections\":$conns,\"wrk\":$r}"
+      before=$(metric 'stackd_samples_total{app="peers-http"}')
+      r=$(wrk_json http://127.0.0.1:48086 "$conns" "$fixture")
+      after=$(metric 'stackd_samples_total{app="peers-http"}')
+      record "{\"round\":$round,\"what\":\"write\",\"peer\":\"stackd\",$body,\"connections\":$conns,\"wrk\":$r,\"stored_lines\":$(python3 -c "print(int($after-$before))"),\"lines_per_body\":$lines}"
+    done
   done
 
   # UDP flat out: the null receiver (the ceiling), stackd, Etsy statsd.

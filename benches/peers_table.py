@@ -21,19 +21,23 @@ def pick(what, peer, **match):
 print()
 print("| measurement | peer | stackd | stackd / peer |")
 print("|---|---|---|---|")
-for conns in (4, 32):
-    influx = pick("write", "influxdb", connections=conns)
-    ours = pick("write", "stackd", connections=conns)
+BODIES = {"workload": "a small JVM program's", "spark": "Spark executors'"}
+for body, conns in [(b, c) for b in BODIES for c in (4, 32)]:
+    influx = pick("write", "influxdb", connections=conns, body=body)
+    ours = pick("write", "stackd", connections=conns, body=body)
+    if not ours:
+        continue
     for r in ours:
         w = r["wrk"]
         answered = (w["requests"] - w["non2xx"]) * r["lines_per_body"]
         # wrk stops with up to one request per connection in flight: stored, not counted.
         if not (answered <= r["stored_lines"] <= answered + conns * r["lines_per_body"]) or w["non2xx"]:
-            failures.append(f"/write {conns} connections: {answered} lines answered 2xx, {r['stored_lines']} stored, {w['non2xx']} non-2xx")
+            failures.append(f"/write {body} {conns} connections: {answered} lines answered 2xx, {r['stored_lines']} stored, {w['non2xx']} non-2xx")
     rate = lambda rs: median([r["wrk"]["requests"] / r["wrk"]["seconds"] for r in rs])
     p99 = lambda rs: median([r["wrk"]["p99_ms"] for r in rs])
     a, b = rate(influx), rate(ours)
-    print(f"| `/write` req/s, wrk 1 thread, {conns} connections | InfluxDB 1.6: {a:,.0f} (p99 {p99(influx):.1f} ms) | {b:,.0f} (p99 {p99(ours):.1f} ms) | **{b / a:.1f}×** |")
+    size = f"{ours[0]['lines_per_body']} lines of {BODIES[body]} stacks, {ours[0]['body_bytes'] / 1000:.0f} KB"
+    print(f"| `/write` req/s ({size}), wrk 1 thread, {conns} connections | InfluxDB 1.6: {a:,.0f} (p99 {p99(influx):.1f} ms) | {b:,.0f} (p99 {p99(ours):.1f} ms) | **{b / a:.1f}×** |")
 
 null = pick("udp", "null", rate=0)
 ours = pick("udp", "stackd", rate=0)

@@ -1,8 +1,9 @@
 //! stackd-load: profiler-shaped load for stackd (or any statsd / InfluxDB peer), with the checks
 //! that make a figure worth reporting.
 //!
-//! * UDP: statsd-jvm-profiler datagrams (one stack each, about 1 KB, built from the JFR fixture
-//!   of real JVM stacks), at `--udp-rate` datagrams per second or flat out (`0`).
+//! * UDP: statsd-jvm-profiler datagrams (one stack each, built from JFR recordings of real JVM
+//!   stacks: `--fixture workload`, about 1 KB, or `spark`, Spark executors', about 2 KB), at
+//!   `--udp-rate` datagrams per second or flat out (`0`).
 //! * HTTP: `/write` bodies of `--lines` profiler lines over `--connections` keep-alive
 //!   connections, at `--write-rate` requests per second in all or flat out (`0`).
 //! * While it runs, a monitoring client asks `/ping` and `/metrics` every 100 ms on fresh
@@ -22,6 +23,18 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 const FIXTURE: &str = include_str!("../../tests/fixtures/jfr/workload.folded");
+/// On-CPU stacks of Spark executor task threads (tests/fixtures/jfr/record_spark.sh).
+const SPARK: &str = include_str!("../../tests/fixtures/jfr/spark.folded");
+
+/// Where the load's stacks come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Fixture {
+    /// A small JVM program's stacks (workload.folded) under a synthetic executor chain of 14
+    /// frames: about 1 KB each.
+    Workload,
+    /// Spark executor task threads recorded with JFR (spark.folded, 571 stacks): about 2 KB each.
+    Spark,
+}
 
 #[derive(Debug, Parser)]
 #[command(about = "Profiler-shaped UDP and /write load, with latency probes and store checks")]
@@ -47,6 +60,9 @@ struct Args {
     /// Distinct stacks to cycle through.
     #[arg(long, default_value_t = 2_000)]
     stacks: usize,
+    /// The stacks sent.
+    #[arg(long, value_enum, default_value_t = Fixture::Workload)]
+    fixture: Fixture,
     /// How long to send, seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -76,7 +92,21 @@ struct Args {
 }
 
 /// A root-first stack of about 1 KB (15 to 46 frames): a fixture stack under a synthetic executor frame chain.
-fn stacks(n: usize) -> Vec<String> {
+fn stacks(n: usize, fixture: Fixture) -> Vec<String> {
+    if fixture == Fixture::Spark {
+        let base: Vec<&str> = SPARK.lines().filter_map(|l| l.rsplit_once(' ')).map(|(s, _)| s).collect();
+        // Past the recorded stacks, the same ones again with another line number on the root
+        // frame (java.lang.Thread.run), so that every stack is distinct.
+        return (0..n)
+            .map(|i| {
+                let stack = base[i % base.len()];
+                match (i / base.len(), stack.split_once(';')) {
+                    (0, _) | (_, None) => stack.to_string(),
+                    (round, Some((root, rest))) => format!("{}:{round};{rest}", root.rsplit_once(':').map_or(root, |(f, _)| f)),
+                }
+            })
+            .collect();
+    }
     let base: Vec<Vec<&str>> = FIXTURE.lines().filter_map(|l| l.rsplit_once(' ')).map(|(s, _)| s.split(';').collect()).collect();
     (0..n)
         .map(|i| {
@@ -198,7 +228,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let stacks = stacks(args.stacks.max(1));
+    let stacks = stacks(args.stacks.max(1), args.fixture);
     if args.print_body {
         print!("{}", write_body(&stacks, args.lines, 0, 0, &args.app_http()));
         return std::process::ExitCode::SUCCESS;
