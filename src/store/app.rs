@@ -134,8 +134,9 @@ impl Counts {
 impl Bucket {
     /// Hold the bucket open for adding counts, until [`Bucket::leave`]; `false` (and not held)
     /// when it is sealed. A writer holds one bucket at a time, for one body or one batch of
-    /// datagrams at most, and waits for nothing while it holds it (it leaves before looking up
-    /// another bucket): sealing cannot wait forever.
+    /// datagrams at most, and while it holds it takes no lock that a flush holds while sealing
+    /// (it leaves before looking up another bucket, whose reload takes the app's reload lock):
+    /// sealing cannot wait forever.
     pub(super) fn enter(&self) -> bool {
         // SeqCst here and in `seal`: either the writer sees the seal, or the sealer sees the
         // writer.

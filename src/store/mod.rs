@@ -4,9 +4,11 @@
 //!   a label set and cached under a 64-bit hash of its raw text ([`Store::source`]).
 //! * A **stack** is identified by the xxh3 hash of its raw encoded text; it is decoded and its
 //!   frames interned only the first time it is seen. Later samples of the same stack cost one
-//!   hash, two map reads and one atomic add.
+//!   hash, a look into the thread's cache of stack ids (the app's map on a miss), one map read
+//!   and one atomic add.
 //! * **Counts** live in time buckets of `--bucket`: per bucket a `DashMap<(label set, stack),
-//!   AtomicU64>`. Samples are added, never overwritten (agents send per-flush deltas).
+//!   AtomicU64>` per core (each thread adds to its own lane; readers add the lanes up). Samples
+//!   are added, never overwritten (agents send per-flush deltas).
 //! * **Memory holds recent buckets** (`--memory-window`); [`Store::flush`] writes every changed
 //!   bucket whole to redb ([`disk`]) and evicts older ones. A sample for an evicted bucket (a late
 //!   line-protocol timestamp) reloads it first. A query reads resident buckets from memory and

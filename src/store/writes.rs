@@ -115,12 +115,8 @@ impl Writes {
 
     /// The resolved source behind an id of this run.
     pub fn source(&self, id: SourceId) -> &Arc<Source> {
-        &self.held(id).source
-    }
-
-    fn held(&self, id: SourceId) -> &Held {
         self.check(id);
-        &self.held[id.index as usize]
+        &self.held[id.index as usize].source
     }
 
     fn check(&self, id: SourceId) {
