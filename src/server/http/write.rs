@@ -166,10 +166,14 @@ fn error_list(errors: &[String], rejected: usize) -> String {
     text
 }
 
-/// Parse and store a body on the blocking pool: a 25 MB body takes a while.
+/// Bodies up to this size are parsed and stored on the connection's own thread (a 256 KiB body
+/// takes about 0.2 ms); larger ones on the blocking pool: a 25 MB body takes a while.
+const INLINE_BODY: usize = 256 * 1024;
+
+/// Parse and store a body, on the blocking pool when it is large.
 async fn ingest_off_thread(inputs: Arc<Inputs>, body: Bytes, precision: Precision) -> WriteOutcome {
     let now = now_ms();
-    if body.len() < 64 * 1024 {
+    if body.len() < INLINE_BODY {
         return inputs.line_protocol(&body, precision, now);
     }
     tokio::task::spawn_blocking(move || inputs.line_protocol(&body, precision, now)).await.unwrap_or_else(|e| WriteOutcome {
