@@ -141,6 +141,12 @@ pub struct Config {
     #[arg(long, env = "STACKD_HTTP_REQUEST_TIMEOUT", default_value = DEFAULT_HTTP_REQUEST_TIMEOUT, value_parser = parse_duration)]
     pub http_request_timeout: Duration,
 
+    /// Threads serving HTTP connections, each connection on one of them from accept to close
+    /// (rendering, imports and bodies over 256 KiB run on a pool of their own). Default: the
+    /// number of CPUs.
+    #[arg(long, env = "STACKD_HTTP_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub http_threads: Option<u16>,
+
     /// Flame graphs rendered at once (each can take hundreds of MB for a large app); further
     /// requests wait. Default: the number of CPUs.
     #[arg(long, env = "STACKD_MAX_CONCURRENT_RENDERS")]

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::outcome::{Limit, RequestReject};
+use crate::server::workers::Workers;
 
 /// How long shutdown waits for requests in flight before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -73,9 +74,12 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serve `router` on `listener` until `shutdown` is cancelled.
+/// Serve `router` on `listener` until `shutdown` is cancelled, each connection on one of
+/// `workers`' threads.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
+    workers: Arc<Workers>,
     tls: Option<TlsAcceptor>,
     router: Router,
     limits: ConnLimits,
@@ -120,18 +124,30 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Out of this runtime's reactor, into the worker's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hand an accepted connection to a worker");
+                continue;
+            }
+        };
         let handle = Arc::new(Handle { activity: Arc::new(Activity::new()), close: Notify::new() });
         next_id += 1;
         let id = next_id;
         open.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&handle));
         let (router, metrics, tls, shutdown, open) = (router.clone(), metrics.clone(), tls.clone(), shutdown.clone(), Arc::clone(&open));
-        connections.spawn(async move {
+        let serve = async move {
             metrics.http_connections.inc();
-            serve_connection(stream, tls, router, limits, &metrics, &handle, shutdown).await;
+            match TcpStream::from_std(stream) {
+                Ok(stream) => serve_connection(stream, tls, router, limits, &metrics, &handle, shutdown).await,
+                Err(e) => tracing::debug!(error = %e, "cannot register an accepted connection"),
+            }
             metrics.http_connections.dec();
             open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             drop(slot);
-        });
+        };
+        connections.spawn_on(serve, workers.next());
     }
     drop(listener);
     // Let requests in flight finish; idle connections close at once on graceful shutdown.
