@@ -137,7 +137,9 @@ pub async fn serve(
         let id = next_id;
         open.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&handle));
         let (router, metrics, tls, shutdown, open) = (router.clone(), metrics.clone(), tls.clone(), shutdown.clone(), Arc::clone(&open));
+        let (runtime, seat) = workers.place();
         let serve = async move {
+            let _seat = seat;
             metrics.http_connections.inc();
             match TcpStream::from_std(stream) {
                 Ok(stream) => serve_connection(stream, tls, router, limits, &metrics, &handle, shutdown).await,
@@ -147,7 +149,7 @@ pub async fn serve(
             open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             drop(slot);
         };
-        connections.spawn_on(serve, workers.next());
+        connections.spawn_on(serve, runtime);
     }
     drop(listener);
     // Let requests in flight finish; idle connections close at once on graceful shutdown.
