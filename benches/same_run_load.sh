@@ -7,6 +7,7 @@
 # Prints one line per measurement; compare the medians.
 #
 #   benches/same_run_load.sh <base revision>
+#   FIXTURE=spark benches/same_run_load.sh <base revision>   # the body of Spark executors' stacks
 set -euo pipefail
 base_rev=${1:?usage: benches/same_run_load.sh <base revision>}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,7 @@ git -C "$here" worktree add -f "$base" "$base_rev" -q
 (cd "$base" && CARGO_TARGET_DIR="$here/target/same-run-load" cargo build --release --locked --bins -q)
 cargo build --release --locked --bins -q
 old="$here/target/same-run-load/release/stackd" new="$here/target/release/stackd" load="$here/target/release/stackd-load"
-"$load" --print-body --app ab --lines 35 >"$work/body.txt"
+"$load" --print-body --fixture "${FIXTURE:-workload}" --app ab --lines 35 >"$work/body.txt"
 cat >"$work/write.lua" <<LUA
 wrk.method = "POST"
 wrk.path = "/write?db=load"

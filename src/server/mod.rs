@@ -3,6 +3,7 @@
 //!
 //! * [`udp`]: the statsd socket, its receive thread and its worker.
 //! * [`conn`]: the HTTP connection layer (connection cap, timeouts, TLS).
+//! * [`workers`]: the threads HTTP connections are served on, one single-threaded runtime each.
 //! * [`auth`]: optional credentials for writers and readers.
 //! * [`http`]: the router; the InfluxDB-compatible write API ([`http::write`]) and what people
 //!   read ([`http::read`]).

@@ -166,8 +166,9 @@ fn error_list(errors: &[String], rejected: usize) -> String {
     text
 }
 
-/// Bodies up to this size are parsed and stored on the connection's own thread (a 256 KiB body
-/// takes about 0.2 ms); larger ones on the blocking pool: a 25 MB body takes a while.
+/// Bodies up to this size are parsed and stored on the connection's own thread (256 KiB takes
+/// about half a millisecond: `cargo bench --bench parse -- stackd_ingest`); larger ones on the
+/// blocking pool, so that a 25 MB body does not hold up the thread's other connections.
 const INLINE_BODY: usize = 256 * 1024;
 
 /// Parse and store a body, on the blocking pool when it is large.
