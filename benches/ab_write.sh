@@ -18,11 +18,7 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 (cd "$here" && cargo build --release --locked --bin stackd-load -q)
 "$here/target/release/stackd-load" --print-body --fixture "${FIXTURE:-workload}" --app ab --lines 35 >"$work/body.txt"
-cat >"$work/write.lua" <<LUA
-wrk.method = "POST"
-wrk.path = "/write?db=load"
-local f = io.open("$work/body.txt", "rb"); wrk.body = f:read("*a"); f:close()
-LUA
+export BODY="$work/body.txt"
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq "$ROUNDS"); do
@@ -30,10 +26,10 @@ for round in $(seq "$ROUNDS"); do
     rm -rf "$work/data"
     "$bin" --statsd-addr 127.0.0.1:49325 --http-addr 127.0.0.1:49386 --data-dir "$work/data" --log warn & pid=$!
     for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:49386/ping && break; sleep 0.1; done
-    wrk -t1 -c4 -d2s -s "$work/write.lua" http://127.0.0.1:49386 >/dev/null # warm up
+    wrk -t1 -c4 -d2s -s "$here/benches/write.lua" http://127.0.0.1:49386 >/dev/null # warm up
     for c in $CONNS; do
       before=$(cpu "$pid")
-      out=$(wrk -t1 -c"$c" -d"${DURATION}s" -s "$work/write.lua" http://127.0.0.1:49386)
+      out=$(wrk -t1 -c"$c" -d"${DURATION}s" -s "$here/benches/write.lua" http://127.0.0.1:49386)
       after=$(cpu "$pid")
       requests=$(echo "$out" | awk '/requests in/ {print $1}')
       rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

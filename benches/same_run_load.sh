@@ -27,11 +27,7 @@ git -C "$here" worktree add -f "$base" "$base_rev" -q
 cargo build --release --locked --bins -q
 old="$here/target/same-run-load/release/stackd" new="$here/target/release/stackd" load="$here/target/release/stackd-load"
 "$load" --print-body --fixture "${FIXTURE:-workload}" --app ab --lines 35 >"$work/body.txt"
-cat >"$work/write.lua" <<LUA
-wrk.method = "POST"
-wrk.path = "/write?db=load"
-local f = io.open("$work/body.txt", "rb"); wrk.body = f:read("*a"); f:close()
-LUA
+export BODY="$work/body.txt"
 start() { # binary
   rm -rf "$work/data"
   "$1" --statsd-addr 127.0.0.1:49125 --http-addr 127.0.0.1:49086 --data-dir "$work/data" --log warn & pid=$!
@@ -47,7 +43,7 @@ udp() { # binary
 }
 write() { # binary connections
   start "$1"
-  wrk -t1 -c"$2" -d8s --latency -s "$work/write.lua" http://127.0.0.1:49086 | awk '/Requests\/sec/ {r=$2} / 99%/ {p=$2} END {print r, "req/s, p99", p}'
+  wrk -t1 -c"$2" -d8s --latency -s "$here/benches/write.lua" http://127.0.0.1:49086 | awk '/Requests\/sec/ {r=$2} / 99%/ {p=$2} END {print r, "req/s, p99", p}'
   stop
 }
 for round in 1 2 3; do
