@@ -2,14 +2,14 @@
 //! core by default (`--http-threads`).
 //!
 //! The accept loop hands each new connection to the thread with the fewest open (ties taken in
-//! turn), and the connection stays there until it closes: its socket's readiness, the request's parsing, the ingest and the
-//! response all happen on that thread. On the shared multi-threaded runtime a request woke one
-//! worker, which then woke another to steal its queue, and a connection moved between cores from
-//! request to request; at tens of thousands of small writes a second that cost more CPU than
-//! storing them (BENCHMARKS.md, "What changed the `/write` figure this time"). Taking turns keeps
-//! the threads evenly loaded even with few connections (a kernel-balanced `SO_REUSEPORT` can put
-//! 3 of 4 connections on one thread), and counting open connections rather than taking strict
-//! turns keeps them so when connections come and go.
+//! turn), and the connection stays there until it closes: its socket's readiness, the request's
+//! parsing, the ingest and the response all happen on that thread. On the shared multi-threaded
+//! runtime a request woke one worker, which then woke another to steal its queue, and a
+//! connection moved between cores from request to request; at tens of thousands of small writes
+//! a second that cost more CPU than storing them (BENCHMARKS.md, "Against the peers"). Placing
+//! connections here rather than with a kernel-balanced `SO_REUSEPORT` keeps the threads evenly
+//! loaded with few connections (the kernel's hash can put 3 of 4 on one thread) and as
+//! connections come and go.
 //!
 //! Slow work still leaves the thread: rendering, large bodies and imports go to the blocking
 //! pool, as they did before.
@@ -85,6 +85,13 @@ impl Workers {
                 tracing::error!("an HTTP connection thread panicked");
             }
         }
+    }
+}
+
+impl Drop for Workers {
+    /// Threads not stopped (an error ended the server early) end with it.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
