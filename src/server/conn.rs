@@ -75,11 +75,11 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 }
 
 /// Serve `router` on `listener` until `shutdown` is cancelled, each connection on one of
-/// `workers`' threads.
+/// `workers`' threads; the threads are stopped once the connections have ended.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
-    workers: Arc<Workers>,
+    workers: Workers,
     tls: Option<TlsAcceptor>,
     router: Router,
     limits: ConnLimits,
@@ -157,6 +157,9 @@ pub async fn serve(
     if drained.is_err() {
         tracing::warn!(left = connections.len(), "closing HTTP connections still busy after the shutdown grace period");
         connections.shutdown().await;
+    }
+    if tokio::task::spawn_blocking(move || workers.stop()).await.is_err() {
+        tracing::error!("stopping the HTTP connection threads failed");
     }
 }
 

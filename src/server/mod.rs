@@ -135,7 +135,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         header_timeout: config.http_header_timeout,
         idle_timeout: config.http_idle_timeout,
     };
-    let workers = Arc::new(workers::Workers::start(config.http_threads.map_or_else(http::default_renders, usize::from))?);
+    let workers = workers::Workers::start(config.http_threads.map_or_else(http::default_renders, usize::from))?;
     tracing::info!(
         %statsd_addr,
         %http_addr,
@@ -149,12 +149,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     );
 
     tokio::spawn(log_rejects(metrics.clone(), token.clone()));
-    let server = tokio::spawn(conn::serve(http, Arc::clone(&workers), tls, http::router(state), conn_limits, metrics, token.clone()));
+    let server = tokio::spawn(conn::serve(http, workers, tls, http::router(state), conn_limits, metrics, token.clone()));
     shutdown.await;
     tracing::info!("shutting down");
     token.cancel();
     server.await.context("HTTP server task failed")?;
-    tokio::task::spawn_blocking(move || workers.stop()).await?;
     // The receiver stops, then the worker drains what was queued.
     for thread in udp_threads {
         tokio::task::spawn_blocking(move || thread.join()).await?.map_err(|_| anyhow::anyhow!("a statsd thread panicked"))?;

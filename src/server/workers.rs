@@ -16,7 +16,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::runtime::{Builder, Handle};
@@ -28,7 +28,7 @@ pub struct Workers {
     runtimes: Vec<Handle>,
     /// Open connections on each thread.
     load: Arc<[AtomicUsize]>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Vec<JoinHandle<()>>,
     next: AtomicUsize,
     stop: CancellationToken,
 }
@@ -57,7 +57,7 @@ impl Workers {
 
     fn new(runtimes: Vec<Handle>, threads: Vec<JoinHandle<()>>, stop: CancellationToken) -> Workers {
         let load = runtimes.iter().map(|_| AtomicUsize::new(0)).collect();
-        Workers { runtimes, load, threads: Mutex::new(threads), next: AtomicUsize::new(0), stop }
+        Workers { runtimes, load, threads, next: AtomicUsize::new(0), stop }
     }
 
     /// How many threads serve connections.
@@ -77,10 +77,9 @@ impl Workers {
 
     /// Stop every thread and wait for it. Tasks still on a runtime are dropped: call this once
     /// the connections have ended.
-    pub fn stop(&self) {
+    pub fn stop(mut self) {
         self.stop.cancel();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for thread in threads {
+        for thread in std::mem::take(&mut self.threads) {
             if thread.join().is_err() {
                 tracing::error!("an HTTP connection thread panicked");
             }
