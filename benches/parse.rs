@@ -195,7 +195,7 @@ fn bench_render(c: &mut Criterion) {
     let stacks = render_profile();
     let mut g = c.benchmark_group("render_50k_stacks");
     g.sample_size(10);
-    let titles = stackd::render::Titles { title: "svg50k".into(), subtitle: None };
+    let titles = stackd::render::Titles::new("svg50k", None);
     g.bench_function("svg", |b| b.iter(|| black_box(stackd::render::svg(&stacks, &titles).expect("renders"))));
     g.bench_function("folded", |b| b.iter(|| black_box(stackd::render::folded(&stacks))));
     let folded = stackd::render::folded(&stacks);

@@ -20,6 +20,13 @@ pub const DEFAULT_MAX_APPS: usize = 1_000;
 pub const DEFAULT_MAX_STACKS_PER_APP: usize = 100_000;
 pub const DEFAULT_MAX_LABEL_VALUES: usize = 10_000;
 pub const DEFAULT_MAX_SERIES_PER_APP: usize = 100_000;
+/// Series of all apps: /metrics of 200,000 series is about 20 MB.
+pub const DEFAULT_MAX_SERIES: usize = 200_000;
+pub const DEFAULT_MAX_NAME_LENGTH: usize = 1_024;
+pub const DEFAULT_MAX_FRAME_LENGTH: usize = 4_096;
+/// async-profiler's own default depth is 2,048 frames.
+pub const DEFAULT_MAX_STACK_DEPTH: usize = 4_096;
+pub const DEFAULT_MAX_RENDER_FRAMES: usize = 200_000;
 pub const DEFAULT_BUCKET: &str = "60s";
 pub const DEFAULT_RETENTION: &str = "7d";
 pub const DEFAULT_MEMORY_WINDOW: &str = "15m";
@@ -36,6 +43,9 @@ pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "60s";
 /// within 15 s of the last one expiring.
 pub const DEFAULT_FLINK_POLL_INTERVAL: &str = "15s";
 pub const DEFAULT_FLINK_TIMEOUT: &str = "10s";
+/// A job of 50 vertices at parallelism 100 with two graph types takes about 10,000 requests.
+pub const DEFAULT_FLINK_MAX_REQUESTS: usize = 20_000;
+pub const DEFAULT_FLINK_POLL_DEADLINE: &str = "2m";
 /// 64 MiB: a few dozen large SVGs.
 pub const DEFAULT_RENDER_CACHE_SIZE: usize = 64 << 20;
 
@@ -93,6 +103,36 @@ pub struct Config {
     /// names, say) share the set {stackd_overflow="[stackd: label value limit reached]"}.
     #[arg(long, env = "STACKD_MAX_SERIES_PER_APP", default_value_t = DEFAULT_MAX_SERIES_PER_APP)]
     pub max_series_per_app: usize,
+
+    /// Most gauge and engine series of all apps together (exported on /metrics); readings of
+    /// further series are refused and counted.
+    #[arg(long, env = "STACKD_MAX_SERIES", default_value_t = DEFAULT_MAX_SERIES)]
+    pub max_series: usize,
+
+    /// Longest app name, label name or label value kept, bytes (on every input); longer ones
+    /// are cut to it and counted (stackd_limit_hits_total{limit="name_length"}).
+    #[arg(long, env = "STACKD_MAX_NAME_LENGTH", default_value_t = DEFAULT_MAX_NAME_LENGTH, value_parser = at_least(16))]
+    pub max_name_length: usize,
+
+    /// Longest frame kept, bytes; longer ones are cut to it and counted once per stack
+    /// (limit="frame_length").
+    #[arg(long, env = "STACKD_MAX_FRAME_LENGTH", default_value_t = DEFAULT_MAX_FRAME_LENGTH, value_parser = at_least(16))]
+    pub max_frame_length: usize,
+
+    /// Deepest stack kept, frames; a deeper stack keeps its root-most frames and ends in the
+    /// frame "[stackd: stack depth limit reached]", counted once per stack (limit="stack_depth").
+    #[arg(long, env = "STACKD_MAX_STACK_DEPTH", default_value_t = DEFAULT_MAX_STACK_DEPTH, value_parser = at_least(2))]
+    pub max_stack_depth: usize,
+
+    /// Most frames drawn in one flame graph (SVG and JSON); the narrowest are left out beyond it,
+    /// and the graph's subtitle says how many (limit="render_output").
+    #[arg(long, env = "STACKD_MAX_RENDER_FRAMES", default_value_t = DEFAULT_MAX_RENDER_FRAMES, value_parser = at_least(1))]
+    pub max_render_frames: usize,
+
+    /// Imports (/import/…) parsed at once; further ones wait up to --http-request-timeout
+    /// (503 after). Default: the number of CPUs.
+    #[arg(long, env = "STACKD_MAX_CONCURRENT_IMPORTS")]
+    pub max_concurrent_imports: Option<usize>,
 
     /// Width of the time buckets that stack counts are kept in (e.g. 60s, 5m).
     #[arg(long, env = "STACKD_BUCKET", default_value = DEFAULT_BUCKET, value_parser = parse_duration)]
@@ -203,9 +243,28 @@ pub struct Config {
     #[arg(long, env = "STACKD_FLINK_TIMEOUT", default_value = DEFAULT_FLINK_TIMEOUT, value_parser = parse_duration)]
     pub flink_timeout: Duration,
 
+    /// Most requests one poll of a --flink-rest JobManager makes; a poll that reaches it ends,
+    /// and the next one starts with the vertex it did not reach (see GET /flink).
+    #[arg(long, env = "STACKD_FLINK_MAX_REQUESTS", default_value_t = DEFAULT_FLINK_MAX_REQUESTS, value_parser = at_least(1))]
+    pub flink_max_requests: usize,
+
+    /// Longest time one poll of a --flink-rest JobManager takes; a poll that reaches it ends,
+    /// and the next one starts with the vertex it did not reach.
+    #[arg(long, env = "STACKD_FLINK_POLL_DEADLINE", default_value = DEFAULT_FLINK_POLL_DEADLINE, value_parser = parse_duration)]
+    pub flink_poll_deadline: Duration,
+
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "stackd=debug".
     #[arg(long, env = "STACKD_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// A count of at least `min`.
+fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s: &str| match s.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -83,11 +83,23 @@ impl Ingest {
     /// for [`Writer::source`].
     pub fn source_at(&self, origin: u64, time_ms: i64, now_ms: i64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Reject> {
         self.store.check_time(time_ms, now_ms)?;
-        let source = self.store.source(origin, resolve);
-        if let Err(r) = source {
-            self.limit_hit(r);
-        }
+        let mut resolved = false;
+        let source = self.store.source(origin, || {
+            resolved = true;
+            resolve()
+        });
+        self.resolved(&source, resolved);
         source
+    }
+
+    /// Count what resolving an origin hit: a refusal's limit each time, names cut once (when
+    /// the origin was first resolved).
+    fn resolved(&self, source: &Result<Arc<Source>, Reject>, first: bool) {
+        match source {
+            Err(r) => self.limit_hit(*r),
+            Ok(s) if first && s.names_cut => self.metrics.limit_hit(Limit::NameLength),
+            Ok(_) => {}
+        }
     }
 
     /// Store one whole profile from one source at one time (an imported document, a Flink
@@ -140,9 +152,15 @@ impl Writer<'_> {
     /// input hashes its own domain name first, so that inputs never share an origin), and
     /// `resolve` names its app and labels on first sight.
     pub fn source(&mut self, origin: u64, resolve: impl FnOnce() -> SourceSpec) -> Result<SourceId, Reject> {
-        let source = self.writes.resolve(&self.ingest.store, origin, resolve);
-        if let Err(r) = source {
-            self.ingest.limit_hit(r);
+        let mut resolved = false;
+        let source = self.writes.resolve(&self.ingest.store, origin, || {
+            resolved = true;
+            resolve()
+        });
+        match source {
+            Err(r) => self.ingest.limit_hit(r),
+            Ok(id) if resolved && self.writes.source(id).names_cut => self.ingest.metrics.limit_hit(Limit::NameLength),
+            Ok(_) => {}
         }
         source
     }
@@ -156,6 +174,15 @@ impl Writer<'_> {
             Ok(Stored::Stack) => Ok(()),
             Ok(Stored::Overflow) => {
                 self.ingest.metrics.limit_hit(Limit::Stacks);
+                Ok(())
+            }
+            Ok(Stored::Cut { frames, depth }) => {
+                if frames {
+                    self.ingest.metrics.limit_hit(Limit::FrameLength);
+                }
+                if depth {
+                    self.ingest.metrics.limit_hit(Limit::StackDepth);
+                }
                 Ok(())
             }
             Err(r) => {

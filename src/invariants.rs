@@ -59,7 +59,7 @@ fn inputs() -> Inputs {
         // A registry is costly to build; counters are not part of any invariant, so one is shared.
         static METRICS: Metrics = Metrics::new();
     }
-    let limits = Limits { max_apps: 8, max_stacks_per_app: 64, max_label_values: 8, max_series_per_app: 16 };
+    let limits = Limits { max_apps: 8, max_stacks_per_app: 64, max_label_values: 8, max_series_per_app: 16, ..Limits::default() };
     let store = Arc::new(Store::new(limits, Duration::from_secs(60)));
     let template = crate::config::PrefixTemplate::parse("SKIP.app.executor").ok();
     Inputs::new(Arc::new(Ingest::new(store, METRICS.with(Metrics::clone))), template)
@@ -126,7 +126,7 @@ fn outputs(stacks: &Stacks, total: u64, svg: bool) {
     assert_eq!(sum, total, "folded output sums to the total");
     check_json_tree(&render::json(stacks), total);
     if svg && total > 0 {
-        let titles = Titles { title: "t\u{1}".into(), subtitle: Some("s".into()) };
+        let titles = Titles::new("t\u{1}", Some("s".into()));
         let svg = render::svg(stacks, &titles).expect("renders");
         let text = String::from_utf8(svg).expect("SVG is UTF-8");
         let options = roxmltree::ParsingOptions { allow_dtd: true, nodes_limit: u32::MAX };

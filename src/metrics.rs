@@ -154,6 +154,7 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "encoding /metrics failed; the exposition is cut short");
         }
+        let mut out = short_values(out);
         write_engine_families(store, gauge_cutoff_ms, &mut out);
         host.write(&mut out);
         out
@@ -345,7 +346,8 @@ fn escape_label_value(v: &str, out: &mut Vec<u8>) {
 }
 
 /// A sample value as the text format writes it (`+Inf`, `-Inf`, `NaN`, else the shortest
-/// decimal that reads back as the same f64).
+/// decimal that reads back as the same f64, with an exponent when it is very large or small:
+/// `1e308`, never 309 digits).
 struct PromValue(f64);
 
 impl std::fmt::Display for PromValue {
@@ -354,9 +356,34 @@ impl std::fmt::Display for PromValue {
             v if v.is_nan() => f.write_str("NaN"),
             v if v == f64::INFINITY => f.write_str("+Inf"),
             v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v if v != 0.0 && !(1e-5..1e16).contains(&v.abs()) => write!(f, "{v:e}"),
             v => write!(f, "{v}"),
         }
     }
+}
+
+/// The encoder writes every value in full (`1e308` as 309 digits): sample lines whose value is
+/// longer than any [`PromValue`] are written again with it. Borrows nothing, costs one scan.
+fn short_values(out: Vec<u8>) -> Vec<u8> {
+    const LONGEST: usize = 24;
+    let long = |line: &[u8]| !line.starts_with(b"#") && line.iter().rev().position(|&b| b == b' ').is_some_and(|n| n > LONGEST);
+    if !out.split(|&b| b == b'\n').any(long) {
+        return out;
+    }
+    let mut fixed = Vec::with_capacity(out.len());
+    for line in out.split_inclusive(|&b| b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let value = body.iter().rposition(|&b| b == b' ').map(|at| (at, &body[at + 1..]));
+        match value.and_then(|(at, v)| Some((at, std::str::from_utf8(v).ok()?.parse::<f64>().ok()?))) {
+            Some((at, v)) if long(body) => {
+                fixed.extend_from_slice(&body[..=at]);
+                fixed.extend_from_slice(PromValue(v).to_string().as_bytes());
+                fixed.push(b'\n');
+            }
+            _ => fixed.extend_from_slice(line),
+        }
+    }
+    fixed
 }
 
 fn jvm_families(readings: Vec<(String, GaugeReading)>) -> Vec<MetricFamily> {
@@ -439,5 +466,19 @@ mod tests {
         // Expired gauges are left out.
         let text = String::from_utf8(Metrics::new().render(&store, 2_000, &HostFigures::default())).expect("utf-8");
         assert!(!text.contains("jvm_memory_bytes_used{"), "{text}");
+    }
+
+    #[test]
+    fn huge_and_tiny_values_are_written_with_an_exponent() {
+        let shown: Vec<String> =
+            [1e308, -1e308, 1e16, 123456789.0, 0.125, 1e-7, 0.0, f64::NAN].iter().map(|v| PromValue(*v).to_string()).collect();
+        assert_eq!(shown, ["1e308", "-1e308", "1e16", "123456789", "0.125", "1e-7", "0", "NaN"]);
+        let store = Store::new(Limits::default(), std::time::Duration::from_secs(60));
+        let src = store.source(1, || SourceSpec { app: "a".into(), labels: vec![] }).expect("source");
+        let Some(jvm::Metric::Gauge { family, label_value }) = jvm::metric_name("heap.total.used") else { panic!("name") };
+        store.set_gauge(&src, &jvm::gauge_value(family, label_value, 1e308, false), 1_000).expect("under the series limit");
+        let text = String::from_utf8(Metrics::new().render(&store, 0, &HostFigures::default())).expect("utf-8");
+        assert!(text.contains("jvm_memory_bytes_used{app=\"a\",area=\"heap\"} 1e308\n"), "{text}");
+        assert!(text.lines().all(|l| l.len() < 200), "no 309-digit value");
     }
 }

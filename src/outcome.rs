@@ -38,6 +38,12 @@ pub enum Reject {
     StoreUnavailable,
     #[error("gauge series limit reached (--max-series-per-app)")]
     SeriesLimit,
+    #[error("series limit of all apps reached (--max-series)")]
+    SeriesTotalLimit,
+    /// Two names that become one Prometheus name (`heap.usage`, `heapUsage`), or a counter and
+    /// a gauge of one name: the first one seen keeps it.
+    #[error("another name (or type) is already exported under this metric's Prometheus name")]
+    NameCollision,
     /// A number this input's senders never write (a decimal comma outside Spark's names).
     #[error("value is not a finite number")]
     BadValue,
@@ -62,6 +68,8 @@ impl Reject {
             Self::InFuture => "in_future",
             Self::StoreUnavailable => "store_unavailable",
             Self::SeriesLimit => "series_limit",
+            Self::SeriesTotalLimit => "series_total_limit",
+            Self::NameCollision => "name_collision",
             Self::BadValue => "bad_value",
             Self::Internal => "internal_error",
         }
@@ -72,6 +80,7 @@ impl Reject {
         match self {
             Self::AppLimit => Some(Limit::Apps),
             Self::SeriesLimit => Some(Limit::Series),
+            Self::SeriesTotalLimit => Some(Limit::SeriesTotal),
             _ => None,
         }
     }
@@ -121,6 +130,23 @@ pub enum Limit {
     IdleTimeout,
     /// `--max-concurrent-renders`: the request waited too long for a render slot.
     Renders,
+    /// `--max-concurrent-imports`: the import waited too long for a slot.
+    Imports,
+    /// `--max-series`: an engine series or gauge beyond the total of all apps is refused.
+    SeriesTotal,
+    /// `--max-name-length`: an app name or label value cut to the limit.
+    NameLength,
+    /// `--max-frame-length`: a frame cut to the limit (counted once per stack).
+    FrameLength,
+    /// `--max-stack-depth`: a stack's frames beyond the limit replaced by one marker frame
+    /// (counted once per stack).
+    StackDepth,
+    /// `/query`: statements beyond the most one request may hold, or databases beyond the most
+    /// kept; refused.
+    Query,
+    /// A flame graph's frames or bytes beyond `--max-render-frames`: the narrowest frames are
+    /// left out, and the subtitle says so.
+    RenderOutput,
 }
 
 impl Limit {
@@ -135,6 +161,13 @@ impl Limit {
             Self::HeaderTimeout => "header_timeout",
             Self::IdleTimeout => "idle_timeout",
             Self::Renders => "renders",
+            Self::Imports => "imports",
+            Self::SeriesTotal => "series_total",
+            Self::NameLength => "name_length",
+            Self::FrameLength => "frame_length",
+            Self::StackDepth => "stack_depth",
+            Self::Query => "query",
+            Self::RenderOutput => "render_output",
         }
     }
 }
@@ -155,6 +188,10 @@ pub enum RequestReject {
     /// An imported profile (`/import/flink`, `/import/folded`) was malformed or inconsistent;
     /// nothing of it was stored.
     BadDocument,
+    /// `--max-concurrent-imports`: no import slot within the request timeout.
+    ImportBusy,
+    /// `/query` with more statements than one request may hold.
+    QueryTooLong,
 }
 
 impl RequestReject {
@@ -171,6 +208,8 @@ impl RequestReject {
             Self::TlsHandshake => "tls_handshake",
             Self::StoreUnreadable => "store_unreadable",
             Self::BadDocument => "bad_document",
+            Self::ImportBusy => "import_busy",
+            Self::QueryTooLong => "query_too_long",
         }
     }
 }

@@ -82,8 +82,11 @@ impl Inputs {
     /// prefixes into an app and labels.
     pub fn new(ingest: Arc<Ingest>, prefix_labels: Option<PrefixTemplate>) -> Self {
         let prefixes = Arc::new(profiler::Prefixes::new(prefix_labels));
-        let statsd: Vec<Box<dyn StatsdInput>> =
-            vec![Box::new(spark::Input), Box::new(profiler::statsd::Input(Arc::clone(&prefixes))), Box::new(flink::statsd::Input)];
+        let statsd: Vec<Box<dyn StatsdInput>> = vec![
+            Box::new(spark::Input::default()),
+            Box::new(profiler::statsd::Input(Arc::clone(&prefixes))),
+            Box::new(flink::statsd::Input),
+        ];
         let line_protocol: Vec<Box<dyn LineInput>> =
             vec![Box::new(uber::Input), Box::new(flink::influx::Input), Box::new(profiler::influx::Input(prefixes))];
         let (statsd_tally, influx_tally) = (ingest.tally("statsd"), ingest.tally("influx"));

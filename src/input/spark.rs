@@ -24,6 +24,11 @@
 //!
 //! Every series has the labels `app`, `executor` and `role` (`driver` or `executor`). Timer
 //! statistics are in milliseconds, as Spark sends them.
+//!
+//! Names spelled differently can become one exported name (`heap.usage`, `heapUsage` and
+//! `heap_usage` are all `spark_jvm_heap_usage`), and a counter and a gauge can share one: the
+//! first spelling and type seen keep the name, values of the others are refused
+//! (`reason="name_collision"`) rather than merged into it.
 
 use std::borrow::Cow;
 
@@ -123,23 +128,28 @@ fn snake_case(name: &str, out: &mut String) {
     }
 }
 
-/// How a Spark value is exported: family, extra label, kind, and the factor its value is
-/// multiplied by (mebibytes become bytes).
+/// How a Spark value is exported: family, extra label, kind, the factor its value is multiplied
+/// by (mebibytes become bytes), and the part of the name the family was made from.
 #[derive(Debug, PartialEq)]
-struct Export {
+struct Export<'a> {
     family: String,
     quantile: Option<&'static str>,
     kind: SeriesKind,
     scale: f64,
+    spelling: &'a str,
 }
 
+/// Exported names kept with who has them (checked while there are fewer; a name is a few
+/// dozen bytes).
+const MAX_NAMES: usize = 100_000;
+
 /// The family a Spark value is exported as; `None` for types Spark never sends.
-fn export(source: &str, metric: &str, kind: MetricType) -> Option<Export> {
+fn export<'a>(source: &str, metric: &'a str, kind: MetricType) -> Option<Export<'a>> {
     let mut family = String::with_capacity(7 + source.len() + metric.len() + 6);
     family.push_str("spark_");
     snake_case(source, &mut family);
     family.push('_');
-    let (mut quantile, mut series_kind, mut scale) = (None, SeriesKind::Gauge, 1.0);
+    let (mut quantile, mut series_kind, mut scale, mut spelling) = (None, SeriesKind::Gauge, 1.0, metric);
     match kind {
         MetricType::Gauge | MetricType::Counter => {
             let (metric, mebibytes) = match metric.strip_suffix("_MB") {
@@ -166,6 +176,7 @@ fn export(source: &str, metric: &str, kind: MetricType) -> Option<Export> {
             let (base, stat) = metric.rsplit_once('.').unwrap_or(("", metric));
             match QUANTILES.iter().find(|(p, _)| *p == stat).filter(|_| !base.is_empty()) {
                 Some((_, q)) => {
+                    spelling = base;
                     snake_case(base, &mut family);
                     quantile = Some(*q);
                     series_kind = SeriesKind::Summary;
@@ -175,11 +186,32 @@ fn export(source: &str, metric: &str, kind: MetricType) -> Option<Export> {
         }
         MetricType::Histogram | MetricType::Distribution | MetricType::Set => return None,
     }
-    Some(Export { family, quantile, kind: series_kind, scale })
+    Some(Export { family, quantile, kind: series_kind, scale, spelling })
 }
 
-#[derive(Debug)]
-pub struct Input;
+/// Spark's statsd lines, with the spelling and type that owns each exported name.
+#[derive(Debug, Default)]
+pub struct Input {
+    owners: crate::store::Map<String, (u64, SeriesKind)>,
+}
+
+impl Input {
+    /// Whether `export` may use its family: the first spelling and type seen own it.
+    fn owns(&self, source: &str, export: &Export<'_>) -> bool {
+        let mut h = Xxh3::new();
+        h.update(source.as_bytes());
+        h.update(b".");
+        h.update(export.spelling.as_bytes());
+        let owner = (h.digest(), export.kind);
+        if let Some(o) = self.owners.get(&export.family) {
+            return *o == owner;
+        }
+        if self.owners.len() >= MAX_NAMES {
+            return true;
+        }
+        *self.owners.entry(export.family.clone()).or_insert(owner) == owner
+    }
+}
 
 impl StatsdInput for Input {
     fn line(&self, w: &mut Writer<'_>, line: &statsd::Line<'_>, now_ms: i64) -> bool {
@@ -203,7 +235,8 @@ impl StatsdInput for Input {
         };
         for sample in line.samples() {
             let result = match (export(name.source, name.metric, sample.kind), sample.number) {
-                (Some(Export { family, quantile, kind, scale }), Some(value)) => {
+                (Some(e), Some(_)) if !self.owns(name.source, &e) => Err(Reject::NameCollision),
+                (Some(Export { family, quantile, kind, scale, .. }), Some(value)) => {
                     let label = |k, v| (Cow::Borrowed(k), Cow::Borrowed(v));
                     let mut labels = vec![label("app", name.app), label("executor", name.executor)];
                     labels.extend(quantile.map(|q| label("quantile", q)));
@@ -300,7 +333,38 @@ mod tests {
         );
         let m = &i.ingest.metrics;
         assert_eq!(m.lines_accepted.with_label_values(&["statsd"]).get(), 9);
+        assert_eq!(m.lines_rejected.with_label_values(&["statsd", "name_collision"]).get(), 0);
         assert_eq!(m.lines_rejected.with_label_values(&["statsd", "wrong_type"]).get(), 1, "a set");
         assert_eq!(i.ingest.store.app("local-1").expect("app").label_values()["executor"].keys().collect::<Vec<_>>(), ["3", "driver"]);
+    }
+
+    #[test]
+    fn names_that_collide_are_refused_not_merged() {
+        let i = inputs(None);
+        for l in [
+            &b"app-1.driver.jvm.heap.usage:0.5|g"[..],
+            b"app-1.driver.jvm.heapUsage:0.9|g",             // the same exported name, spelled otherwise
+            b"app-1.driver.jvm.heap_usage:0.8|g",            // and again
+            b"app-1.driver.jvm.heap.usage:0.6|g",            // the owner: replaces its value
+            b"app-1.driver.appStatus.stages.done:4|c",       // counter spark_app_status_stages_done_total
+            b"app-1.driver.appStatus.stages.done.count:9|g", // a gauge count: the same counter name
+            b"app-1.driver.DAGScheduler.t.p50:1|ms",
+            b"app-1.driver.DAGScheduler.t.p99:2|ms", // the same summary: not a collision
+        ] {
+            i.statsd_datagram(l, 1_000);
+        }
+        let app = i.ingest.store.app("app-1").expect("app");
+        let mut got: Vec<(String, f64)> = app.series().into_iter().map(|s| (s.family.clone(), s.value)).collect();
+        got.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+        assert_eq!(
+            got,
+            [
+                ("spark_app_status_stages_done_total".to_string(), 4.0),
+                ("spark_dag_scheduler_t".to_string(), 1.0),
+                ("spark_dag_scheduler_t".to_string(), 2.0),
+                ("spark_jvm_heap_usage".to_string(), 0.6),
+            ]
+        );
+        assert_eq!(i.ingest.metrics.lines_rejected.with_label_values(&["statsd", "name_collision"]).get(), 3);
     }
 }

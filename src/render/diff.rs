@@ -68,7 +68,7 @@ pub fn folded(base: &Stacks, current: &Stacks, normalize: bool) -> String {
 /// The differential SVG. Counts are scaled exactly where they fit (the baseline multiplied by
 /// the current total, the current by the baseline total, and inferno's display factor dividing
 /// back), and rounded otherwise; the sample counts shown are the current selection's.
-pub fn svg(base: &Stacks, current: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<Vec<u8>> {
+pub fn svg(base: &Stacks, current: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<(Vec<u8>, super::Drawn)> {
     let base = svg_lines(base);
     let current = svg_lines(current);
     let (bt, ct) = (total(&base), total(&current));
@@ -88,9 +88,23 @@ pub fn svg(base: &Stacks, current: &Stacks, titles: &Titles, style: &Style) -> s
     }
     let mut opts = inferno_options(titles, style);
     opts.factor = factor;
+    // Widths are the current counts (the last column).
+    let drawn_total = input.lines().map(|l| stack_and_width(l).1).fold(0u64, u64::saturating_add);
+    let cut = super::narrow::within(input.lines().map(stack_and_width), drawn_total, opts.min_width, titles.budget());
+    if let Some(cut) = cut {
+        opts.min_width = cut.min_width_pct;
+        opts.subtitle = Some(super::subtitle_with(opts.subtitle.take(), &cut));
+    }
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
     inferno::flamegraph::from_lines(&mut opts, input.lines(), &mut out)?;
-    Ok(out)
+    Ok((super::safe_search(out), super::Drawn { cut }))
+}
+
+/// A differential line's stack and its width (the current count, its last column).
+fn stack_and_width(line: &str) -> (&str, u64) {
+    let mut parts = line.rsplitn(3, ' ');
+    let width = parts.next().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+    (parts.nth(1).unwrap_or(""), width)
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -138,8 +152,8 @@ mod tests {
     fn svg_shows_current_counts_and_normalised_deltas() {
         let base = stacks(&[("main;a", 6), ("main;b", 3), ("main;gone", 1)]);
         let current = stacks(&[("main;a", 6), ("main;b", 10), ("main;new", 4)]);
-        let t = Titles { title: "diff".into(), subtitle: None };
-        let svg = String::from_utf8(svg(&base, &current, &t, &Style::default()).expect("renders")).expect("utf-8");
+        let t = Titles::new("diff", None);
+        let svg = String::from_utf8(svg(&base, &current, &t, &Style::default()).expect("renders").0).expect("utf-8");
         let titles = titles(&svg);
         // a: 6 of 20 now (30%), was 6 of 10 (60%): -30 points of the total.
         for want in [
@@ -156,8 +170,8 @@ mod tests {
     fn svg_of_totals_too_large_to_scale_exactly_still_renders() {
         let base = stacks(&[("a", u64::MAX / 2), ("b", 7)]);
         let current = stacks(&[("a", u64::MAX / 3), ("b", 5)]);
-        let t = Titles { title: "diff".into(), subtitle: None };
-        let svg = String::from_utf8(svg(&base, &current, &t, &Style::default()).expect("renders")).expect("utf-8");
+        let t = Titles::new("diff", None);
+        let svg = String::from_utf8(svg(&base, &current, &t, &Style::default()).expect("renders").0).expect("utf-8");
         assert!(titles(&svg).iter().any(|t| t.starts_with("all (")), "{}", &svg[..200.min(svg.len())]);
     }
 }

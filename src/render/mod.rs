@@ -55,11 +55,34 @@ impl Format {
     }
 }
 
-/// Titles of a rendered flame graph.
+/// Titles of a rendered flame graph, and how much it may draw.
 #[derive(Clone, Debug)]
 pub struct Titles {
     pub title: String,
     pub subtitle: Option<String>,
+    /// Frames drawn at most (`--max-render-frames`): beyond, the narrowest are left out, and
+    /// the subtitle says how many were drawn of how many.
+    pub max_frames: usize,
+}
+
+/// About the most bytes one SVG takes (frames beyond are left out as beyond
+/// [`Titles::max_frames`]): the size of a graph of 200,000 frames of typical JVM names.
+pub const MAX_SVG_BYTES: usize = 64 << 20;
+
+impl Titles {
+    pub fn new(title: impl Into<String>, subtitle: Option<String>) -> Self {
+        Titles { title: title.into(), subtitle, max_frames: usize::MAX }
+    }
+
+    fn budget(&self) -> narrow::Budget {
+        narrow::Budget { max_frames: self.max_frames, max_bytes: MAX_SVG_BYTES }
+    }
+}
+
+/// How a render went: whether it was cut to its budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Drawn {
+    pub cut: Option<narrow::Cut>,
 }
 
 /// A frame as written into folded text: `;` would split it and a line break would end the line,
@@ -152,11 +175,11 @@ fn merge_sorted<T: Ord>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
 
 /// An interactive SVG flame graph (zoom, search) of `stacks`, in the default style.
 pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
-    svg_styled(stacks, titles, &Style::default())
+    svg_styled(stacks, titles, &Style::default()).map(|(svg, _)| svg)
 }
 
 /// An interactive SVG flame graph (zoom, search) of `stacks`, styled by the URL's options.
-pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<Vec<u8>> {
+pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<(Vec<u8>, Drawn)> {
     let mut lines = svg_lines(stacks);
     // The renderer adds counts up in a u64 without checking: when they would overflow (only
     // near-saturated totals can), scale them all down alike.
@@ -166,7 +189,14 @@ pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::R
         lines.iter_mut().for_each(|(_, c)| *c /= scale);
     }
     let mut opts = inferno_options(titles, style);
-    let lines = narrow::collapse(lines, opts.min_width);
+    let mut lines = narrow::collapse(lines, opts.min_width);
+    let total = lines.iter().fold(0u64, |sum, (_, c)| sum.saturating_add(*c));
+    let cut = narrow::within(lines.iter().map(|(l, c)| (l.as_str(), *c)), total, opts.min_width, titles.budget());
+    if let Some(cut) = cut {
+        opts.min_width = cut.min_width_pct;
+        lines = narrow::collapse(lines, opts.min_width);
+        opts.subtitle = Some(subtitle_with(opts.subtitle.take(), &cut));
+    }
     let mut palette_map = (style.hash == ColorHash::Package).then(|| package_colors(&lines));
     let mut input = String::with_capacity(lines.iter().map(|(l, _)| l.len() + 21).sum());
     for (line, count) in lines {
@@ -175,7 +205,31 @@ pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::R
     opts.palette_map = palette_map.as_mut();
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
     draw_in_order(&mut opts, &input, &mut out)?;
-    Ok(out)
+    Ok((safe_search(out), Drawn { cut }))
+}
+
+/// How the explorer and the SVG's own script match a search term ([`safe_search`]).
+pub const SEARCH_JS: &str = include_str!("search.js");
+
+/// The renderer's script runs a search term (the SVG's `s=` parameter, so any link) as a
+/// browser regular expression, which a crafted one makes backtrack without end: it is made to
+/// use [`SEARCH_JS`] instead. The script comes before the frames, once.
+pub fn safe_search(mut svg: Vec<u8>) -> Vec<u8> {
+    const FROM: &[u8] = b"function search(term) {\n    var re = new RegExp(term);";
+    let head = svg.len().min(64 * 1024);
+    let Some(at) = memchr::memmem::find(&svg[..head], FROM) else { return svg };
+    let to = format!("{SEARCH_JS}function search(term) {{\n    var re = stackdPattern(term).re;");
+    svg.splice(at..at + FROM.len(), to.into_bytes());
+    svg
+}
+
+/// A subtitle (XML text already) with what a cut left out.
+fn subtitle_with(subtitle: Option<String>, cut: &narrow::Cut) -> String {
+    let note = xml_text(&cut.note()).into_owned();
+    match subtitle {
+        Some(s) => format!("{s}; {note}"),
+        None => note,
+    }
 }
 
 /// Render folded `input` with its lines merged in the order given, unsorted (the lines of
@@ -361,7 +415,7 @@ mod tests {
     #[test]
     fn svg_escapes_markup_and_is_deterministic() {
         let text = stacks(&[(&["java.util.ArrayList.<init>:166", "<script>alert(1)</script>"], 3), (&["a&b", "c"], 1)]);
-        let titles = Titles { title: "app <x> & y".into(), subtitle: Some("3 samples".into()) };
+        let titles = Titles::new("app <x> & y", Some("3 samples".into()));
         let one = svg(&text, &titles).expect("renders");
         let two = svg(&text, &titles).expect("renders");
         assert_eq!(one, two, "same data, same bytes");
@@ -372,13 +426,43 @@ mod tests {
     }
 
     #[test]
+    fn a_graph_is_cut_to_its_frame_budget_and_says_so() {
+        // 100 root frames of 1..=100 samples: at most 10 drawn, the widest.
+        let names: Vec<String> = (1..=100).map(|i| format!("f{i}")).collect();
+        let list: Vec<(Vec<&str>, u64)> = names.iter().zip(1u64..).map(|(n, i)| (vec![n.as_str()], i)).collect();
+        let s: Stacks = list.iter().map(|(f, c)| (f.iter().map(|x| Arc::from(*x)).collect(), *c)).collect();
+        let titles = Titles { max_frames: 10, ..Titles::new("t", Some("5050 samples".into())) };
+        let (out, drawn) = svg_styled(&s, &titles, &Style { min_width_bits: Some(0f64.to_bits()), ..Style::default() }).expect("renders");
+        let cut = drawn.cut.expect("over budget");
+        assert_eq!((cut.drawn, cut.frames), (10, 100));
+        let out = String::from_utf8(out).expect("utf-8");
+        // The root `all` and the ten widest.
+        assert_eq!(out.matches("fg:w=").count(), 11, "{out}");
+        assert!(out.contains(">f91 (91 samples") && !out.contains(">f90 ("), "the widest kept");
+        assert!(out.contains("5050 samples; 10 of 100 frames drawn (the narrowest left out"), "the subtitle says so");
+        assert!(out.contains("all (5,050 samples, 100%)"), "every sample still counted");
+        let (_, drawn) = svg_styled(&s, &Titles::new("t", None), &Style::default()).expect("renders");
+        assert_eq!(drawn.cut, None, "within the default budget");
+    }
+
+    #[test]
+    fn the_search_term_is_matched_by_stackds_rules() {
+        let out = String::from_utf8(svg(&stacks(&[(&["a"], 1)]), &Titles::new("t", None)).expect("renders")).expect("utf-8");
+        assert!(!out.contains("new RegExp(term)"), "the renderer's own matching is replaced");
+        assert!(out.contains("function stackdPattern(term)") && out.contains("var re = stackdPattern(term).re;"));
+        let options = roxmltree::ParsingOptions { allow_dtd: true, nodes_limit: u32::MAX };
+        let doc = roxmltree::Document::parse_with_options(&out, options).expect("still well-formed XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+    }
+
+    #[test]
     fn frames_with_spaces_and_digits_keep_their_counts_in_the_svg() {
         // "b 12" once read as a differential line (baseline 12), and " " as no stack at all.
         let s = stacks(&[(&["a", "b 12"], 3), (&[" "], 4), (&[" x"], 5), (&["a;b"], 1), (&["#"], 2)]);
         let lines: Vec<(String, u64)> =
             [("[blank]", 4), ("a;b\u{a0}12", 3), ("a_b", 1), ("x", 5), ("\u{ff03}", 2)].iter().map(|(l, c)| (l.to_string(), *c)).collect();
         assert_eq!(svg_lines(&s), lines);
-        let out = String::from_utf8(svg(&s, &Titles { title: "t".into(), subtitle: None }).expect("renders")).expect("utf-8");
+        let out = String::from_utf8(svg(&s, &Titles::new("t", None)).expect("renders")).expect("utf-8");
         assert!(out.contains("all (15 samples, 100%)"), "every sample counted");
     }
 

@@ -175,6 +175,103 @@ fn same_frame(a: &str, b: &str, depth: usize) -> bool {
     b.starts_with(frame) && b.as_bytes().get(frame.len()).is_none_or(|&c| c == b';')
 }
 
+/// The frames the renderer draws of `lines` (merged as it merges them: a frame lasts while
+/// consecutive lines share it with all its ancestors): each frame's samples and the bytes of
+/// its name.
+fn frames<'a>(lines: impl Iterator<Item = (&'a str, u64)>) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    // Open frames from the root: (bytes of the name, samples so far).
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let close = |open: &mut Vec<(usize, u64)>, out: &mut Vec<(u64, usize)>, keep: usize| {
+        while open.len() > keep {
+            let Some((len, samples)) = open.pop() else { break };
+            out.push((samples, len));
+            if let Some(parent) = open.last_mut() {
+                parent.1 = parent.1.saturating_add(samples);
+            }
+        }
+    };
+    let mut previous: Option<&str> = None;
+    for (line, count) in lines {
+        let (shared, _) = previous.map_or((0, 0), |prev| shared_frames(prev, line));
+        close(&mut open, &mut out, shared);
+        open.extend(line.split(';').skip(shared).map(|f| (f.len(), 0)));
+        if let Some(leaf) = open.last_mut() {
+            leaf.1 = leaf.1.saturating_add(count);
+        }
+        previous = Some(line);
+    }
+    close(&mut open, &mut out, 0);
+    out
+}
+
+/// What a flame graph may hold: frames drawn, and about how many bytes they take.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub max_frames: usize,
+    pub max_bytes: usize,
+}
+
+/// Bytes a drawn frame takes besides its name, which it holds twice (its tooltip and its
+/// label): a `<g>` with a `<title>`, a `<rect>` and a `<text>`.
+const FRAME_BYTES: usize = 200;
+
+/// A frame's share of a graph's size.
+fn frame_bytes(name_len: usize) -> usize {
+    FRAME_BYTES + 2 * name_len
+}
+
+/// When `lines` (of `total` samples, drawn at `min_width_pct`) hold more frames than `budget`
+/// allows: the narrowest width at which they do not, with the frames drawn then and before.
+pub fn within<'a>(lines: impl Iterator<Item = (&'a str, u64)>, total: u64, min_width_pct: f64, budget: Budget) -> Option<Cut> {
+    if total == 0 {
+        return None;
+    }
+    // The renderer's own arithmetic (see `collapse`).
+    let minwidth_time = min_width_pct / (100.0 / total as f64);
+    let mut drawn: Vec<(u64, usize)> = frames(lines).into_iter().filter(|(samples, _)| *samples as f64 >= minwidth_time).collect();
+    let bytes: usize = drawn.iter().map(|(_, len)| frame_bytes(*len)).sum();
+    if drawn.len() <= budget.max_frames && bytes <= budget.max_bytes {
+        return None;
+    }
+    drawn.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let (mut n, mut bytes) = (0usize, 0usize);
+    let mut first_left_out = drawn.len();
+    for (i, (_, len)) in drawn.iter().enumerate() {
+        n += 1;
+        bytes += frame_bytes(*len);
+        if n > budget.max_frames || bytes > budget.max_bytes {
+            first_left_out = i;
+            break;
+        }
+    }
+    // Every frame as narrow as the first left out goes too (ties are not split).
+    let threshold = drawn[first_left_out].0;
+    let kept = drawn.iter().take_while(|(samples, _)| *samples > threshold).count();
+    // Drawn from `threshold + 1` samples on: half a sample below, safe from rounding.
+    let pct = (threshold as f64 + 0.5) * (100.0 / total as f64);
+    Some(Cut { min_width_pct: pct.max(min_width_pct), drawn: kept, frames: drawn.len() })
+}
+
+/// A graph cut down to its budget: the width frames are drawn from, and how many are drawn of
+/// how many there were.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cut {
+    pub min_width_pct: f64,
+    pub drawn: usize,
+    pub frames: usize,
+}
+
+impl Cut {
+    /// What the subtitle says of it.
+    pub fn note(&self) -> String {
+        format!(
+            "{} of {} frames drawn (the narrowest left out: --max-render-frames, or a frame of at least {:.4} %)",
+            self.drawn, self.frames, self.min_width_pct
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +318,35 @@ mod tests {
         assert_eq!(collapse(input, 1.0), lines(&[(";b", 3), ("a", 500), ("#;x", 2), ("b", 500), ("c", 32), ("z", 10_000)]));
         let input = lines(&[("a;\t;y", 1), ("a;\t;z", 1), ("a;w", 300), ("z", 10_000)]);
         assert_eq!(collapse(input, 1.0), lines(&[("a;\t;y", 2), ("a;w", 300), ("z", 10_000)]));
+    }
+
+    #[test]
+    fn frames_are_counted_as_the_renderer_merges_them() {
+        let input = lines(&[("a;b", 2), ("a;b;c", 3), ("a;d", 1), ("e", 4)]);
+        let mut f = frames(input.iter().map(|(l, c)| (l.as_str(), *c)));
+        f.sort();
+        // a (6: b 5 with c 3, d 1), e (4).
+        assert_eq!(f, [(1, 1), (3, 1), (4, 1), (5, 1), (6, 1)]);
+    }
+
+    #[test]
+    fn a_graph_over_its_budget_keeps_its_widest_frames() {
+        let input = lines(&[("a;b", 2), ("a;b;c", 3), ("a;d", 1), ("e", 4)]);
+        let each = || input.iter().map(|(l, c)| (l.as_str(), *c));
+        let budget = |max_frames| Budget { max_frames, max_bytes: usize::MAX };
+        assert_eq!(within(each(), 10, 0.0, budget(5)), None);
+        // Three frames: a (6), b (5), e (4); c (3) and d (1) left out, from 3.5 samples of 10.
+        let cut = within(each(), 10, 0.0, budget(3)).expect("over");
+        assert_eq!((cut.drawn, cut.frames), (3, 5));
+        assert!((cut.min_width_pct - 35.0).abs() < 1e-9, "{cut:?}");
+        // The same cut applied by `collapse` draws just those.
+        let kept = collapse(input.clone(), cut.min_width_pct);
+        let mut f = frames(kept.iter().map(|(l, c)| (l.as_str(), *c)));
+        f.retain(|(samples, _)| *samples as f64 >= 3.5);
+        assert_eq!(f.len(), 3);
+        // Bytes count too: each frame here costs 202.
+        let cut = within(each(), 10, 0.0, Budget { max_frames: 100, max_bytes: 500 }).expect("over");
+        assert_eq!((cut.drawn, cut.frames), (2, 5));
     }
 
     #[test]

@@ -189,6 +189,8 @@ pub struct App {
     /// Unique among all apps of all stores of this process (the key of [`SEEN`]).
     serial: u64,
     pub(super) max_stacks: usize,
+    max_frame_len: usize,
+    max_stack_depth: usize,
     pub(super) stack_ids: Map<u64, u32>,
     pub(super) stacks: RwLock<Vec<StackEntry>>,
     pub(super) overflow: OnceLock<u32>,
@@ -376,6 +378,8 @@ impl App {
             name,
             serial: SERIALS.fetch_add(1, Ordering::Relaxed),
             max_stacks: limits.max_stacks_per_app,
+            max_frame_len: limits.max_frame_len,
+            max_stack_depth: limits.max_stack_depth.max(1),
             stack_ids: Map::default(),
             stacks: RwLock::new(Vec::new()),
             overflow: OnceLock::new(),
@@ -462,11 +466,27 @@ impl App {
             let id = *self.overflow.get_or_init(|| self.push_stack(0, Box::new([frames.intern(OVERFLOW_FRAME)])));
             return (id, Stored::Overflow);
         }
+        let (mut long, mut deep) = (false, false);
         let id = *self.stack_ids.entry(hash).or_insert_with(|| {
             let mut ids = Vec::with_capacity(32);
-            stack.each_frame(&mut |f| ids.push(frames.intern(f)));
+            stack.each_frame(&mut |f| {
+                if ids.len() >= self.max_stack_depth {
+                    deep = true;
+                    return;
+                }
+                let cut = crate::ingest::truncated(f, self.max_frame_len);
+                long |= cut.len() < f.len();
+                ids.push(frames.intern(cut));
+            });
+            if deep {
+                ids.pop();
+                ids.push(frames.intern(super::DEPTH_FRAME));
+            }
             self.push_stack(hash, ids.into_boxed_slice())
         });
+        if long || deep {
+            return (id, Stored::Cut { frames: long, depth: deep });
+        }
         (id, Stored::Stack)
     }
 

@@ -62,13 +62,34 @@ pub struct Limits {
     pub max_label_values: usize,
     /// Gauge series per app (family × its own label × label set).
     pub max_series_per_app: usize,
+    /// Gauge and engine series of all apps together.
+    pub max_series: usize,
+    /// Bytes of an app name or a label value; longer ones are cut (on a character boundary).
+    pub max_name_len: usize,
+    /// Bytes of a frame; longer ones are cut.
+    pub max_frame_len: usize,
+    /// Frames of a stack; deeper stacks keep their first (root-most) frames and end in
+    /// [`DEPTH_FRAME`].
+    pub max_stack_depth: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_apps: 1_000, max_stacks_per_app: 100_000, max_label_values: 10_000, max_series_per_app: 100_000 }
+        Limits {
+            max_apps: 1_000,
+            max_stacks_per_app: 100_000,
+            max_label_values: 10_000,
+            max_series_per_app: 100_000,
+            max_series: 200_000,
+            max_name_len: 1_024,
+            max_frame_len: 4_096,
+            max_stack_depth: 4_096,
+        }
     }
 }
+
+/// The last frame of a stack cut at [`Limits::max_stack_depth`].
+pub const DEPTH_FRAME: &str = "[stackd: stack depth limit reached]";
 
 /// The value that replaces a label value beyond [`Limits::max_label_values`]: the samples are
 /// kept (totals stay right) under this value.
@@ -120,6 +141,12 @@ pub enum Stored {
     Stack,
     /// Counted under [`OVERFLOW_FRAME`] because the app has too many unique stacks.
     Overflow,
+    /// A new stack, kept cut: some frame was longer than [`Limits::max_frame_len`] (`frames`),
+    /// or it was deeper than [`Limits::max_stack_depth`] (`depth`). Said once per stack.
+    Cut {
+        frames: bool,
+        depth: bool,
+    },
 }
 
 /// Labels of one origin, sorted by name.
@@ -134,18 +161,32 @@ pub struct SourceSpec {
 
 impl SourceSpec {
     /// What every origin is made into, whichever input resolved it: a non-empty app name
-    /// (`unknown` otherwise), label names valid in Prometheus (statsd_exporter's escaping).
-    fn normalised(mut self) -> Self {
+    /// (`unknown` otherwise), label names valid in Prometheus (statsd_exporter's escaping), the
+    /// app name, label names and values at most `max_len` bytes. Says whether anything was cut.
+    fn normalised(mut self, max_len: usize) -> (Self, bool) {
         if self.app.is_empty() {
             self.app = "unknown".into();
         }
-        for (k, _) in &mut self.labels {
+        let mut cut = cut_to(&mut self.app, max_len);
+        for (k, v) in &mut self.labels {
             if !crate::sample::is_label_name(k) {
                 *k = crate::sample::escape_label_name(k);
             }
+            cut |= cut_to(k, max_len);
+            cut |= cut_to(v, max_len);
         }
-        self
+        (self, cut)
     }
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary; whether it was.
+fn cut_to(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let keep = crate::ingest::truncated(s, max).len();
+    s.truncate(keep);
+    true
 }
 
 /// A resolved origin: where its samples go.
@@ -156,6 +197,8 @@ pub struct Source {
     stats: Arc<LabelStats>,
     /// Some label value was replaced by [`OVERFLOW_LABEL_VALUE`] when this origin was resolved.
     pub label_overflow: bool,
+    /// The app name or a label was cut to [`Limits::max_name_len`].
+    pub names_cut: bool,
 }
 
 impl Source {
@@ -187,6 +230,8 @@ pub struct Store {
     family: fn(&str, FamilyKind) -> Option<&'static GaugeFamily>,
     /// One flush at a time; holds how many frames are on disk.
     flushing: Mutex<usize>,
+    /// Gauge and engine series of all apps ([`Limits::max_series`]).
+    series_total: std::sync::atomic::AtomicUsize,
 }
 
 /// `cell = max(cell, t)`, without a write when `t` is not larger.
@@ -219,6 +264,7 @@ impl Store {
             disk: None,
             family: config.family,
             flushing: Mutex::new(0),
+            series_total: std::sync::atomic::AtomicUsize::new(0),
         };
         let Some(dir) = config.data_dir.as_deref() else { return Ok(store) };
         let path = dir.join(disk::FILE_NAME);
@@ -240,6 +286,8 @@ impl Store {
             }
             store.disk = Some(opened);
         }
+        let loaded: usize = store.apps.iter().map(|a| a.gauges.len() + a.series.len()).sum();
+        store.series_total.store(loaded, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -255,6 +303,23 @@ impl Store {
         self.bucket_ms
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Gauge and engine series of all apps.
+    pub fn series_total(&self) -> usize {
+        self.series_total.load(Ordering::Relaxed)
+    }
+
+    /// Take one series of [`Limits::max_series`] (the app's own limit checked by the caller).
+    fn take_series(&self) -> Result<(), Reject> {
+        self.series_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.limits.max_series).then_some(n + 1))
+            .map(|_| ())
+            .map_err(|_| Reject::SeriesTotalLimit)
+    }
+
     /// The source for an origin hash, resolving it with `resolve` on first sight. A refusal is
     /// remembered too, so a refused origin costs one lookup per sample, not a resolution.
     pub fn source(&self, origin: u64, resolve: impl FnOnce() -> SourceSpec) -> Result<Arc<Source>, Reject> {
@@ -264,7 +329,7 @@ impl Store {
         if let Some(r) = self.refused.get(&origin) {
             return Err(*r);
         }
-        let spec = resolve().normalised();
+        let (spec, names_cut) = resolve().normalised(self.limits.max_name_len);
         let app = match self.app_or_create(&spec.app) {
             Ok(app) => app,
             Err(r) => {
@@ -276,7 +341,7 @@ impl Store {
             }
         };
         let (labels, stats, label_overflow) = app.labelset(spec.labels);
-        let source = Arc::new(Source { app, labels, stats, label_overflow });
+        let source = Arc::new(Source { app, labels, stats, label_overflow, names_cut });
         if self.sources.len() >= MAX_CACHED_ORIGINS {
             return Ok(source);
         }
@@ -372,11 +437,23 @@ impl Store {
         let cell = match app.gauges.get(&key) {
             Some(c) => c,
             None if app.gauges.len() >= self.limits.max_series_per_app => return Err(Reject::SeriesLimit),
-            None => app
-                .gauges
-                .entry(key)
-                .or_insert_with(|| GaugeCell::new(gauge.family, gauge.label_value.into(), source.labels, 0.0, time_ms, true))
-                .downgrade(),
+            None => {
+                self.take_series()?;
+                let mut taken = true;
+                let cell = app
+                    .gauges
+                    .entry(key)
+                    .or_insert_with(|| {
+                        taken = false;
+                        GaugeCell::new(gauge.family, gauge.label_value.into(), source.labels, 0.0, time_ms, true)
+                    })
+                    .downgrade();
+                if taken {
+                    // Another writer made it meanwhile: the series is counted once.
+                    self.series_total.fetch_sub(1, Ordering::Relaxed);
+                }
+                cell
+            }
         };
         if gauge.relative {
             let _ = cell.bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some((f64::from_bits(b) + gauge.value).to_bits()));
@@ -397,7 +474,22 @@ impl Store {
         let cell = match app.series.get(&key) {
             Some(c) => c,
             None if app.gauges.len() + app.series.len() >= self.limits.max_series_per_app => return Err(Reject::SeriesLimit),
-            None => app.series.entry(key).or_insert_with(|| SeriesCell::new(series, time_ms, true)).downgrade(),
+            None => {
+                self.take_series()?;
+                let mut taken = true;
+                let cell = app
+                    .series
+                    .entry(key)
+                    .or_insert_with(|| {
+                        taken = false;
+                        SeriesCell::new(series, time_ms, true)
+                    })
+                    .downgrade();
+                if taken {
+                    self.series_total.fetch_sub(1, Ordering::Relaxed);
+                }
+                cell
+            }
         };
         cell.bits.store(series.value.to_bits(), Ordering::Relaxed);
         cell.updated_ms.store(time_ms, Ordering::Relaxed);
@@ -420,6 +512,7 @@ impl Store {
                 keep
             });
             expired += gone.len();
+            self.series_total.fetch_sub(gone.len(), Ordering::Relaxed);
             if !gone.is_empty() {
                 app.series_expired.lock().unwrap_or_else(|e| e.into_inner()).extend(gone);
             }

@@ -242,7 +242,7 @@ fn many_label_sets_are_found_by_index() {
 
 #[test]
 fn label_sets_are_capped_whatever_the_label_names() {
-    let limits = Limits { max_apps: 1, max_stacks_per_app: 10, max_label_values: 10, max_series_per_app: 3 };
+    let limits = Limits { max_apps: 1, max_stacks_per_app: 10, max_label_values: 10, max_series_per_app: 3, ..Limits::default() };
     let s = Store::new(limits, Duration::from_secs(60));
     for n in 0..6u64 {
         let src = s.source(n, || spec("a", &[(&format!("tag{n}"), "v")])).expect("src");

@@ -42,15 +42,21 @@ pub enum Document {
     Graph { end_ms: Option<i64>, tree: Tree },
 }
 
-/// A tree as stacks: each node's name once, each stack a path of node indices (root excluded)
-/// with its own count.
+/// A tree as stacks: each node's name and parent once, each stack the node it ends in (root
+/// excluded) with its own count. Memory is linear in the nodes, however deep the tree.
 #[derive(Debug, Default)]
 pub struct Tree {
     names: Vec<String>,
-    stacks: Vec<(Vec<u32>, u64)>,
+    /// Each node's parent node, [`NO_NODE`] under the root.
+    parents: Vec<u32>,
+    /// The node each stack ends in ([`NO_NODE`]: the root's own samples, no frames).
+    stacks: Vec<(u32, u64)>,
     /// The root's value: every sample of the tree.
     pub total: u64,
 }
+
+/// No node: the root, which is never a frame.
+const NO_NODE: u32 = u32::MAX;
 
 impl Tree {
     /// Stacks with a count above zero.
@@ -65,10 +71,14 @@ impl Tree {
     /// Call `f` with each stack (frames root first) and its own count.
     pub fn each_stack(&self, mut f: impl FnMut(&[&str], u64)) {
         let mut frames: Vec<&str> = Vec::new();
-        for (path, count) in &self.stacks {
+        for &(mut node, count) in &self.stacks {
             frames.clear();
-            frames.extend(path.iter().map(|&i| self.names[i as usize].as_str()));
-            f(&frames, *count);
+            while node != NO_NODE {
+                frames.push(self.names[node as usize].as_str());
+                node = self.parents[node as usize];
+            }
+            frames.reverse();
+            f(&frames, count);
         }
     }
 }
@@ -192,18 +202,20 @@ fn describe(names: &[String], path: &[u32]) -> String {
 }
 
 /// Check every node and turn the tree into stacks with their own counts (iteratively: trees
-/// can be deep).
+/// can be deep; each node's name moved, not copied).
 fn flatten(root: RawNode) -> Result<Tree, String> {
     let mut tree =
         Tree { total: count(&root.value).map_err(|why| format!("the root's value {} is {why}", root.value))?, ..Tree::default() };
     let mut path: Vec<u32> = Vec::new();
     // (node, its depth in frames: 0 for the root)
-    let mut todo: Vec<(&RawNode, usize)> = vec![(&root, 0)];
-    while let Some((node, depth)) = todo.pop() {
+    let mut todo: Vec<(RawNode, usize)> = vec![(root, 0)];
+    while let Some((mut node, depth)) = todo.pop() {
         path.truncate(depth.saturating_sub(1));
         if depth > 0 {
-            tree.names.push(node.name.clone());
-            path.push((tree.names.len() - 1) as u32);
+            tree.parents.push(path.last().copied().unwrap_or(NO_NODE));
+            tree.names.push(std::mem::take(&mut node.name));
+            let id = u32::try_from(tree.names.len() - 1).ok().filter(|&i| i != NO_NODE).ok_or("the tree has too many nodes")?;
+            path.push(id);
         }
         let value = count(&node.value).map_err(|why| format!("{}: value {} is {why}", describe(&tree.names, &path), node.value))?;
         let mut children = 0u64;
@@ -215,9 +227,9 @@ fn flatten(root: RawNode) -> Result<Tree, String> {
             return Err(format!("{}: its children add up to {children}, more than its value {value}", describe(&tree.names, &path)));
         }
         if value > children {
-            tree.stacks.push((path.clone(), value - children));
+            tree.stacks.push((path.last().copied().unwrap_or(NO_NODE), value - children));
         }
-        todo.extend(node.children.iter().rev().map(|c| (c, depth + 1)));
+        todo.extend(std::mem::take(&mut node.children).into_iter().rev().map(|c| (c, depth + 1)));
     }
     Ok(tree)
 }

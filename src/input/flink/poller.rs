@@ -11,14 +11,25 @@
 //! Per subtask, the vertex is asked first, so that Flink samples all its subtasks at once rather
 //! than one by one.
 //!
-//! A JobManager that cannot be reached, does not answer in time or answers garbage ends the
-//! poll: counted in `stackd_flink_poll_errors_total{endpoint,reason}`, shown at `GET /flink`, and
-//! retried after a backoff (the interval, doubled per failure up to a minute or the interval).
+//! A JobManager that cannot be reached, does not answer in time or answers garbage at
+//! `/config` or `/jobs/overview` ends the poll: counted in
+//! `stackd_flink_poll_errors_total{endpoint,reason}`, shown at `GET /flink`, and retried after a
+//! backoff (the interval, doubled per failure up to a minute or the interval). A job or vertex
+//! whose answers fail is counted and skipped, and the poll goes on with the next one; only
+//! [`MAX_FAILURES_IN_A_ROW`] failures in a row end it.
+//!
+//! A poll is bounded: at most `--flink-max-requests` requests and `--flink-poll-deadline` of
+//! time. One cut short says so (`cut_short` at `GET /flink`, `reason="poll_budget"`), and the
+//! next poll starts with the vertex after the last one asked, so that every vertex is reached
+//! in turn however many there are. No number from a JobManager sizes anything before it is
+//! checked: a parallelism over Flink's own maximum ([`MAX_PARALLELISM`]) is refused.
+//! `GET /flink` shows the poll under way (`current_poll`) and the last one (`last_poll`).
+//!
 //! Polling runs on its own tasks and never holds anything ingest or queries wait for.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +65,14 @@ impl GraphType {
     }
 }
 
+/// Flink's largest possible parallelism (its `maxParallelism` is at most 2^15): a vertex that
+/// claims more is not Flink's answer and is skipped.
+pub const MAX_PARALLELISM: u32 = 1 << 15;
+
+/// Jobs or vertices failing one after another that end a poll (the JobManager itself is in
+/// trouble, not one vertex).
+pub const MAX_FAILURES_IN_A_ROW: u32 = 5;
+
 /// How the poller is set up.
 #[derive(Clone, Debug)]
 pub struct PollerConfig {
@@ -62,6 +81,29 @@ pub struct PollerConfig {
     pub timeout: Duration,
     pub types: Vec<GraphType>,
     pub max_body: usize,
+    /// Requests one poll may make.
+    pub max_requests: usize,
+    /// How long one poll may take.
+    pub deadline: Duration,
+}
+
+/// One poll's progress, as `GET /flink` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PollProgress {
+    /// When the poll started and ended (Unix ms; no end while under way).
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// Running jobs, and running vertices found in them so far.
+    pub jobs: usize,
+    pub vertices: usize,
+    /// Vertices whose graphs were all asked for, and jobs or vertices skipped after an error.
+    pub vertices_done: usize,
+    pub errors: usize,
+    pub requests: usize,
+    /// Snapshots stored by this poll.
+    pub snapshots_stored: u64,
+    /// Why the poll ended before every vertex was asked (its budget of requests or time).
+    pub cut_short: Option<String>,
 }
 
 /// What `GET /flink` shows for one endpoint.
@@ -86,6 +128,9 @@ pub struct EndpointStatus {
     pub snapshots_stored: u64,
     /// The JobManager answered `{"endTimestamp":-2}`: `rest.flamegraph.enabled` is not set.
     pub flamegraph_disabled: bool,
+    /// The poll under way, and the last one that ended (whether it went through or not).
+    pub current_poll: Option<PollProgress>,
+    pub last_poll: Option<PollProgress>,
 }
 
 /// The status of every endpoint, shared with the HTTP side.
@@ -145,16 +190,33 @@ struct Job {
 struct Vertex {
     id: String,
     name: String,
-    parallelism: u32,
+    /// Any JSON number (checked against [`MAX_PARALLELISM`] before it is used).
+    parallelism: serde_json::Number,
     status: String,
 }
 
-/// Why a poll ended early.
+impl Vertex {
+    /// The subtask count, or why it cannot be one.
+    fn subtasks(&self) -> Result<u32, String> {
+        match self.parallelism.as_u64() {
+            Some(n @ 1..) if n <= u64::from(MAX_PARALLELISM) => Ok(n as u32),
+            _ => Err(format!(
+                "vertex {:?} claims parallelism {}, outside Flink's 1..={MAX_PARALLELISM}; skipped",
+                truncated(&self.name, 100),
+                self.parallelism
+            )),
+        }
+    }
+}
+
+/// Why a poll (or one job or vertex of it) did not go through.
 #[derive(Debug)]
 enum PollError {
     Fetch(String, FetchError),
     /// Not the JSON Flink sends.
     Invalid(String, String),
+    /// The poll's budget of requests or time is spent.
+    Budget(String),
 }
 
 impl PollError {
@@ -162,6 +224,7 @@ impl PollError {
         match self {
             Self::Fetch(_, e) => e.reason(),
             Self::Invalid(..) => "invalid_response",
+            Self::Budget(_) => "poll_budget",
         }
     }
 }
@@ -171,8 +234,23 @@ impl std::fmt::Display for PollError {
         match self {
             Self::Fetch(path, e) => write!(f, "GET {path}: {e}"),
             Self::Invalid(path, e) => write!(f, "GET {path}: {e}"),
+            Self::Budget(why) => f.write_str(why),
         }
     }
+}
+
+/// A path segment as sent: everything but RFC 3986's unreserved characters percent-encoded, so
+/// that an id from an answer can never change the path or query it is put into.
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// One endpoint's poller.
@@ -188,6 +266,12 @@ struct Poller {
     /// Newest `endTimestamp` seen per graph (origin hash), for graphs of running vertices.
     seen: HashMap<u64, i64>,
     disabled_logged: bool,
+    /// Where the next poll starts in the list of running vertices (after the last one asked by
+    /// a poll that was cut short).
+    cursor: usize,
+    /// Requests made by the poll under way, and when it must end.
+    requests: usize,
+    deadline: Instant,
     /// Held while a snapshot is being stored (on a blocking thread, which a cancelled poll does
     /// not stop): shutdown waits for it, so the final flush has every snapshot whole.
     storing: Arc<tokio::sync::Mutex<()>>,
@@ -203,7 +287,7 @@ struct Graph<'a> {
 
 impl Graph<'_> {
     fn path(&self) -> String {
-        let mut p = format!("/jobs/{}/vertices/{}/flamegraph?type={}", self.job.jid, self.vertex.id, self.kind.label());
+        let mut p = format!("/jobs/{}/vertices/{}/flamegraph?type={}", segment(&self.job.jid), segment(&self.vertex.id), self.kind.label());
         if let Some(s) = self.subtask {
             p.push_str(&format!("&subtaskindex={s}"));
         }
@@ -249,6 +333,9 @@ impl Poller {
             per_subtask: None,
             seen: HashMap::new(),
             disabled_logged: false,
+            cursor: 0,
+            requests: 0,
+            deadline: Instant::now(),
             storing: Arc::default(),
         }
     }
@@ -261,14 +348,25 @@ impl Poller {
         let mut failures = 0u32;
         let storing = Arc::clone(&self.storing);
         loop {
+            let started = now_ms();
+            self.update(|s| s.current_poll = Some(PollProgress { started_ms: started, ..PollProgress::default() }));
+            // Every request is bounded by --flink-timeout and the poll checks its deadline before
+            // each: this bound is only a backstop.
+            let limit = self.config.deadline.saturating_add(self.config.timeout.saturating_mul(2));
             let result = tokio::select! {
                 _ = token.cancelled() => {
                     drop(storing.lock().await);
                     return;
                 }
-                r = self.poll() => r,
+                r = tokio::time::timeout(limit, self.poll()) => r.unwrap_or_else(|_| Err(PollError::Budget(format!("the poll took longer than {limit:?}")))),
             };
             let now = now_ms();
+            self.update(|s| {
+                if let Some(mut p) = s.current_poll.take() {
+                    p.finished_ms = Some(now);
+                    s.last_poll = Some(p);
+                }
+            });
             match result {
                 Ok(jobs) => {
                     failures = 0;
@@ -302,11 +400,49 @@ impl Poller {
         }
     }
 
+    fn progress(&self, f: impl FnOnce(&mut PollProgress)) {
+        self.update(|s| {
+            if let Some(p) = s.current_poll.as_mut() {
+                f(p);
+            }
+        });
+    }
+
+    /// A job or vertex whose answers failed: counted and shown, and the poll goes on.
+    fn skipped(&self, e: &PollError) {
+        self.metrics.flink_poll_errors.with_label_values(&[&self.endpoint.url, e.reason()]).inc();
+        let (now, message) = (now_ms(), e.to_string());
+        tracing::debug!(endpoint = %self.endpoint.url, error = %message, "a Flink job or vertex skipped");
+        self.update(|s| {
+            s.last_error = Some(message);
+            s.last_error_ms = Some(now);
+            if let Some(p) = s.current_poll.as_mut() {
+                p.errors += 1;
+            }
+        });
+    }
+
+    /// One request of the poll, within its budget.
+    async fn get(&mut self, client: &mut Client, path: &str) -> Result<Option<axum::body::Bytes>, PollError> {
+        if self.requests >= self.config.max_requests {
+            return Err(PollError::Budget(format!("the poll made its {} requests (--flink-max-requests)", self.config.max_requests)));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(PollError::Budget(format!("the poll took its {:?} (--flink-poll-deadline)", self.config.deadline)));
+        }
+        self.requests += 1;
+        let requests = self.requests;
+        self.progress(|p| p.requests = requests);
+        get_or_gone(client, path).await
+    }
+
     /// One poll: every running job's running vertices. Returns the number of running jobs.
     async fn poll(&mut self) -> Result<usize, PollError> {
+        self.requests = 0;
+        self.deadline = Instant::now() + self.config.deadline;
         let mut client = Client::new(self.endpoint.clone(), self.config.timeout, self.config.max_body);
         if self.per_subtask.is_none() {
-            let config: Config = get_json(&mut client, "/config").await?;
+            let config: Config = self.get_json(&mut client, "/config").await?;
             let per_subtask = config.flink_version.as_deref().is_some_and(has_subtask_graphs);
             self.per_subtask = Some(per_subtask);
             self.update(|s| {
@@ -314,34 +450,115 @@ impl Poller {
                 s.per_subtask = per_subtask;
             });
         }
-        let per_subtask = self.per_subtask == Some(true);
-        let types = self.config.types.clone();
-        let overview: Overview = get_json(&mut client, "/jobs/overview").await?;
+        let overview: Overview = self.get_json(&mut client, "/jobs/overview").await?;
         let running: Vec<&JobSummary> = overview.jobs.iter().filter(|j| j.state == "RUNNING").collect();
-        let mut touched = std::collections::HashSet::new();
-        for job in &running {
-            let Some(detail) = get_json_or_gone::<Job>(&mut client, &format!("/jobs/{}", job.jid)).await? else { continue };
-            for vertex in detail.vertices.iter().filter(|v| v.status == "RUNNING") {
-                if per_subtask {
-                    // Ask for the vertex first: Flink then samples all its subtasks in one go.
-                    let path = format!("/jobs/{}/vertices/{}/flamegraph?type=full", job.jid, vertex.id);
-                    if let Some(body) = get_or_gone(&mut client, &path).await? {
-                        self.sentinel(&path, &body).await?;
-                    }
-                }
-                let subtasks: Vec<Option<u32>> = if per_subtask { (0..vertex.parallelism).map(Some).collect() } else { vec![None] };
-                for subtask in subtasks {
-                    for kind in types.iter().copied() {
-                        let graph = Graph { job, vertex, kind, subtask };
-                        touched.insert(graph.origin());
-                        self.fetch(&mut client, &graph).await?;
-                    }
-                }
+        self.progress(|p| p.jobs = running.len());
+        // Every running vertex of every running job; a job whose answer fails is skipped.
+        let mut details: Vec<(&JobSummary, Job)> = Vec::with_capacity(running.len());
+        let mut failures = 0u32;
+        for job in running.iter().copied() {
+            let path = format!("/jobs/{}", segment(&job.jid));
+            let detail = match self.get(&mut client, &path).await {
+                Ok(Some(body)) => decode::<Job>(&path, &body).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match detail {
+                Ok(Some(d)) => details.push((job, d)),
+                Ok(None) => {}
+                Err(e @ PollError::Budget(_)) => return self.cut_short(e, running.len()),
+                Err(e) => self.failed(e, &mut failures)?,
             }
         }
+        let vertices: Vec<(&JobSummary, &Vertex)> =
+            details.iter().flat_map(|(job, d)| d.vertices.iter().filter(|v| v.status == "RUNNING").map(move |v| (*job, v))).collect();
+        self.progress(|p| p.vertices = vertices.len());
+        let mut touched = std::collections::HashSet::new();
+        let start = if vertices.is_empty() { 0 } else { self.cursor % vertices.len() };
+        for i in 0..vertices.len() {
+            let at = (start + i) % vertices.len();
+            let (job, vertex) = vertices[at];
+            match self.poll_vertex(&mut client, job, vertex, &mut touched).await {
+                Ok(()) => {
+                    failures = 0;
+                    self.progress(|p| p.vertices_done += 1);
+                }
+                Err(e @ PollError::Budget(_)) => {
+                    // The next poll starts with this vertex; what was seen of the others is kept.
+                    self.cursor = at;
+                    return self.cut_short(e, running.len());
+                }
+                Err(e) => self.failed(e, &mut failures)?,
+            }
+        }
+        self.cursor = 0;
         // Graphs of vertices no longer running are forgotten (the store keeps their newest time).
         self.seen.retain(|origin, _| touched.contains(origin));
         Ok(running.len())
+    }
+
+    /// A job or vertex failed: skipped and counted, unless too many failed in a row.
+    fn failed(&self, e: PollError, failures: &mut u32) -> Result<(), PollError> {
+        *failures += 1;
+        if *failures >= MAX_FAILURES_IN_A_ROW {
+            return Err(e);
+        }
+        self.skipped(&e);
+        Ok(())
+    }
+
+    /// A poll that spent its budget: what it stored is kept, and it counts as having gone
+    /// through, with the reason shown and counted.
+    fn cut_short(&self, e: PollError, jobs: usize) -> Result<usize, PollError> {
+        self.metrics.flink_poll_errors.with_label_values(&[&self.endpoint.url, e.reason()]).inc();
+        let message = e.to_string();
+        tracing::debug!(endpoint = %self.endpoint.url, %message, "a Flink poll was cut short");
+        self.progress(|p| p.cut_short = Some(message));
+        Ok(jobs)
+    }
+
+    /// Every graph of one vertex (per subtask from Flink 1.17 on).
+    async fn poll_vertex(
+        &mut self,
+        client: &mut Client,
+        job: &JobSummary,
+        vertex: &Vertex,
+        touched: &mut std::collections::HashSet<u64>,
+    ) -> Result<(), PollError> {
+        let per_subtask = self.per_subtask == Some(true);
+        let subtasks = if per_subtask {
+            let path = format!("/jobs/{}/vertices/{}", segment(&job.jid), segment(&vertex.id));
+            let n = vertex.subtasks().map_err(|e| PollError::Invalid(path, e))?;
+            // Ask for the vertex first: Flink then samples all its subtasks in one go.
+            let path = format!("/jobs/{}/vertices/{}/flamegraph?type=full", segment(&job.jid), segment(&vertex.id));
+            if let Some(body) = self.get(client, &path).await? {
+                self.sentinel(&path, &body).await?;
+            }
+            Some(n)
+        } else {
+            None
+        };
+        let types = self.config.types.clone();
+        // One subtask at a time: nothing is sized by the parallelism.
+        let mut subtask = subtasks.map(|_| 0u32);
+        loop {
+            for kind in types.iter().copied() {
+                let graph = Graph { job, vertex, kind, subtask };
+                touched.insert(graph.origin());
+                self.fetch(client, &graph).await?;
+            }
+            match (subtask, subtasks) {
+                (Some(s), Some(n)) if s + 1 < n => subtask = Some(s + 1),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&mut self, client: &mut Client, path: &str) -> Result<T, PollError> {
+        match self.get(client, path).await? {
+            Some(body) => decode(path, &body),
+            None => Err(PollError::Fetch(path.to_string(), FetchError::Status(404, "not found".into()))),
+        }
     }
 
     /// Notice `{"endTimestamp":-2}` in an answer that is not stored.
@@ -363,10 +580,12 @@ impl Poller {
         self.update(|s| s.flamegraph_disabled = true);
     }
 
-    /// Fetch one graph and store it if it is new.
+    /// Fetch one graph and store it if it is new. Only a snapshot that was stored (or had
+    /// nothing to store) counts as seen: one refused for its time is asked for again, so that a
+    /// JobManager's clock running ahead once does not hide its later snapshots.
     async fn fetch(&mut self, client: &mut Client, graph: &Graph<'_>) -> Result<(), PollError> {
         let path = graph.path();
-        let Some(body) = get_or_gone(client, &path).await? else { return Ok(()) };
+        let Some(body) = self.get(client, &path).await? else { return Ok(()) };
         let (end_ms, tree) = match parse(&path, body).await? {
             Document::Sentinel(Sentinel::Disabled) => {
                 self.disabled();
@@ -379,10 +598,8 @@ impl Poller {
         self.update(|s| s.flamegraph_disabled = false);
         let origin = graph.origin();
         if self.seen.get(&origin).is_some_and(|&newest| end_ms <= newest) {
-            return Ok(()); // seen at an earlier poll
+            return Ok(()); // stored at an earlier poll
         }
-        // Marked seen before it is stored: a snapshot that is refused is refused once.
-        self.seen.insert(origin, end_ms);
         let source = match self.ingest.source_at(origin, end_ms, now_ms(), || graph.spec()) {
             Ok(source) => source,
             Err(r) => {
@@ -390,11 +607,11 @@ impl Poller {
                 return Ok(());
             }
         };
-        if end_ms <= source.last_ms() {
-            return Ok(()); // stored before a restart (the label set's newest time is kept)
-        }
-        if tree.is_empty() {
-            return Ok(()); // no samples (an off-CPU graph of a busy thread): nothing to store
+        if end_ms <= source.last_ms() || tree.is_empty() {
+            // Stored before a restart (the label set's newest time is kept), or no samples (an
+            // off-CPU graph of a busy thread): nothing to store.
+            self.seen.insert(origin, end_ms);
+            return Ok(());
         }
         let ingest = Arc::clone(&self.ingest);
         let storing = Arc::clone(&self.storing).lock_owned().await;
@@ -406,8 +623,14 @@ impl Poller {
         .unwrap_or(Err(crate::outcome::Reject::Internal));
         match stored {
             Ok(_) => {
+                self.seen.insert(origin, end_ms);
                 self.metrics.flink_snapshots.with_label_values(&[&self.endpoint.url]).inc();
-                self.update(|s| s.snapshots_stored += 1);
+                self.update(|s| {
+                    s.snapshots_stored += 1;
+                    if let Some(p) = s.current_poll.as_mut() {
+                        p.snapshots_stored += 1;
+                    }
+                });
             }
             Err(r) => self.refused(format!("{path}: the snapshot of {} was not stored: {r}", rfc3339_ms(end_ms))),
         }
@@ -453,18 +676,6 @@ async fn get_or_gone(client: &mut Client, path: &str) -> Result<Option<axum::bod
     }
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(client: &mut Client, path: &str) -> Result<T, PollError> {
-    let body = client.get(path).await.map_err(|e| PollError::Fetch(path.to_string(), e))?;
-    decode(path, &body)
-}
-
-async fn get_json_or_gone<T: serde::de::DeserializeOwned>(client: &mut Client, path: &str) -> Result<Option<T>, PollError> {
-    match get_or_gone(client, path).await? {
-        Some(body) => decode(path, &body).map(Some),
-        None => Ok(None),
-    }
-}
-
 fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, PollError> {
     serde_json::from_slice(body).map_err(|e| {
         let start = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
@@ -493,9 +704,30 @@ mod tests {
     }
 
     #[test]
+    fn ids_cannot_change_the_path() {
+        assert_eq!(segment("86d1a00df77b01f15d0c1e7c353152c7"), "86d1a00df77b01f15d0c1e7c353152c7");
+        assert_eq!(segment("../../x?y=1#"), "..%2F..%2Fx%3Fy%3D1%23");
+        let job = JobSummary { jid: "a/b".into(), name: "j".into(), state: "RUNNING".into() };
+        let vertex = Vertex { id: "v?type=full&".into(), name: "v".into(), parallelism: 1.into(), status: "RUNNING".into() };
+        let g = Graph { job: &job, vertex: &vertex, kind: GraphType::OffCpu, subtask: None };
+        assert_eq!(g.path(), "/jobs/a%2Fb/vertices/v%3Ftype%3Dfull%26/flamegraph?type=off_cpu");
+    }
+
+    #[test]
+    fn parallelism_is_checked_before_it_counts_anything() {
+        let vertex = |p: serde_json::Number| Vertex { id: "v".into(), name: "Map".into(), parallelism: p, status: "RUNNING".into() };
+        assert_eq!(vertex(4.into()).subtasks(), Ok(4));
+        assert_eq!(vertex(MAX_PARALLELISM.into()).subtasks(), Ok(MAX_PARALLELISM));
+        for bad in [serde_json::Number::from(4_294_967_295u64), 0.into(), (-1).into(), serde_json::Number::from_f64(2.5).expect("finite")] {
+            let e = vertex(bad.clone()).subtasks().expect_err("out of range");
+            assert_eq!(e, format!("vertex \"Map\" claims parallelism {bad}, outside Flink's 1..=32768; skipped"));
+        }
+    }
+
+    #[test]
     fn graph_labels() {
         let job = JobSummary { jid: "86d1".into(), name: "stackd cpu job".into(), state: "RUNNING".into() };
-        let vertex = Vertex { id: "cbc3".into(), name: "Source: Numbers -> Burn".into(), parallelism: 2, status: "RUNNING".into() };
+        let vertex = Vertex { id: "cbc3".into(), name: "Source: Numbers -> Burn".into(), parallelism: 2.into(), status: "RUNNING".into() };
         let g = Graph { job: &job, vertex: &vertex, kind: GraphType::OnCpu, subtask: Some(1) };
         assert_eq!(g.path(), "/jobs/86d1/vertices/cbc3/flamegraph?type=on_cpu&subtaskindex=1");
         let spec = g.spec();

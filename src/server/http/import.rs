@@ -3,10 +3,15 @@
 //! (collapsed stacks). Both take `?app=<name>[&time=<when>][&<label>=<value>…]`, may be gzip, and
 //! are checked whole before anything is stored: a malformed or inconsistent document gets a 400
 //! naming the problem and leaves nothing behind.
+//!
+//! At most `--max-concurrent-imports` are read and parsed at once (a request waits for a slot up
+//! to `--http-request-timeout`, then gets a 503), each within `--max-body-size`; collapsed stacks
+//! are read in place, a Flink tree costs about twice its JSON. With `--sync-writes` an import is
+//! answered once it is on disk.
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -98,17 +103,28 @@ async fn import(
     params: Vec<(String, String)>,
     headers: HeaderMap,
     body: Body,
-    parse: fn(&[u8]) -> Result<Parsed, String>,
+    parse: fn(Bytes) -> Result<Parsed, String>,
 ) -> Result<Json<Imported>, HttpError> {
     let now = now_ms();
     let target = Target::from_query(params, now).map_err(|m| bad(&state, m))?;
+    // A slot before the body is read: the body, the parsed document and the stacks being stored
+    // all count against it.
+    let limits = &state.settings.limits;
+    let Ok(Ok(_slot)) = tokio::time::timeout(limits.request_timeout, Arc::clone(&state.imports).acquire_owned()).await else {
+        state.metrics.request_rejected(RequestReject::ImportBusy);
+        state.metrics.limit_hit(crate::outcome::Limit::Imports);
+        return Err(HttpError::V1(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} imports are being read already (--max-concurrent-imports); retry later", limits.max_concurrent_imports),
+        ));
+    };
     let body = read_body(&headers, body, state.settings.limits.max_body_size, state.settings.limits.request_timeout)
         .await
         .map_err(|e| e.into_http(&state, false))?;
     let work = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || {
+    let imported = tokio::task::spawn_blocking(move || {
         let state = work;
-        let parsed = parse(&body).map_err(|m| bad(&state, m))?;
+        let parsed = parse(body).map_err(|m| bad(&state, m))?;
         let time_ms = target.time_ms.or(parsed.time_ms).unwrap_or(now);
         let ingest = &state.inputs.ingest;
         let spec = || SourceSpec { app: target.app.clone(), labels: target.labels.clone() };
@@ -118,7 +134,11 @@ async fn import(
         Ok(Json(Imported { app: source.app.name.to_string(), time: rfc3339_ms(time_ms), time_ms, samples, stacks: parsed.stacks() }))
     })
     .await
-    .unwrap_or_else(|e| Err(HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, format!("import failed: {e}"))))
+    .unwrap_or_else(|e| Err(HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, format!("import failed: {e}"))))?;
+    if let Some(flusher) = &state.settings.flusher {
+        flusher.sync().await.map_err(|e| HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, format!("stored but not durable: {e}")))?;
+    }
+    Ok(imported)
 }
 
 /// A checked document: its stacks, and its own time if it has one.
@@ -129,34 +149,31 @@ struct Parsed {
 
 enum Stacks {
     Tree(flamegraph::Tree),
-    Folded(Vec<(Vec<String>, u64)>),
+    /// A checked collapsed document, read again as it is stored.
+    Folded {
+        text: Bytes,
+        stacks: usize,
+    },
 }
 
 impl Parsed {
     fn each(&self, sink: &mut dyn FnMut(&[&str], u64)) {
         match &self.stacks {
             Stacks::Tree(tree) => tree.each_stack(sink),
-            Stacks::Folded(lines) => {
-                let mut frames: Vec<&str> = Vec::new();
-                for (stack, count) in lines {
-                    frames.clear();
-                    frames.extend(stack.iter().map(String::as_str));
-                    sink(&frames, *count);
-                }
-            }
+            Stacks::Folded { text, .. } => folded::each(std::str::from_utf8(text).unwrap_or_default(), sink),
         }
     }
 
     fn stacks(&self) -> usize {
         match &self.stacks {
             Stacks::Tree(tree) => tree.len(),
-            Stacks::Folded(lines) => lines.len(),
+            Stacks::Folded { stacks, .. } => *stacks,
         }
     }
 }
 
-fn parse_flink(body: &[u8]) -> Result<Parsed, String> {
-    match flamegraph::parse(body)? {
+fn parse_flink(body: Bytes) -> Result<Parsed, String> {
+    match flamegraph::parse(&body)? {
         Document::Graph { end_ms, tree } => Ok(Parsed { time_ms: end_ms, stacks: Stacks::Tree(tree) }),
         Document::Sentinel(s) => Err(format!(
             "Flink's answer holds no flame graph ({s:?}: {}); save the graph while the job runs",
@@ -169,10 +186,10 @@ fn parse_flink(body: &[u8]) -> Result<Parsed, String> {
     }
 }
 
-fn parse_folded(body: &[u8]) -> Result<Parsed, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("collapsed stacks must be UTF-8: {e}"))?;
-    let lines = folded::parse(text)?.into_iter().map(|(frames, n)| (frames.into_iter().map(str::to_string).collect(), n)).collect();
-    Ok(Parsed { time_ms: None, stacks: Stacks::Folded(lines) })
+fn parse_folded(body: Bytes) -> Result<Parsed, String> {
+    let text = simdutf8::compat::from_utf8(&body).map_err(|e| format!("collapsed stacks must be UTF-8: {e}"))?;
+    let stacks = folded::check(text)?;
+    Ok(Parsed { time_ms: None, stacks: Stacks::Folded { text: body, stacks } })
 }
 
 /// `POST /import/flink?app=…`: a flame graph saved from Flink (filed at its `endTimestamp`

@@ -38,6 +38,8 @@ pub struct AppState {
     databases: Mutex<BTreeSet<String>>,
     /// Flame graphs being rendered; a request waits for a permit.
     renders: Arc<tokio::sync::Semaphore>,
+    /// Imports being read, parsed and stored; a request waits for a permit.
+    imports: Arc<tokio::sync::Semaphore>,
     /// Renders in progress, shared by identical requests.
     shared_renders: Mutex<std::collections::HashMap<read::RenderKey, read::SharedRender>>,
     /// Finished renders, for repeated requests.
@@ -74,6 +76,9 @@ pub struct HttpLimits {
     /// How long a body may take to arrive, and a render may wait for a slot.
     pub request_timeout: std::time::Duration,
     pub max_concurrent_renders: usize,
+    pub max_concurrent_imports: usize,
+    /// Frames drawn at most in one flame graph.
+    pub max_render_frames: usize,
     /// Gauges not updated for this long are left out of /metrics.
     pub gauge_ttl: std::time::Duration,
     /// Bytes of finished renders kept for repeated requests.
@@ -86,6 +91,8 @@ impl HttpLimits {
             max_body_size: config.max_body_size,
             request_timeout: config.http_request_timeout,
             max_concurrent_renders: config.max_concurrent_renders.unwrap_or_else(default_renders),
+            max_concurrent_imports: config.max_concurrent_imports.unwrap_or_else(default_renders),
+            max_render_frames: config.max_render_frames,
             gauge_ttl: config.gauge_ttl,
             render_cache_size: config.render_cache_size,
         }
@@ -104,6 +111,7 @@ impl AppState {
             metrics: inputs.ingest.metrics.clone(),
             inputs,
             renders: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_concurrent_renders.max(1))),
+            imports: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_concurrent_imports.max(1))),
             render_cache: read::RenderCache::new(settings.limits.render_cache_size),
             settings,
             databases: Mutex::default(),

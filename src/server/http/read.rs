@@ -67,6 +67,14 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The Content-Security-Policy of flame graphs: their own inline script and style, nothing
+/// loaded, nothing sent.
+pub const GRAPH_CSP: &str =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+
+/// Query parameters that carry credentials (`--read-credentials` accepts InfluxDB's `u`/`p`).
+const CREDENTIALS: [&str; 2] = ["u", "p"];
+
 /// What a flame-graph URL selects: a time range and label values.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Selection {
@@ -80,6 +88,9 @@ impl Selection {
     /// label).
     pub fn take(&mut self, name: &str, value: String, now: i64) -> Result<(), String> {
         match name {
+            // Credentials in InfluxDB's form (`u`, `p`) are never labels, and never echoed:
+            // `label.u=` names a label `u`.
+            n if CREDENTIALS.contains(&n) => {}
             "from" => self.from_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid from: {e}"))?),
             "to" => self.to_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid to: {e}"))?),
             _ => {
@@ -165,6 +176,7 @@ impl GraphRequest {
                     base_to = Some(parse_time(&v, now).map_err(|e| format!("invalid base.to: {e}"))?);
                 }
                 k if VIEWER_STATE.contains(&k) => {}
+                k if CREDENTIALS.contains(&k) => {}
                 k => {
                     if let Some(label) = k.strip_prefix("base.") {
                         any_base = true;
@@ -225,6 +237,10 @@ pub async fn flamegraph(
             (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""))),
             // Revalidated each time: cheap (a 304 or a cached body) and never stale.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            // The SVG's inline script and style run in stackd's origin: nothing else may load
+            // or connect (a frame's text is escaped; this holds if that ever failed).
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(GRAPH_CSP)),
         ];
         (status, headers, body).into_response()
     };
@@ -361,9 +377,18 @@ async fn render_once(
             metrics.request_rejected(RequestReject::RenderBusy);
             (StatusCode::SERVICE_UNAVAILABLE, "too many flame graphs being rendered; retry later (--max-concurrent-renders)".to_string())
         })?;
+    let max_frames = state.settings.limits.max_render_frames;
     tokio::task::spawn_blocking(move || -> Result<Bytes, (StatusCode, String)> {
         let _permit = permit;
         let started = Instant::now();
+        // A graph cut to its budget is counted; its subtitle says what was left out.
+        let drawn = |r: std::io::Result<(Vec<u8>, render::Drawn)>| {
+            let (svg, drawn) = r.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?;
+            if drawn.cut.is_some() {
+                metrics.limit_hit(Limit::RenderOutput);
+            }
+            Ok::<_, (StatusCode, String)>(svg)
+        };
         let shape = &request.options.shape;
         let current = shaped_stacks(&store, &metrics, &app, &request.selection, shape, "")?;
         let bytes = match &request.base {
@@ -374,11 +399,13 @@ async fn render_once(
                     Format::Json => render::json(&stacks).into_bytes(),
                     Format::Svg => {
                         let titles = Titles {
-                            title: app.name.to_string(),
-                            subtitle: Some(format!("{}: {total} samples, {} stacks", request.selection.range(), stacks.len())),
+                            max_frames,
+                            ..Titles::new(
+                                app.name.to_string(),
+                                Some(format!("{}: {total} samples, {} stacks", request.selection.range(), stacks.len())),
+                            )
                         };
-                        render::svg_styled(&stacks, &titles, &request.options.style)
-                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+                        drawn(render::svg_styled(&stacks, &titles, &request.options.style))?
                     }
                 }
             }
@@ -388,17 +415,16 @@ async fn render_once(
                 match format {
                     Format::Svg => {
                         let titles = Titles {
-                            title: format!("{} (differential)", app.name),
-                            subtitle: Some(format!(
+                            max_frames,
+                            ..Titles::new(format!("{} (differential)", app.name), Some(format!(
                                 "{} [{}]: {total} samples against the baseline {} [{}]: {base_total} samples, scaled to {total}. Width: now; red: grew, blue: shrank",
                                 request.selection.range(),
                                 request.selection.describe_labels(),
                                 base_selection.range(),
                                 base_selection.describe_labels(),
-                            )),
+                            )))
                         };
-                        render::diff::svg(&base, &stacks, &titles, &request.options.style)
-                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?
+                        drawn(render::diff::svg(&base, &stacks, &titles, &request.options.style))?
                     }
                     _ => render::diff::folded(&base, &stacks, request.normalize).into_bytes(),
                 }

@@ -49,6 +49,7 @@ fn page(title: &str, body: String) -> Response {
 pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (include_str!("ui/app.js"), "text/javascript; charset=utf-8"),
+        "search.js" => (crate::render::SEARCH_JS, "text/javascript; charset=utf-8"),
         "index.js" => (include_str!("ui/index.js"), "text/javascript; charset=utf-8"),
         "style.css" => (include_str!("ui/style.css"), "text/css; charset=utf-8"),
         _ => return HttpError::Plain(StatusCode::NOT_FOUND, format!("no such file {file:?}")).into_response(),
@@ -152,7 +153,10 @@ pub async fn app_page(State(state): State<Arc<AppState>>, Path(name): Path<Strin
     // The script takes the app's name from the page's path, exactly.
     Ok(page(
         &format!("{} · stackd", app.name),
-        format!("<body class=app>\n{}<script src=\"/ui/app.js\"></script></body>\n", include_str!("ui/app.html")),
+        format!(
+            "<body class=app>\n{}<script src=\"/ui/search.js\"></script><script src=\"/ui/app.js\"></script></body>\n",
+            include_str!("ui/app.html")
+        ),
     ))
 }
 

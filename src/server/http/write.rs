@@ -212,24 +212,46 @@ pub async fn write_v2(
     ))
 }
 
-/// The few InfluxQL statements wrapper scripts send before writing.
+/// Statements one `/query` request may hold (wrapper scripts send one to three).
+pub const MAX_STATEMENTS: usize = 32;
+/// Database names kept for `SHOW DATABASES` (writes need none of them to exist).
+pub const MAX_DATABASES: usize = 256;
+/// The longest database name kept, bytes.
+pub const MAX_DATABASE_NAME: usize = 255;
+
+/// The few InfluxQL statements wrapper scripts send before writing. The request is bounded like
+/// a write (`--max-body-size`, gzip allowed), and so are its statements ([`MAX_STATEMENTS`]) and
+/// the names it keeps ([`MAX_DATABASES`], [`MAX_DATABASE_NAME`]), so that its answer is too.
 pub async fn query(
     State(state): State<Arc<AppState>>,
     method: Method,
     Query(params): Query<BTreeMap<String, String>>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let mut q = params.get("q").cloned();
     if q.is_none() && method == Method::POST {
+        let body = match read_body(&headers, body, state.settings.limits.max_body_size, state.settings.limits.request_timeout).await {
+            Ok(body) => body,
+            Err(e) => return e.into_http(&state, false).into_response(),
+        };
         q = serde_urlencoded::from_bytes::<BTreeMap<String, String>>(&body).ok().and_then(|f| f.get("q").cloned());
     }
     let Some(q) = q.filter(|q| !q.trim().is_empty()) else {
         return HttpError::V1(StatusCode::BAD_REQUEST, "missing required parameter \"q\"".into()).into_response();
     };
-    let results: Vec<serde_json::Value> = q
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    let statements: Vec<&str> = q.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if statements.len() > MAX_STATEMENTS {
+        state.metrics.request_rejected(RequestReject::QueryTooLong);
+        state.metrics.limit_hit(Limit::Query);
+        return HttpError::V1(
+            StatusCode::BAD_REQUEST,
+            format!("{} statements in one request; stackd answers at most {MAX_STATEMENTS}", statements.len()),
+        )
+        .into_response();
+    }
+    let results: Vec<serde_json::Value> = statements
+        .into_iter()
         .enumerate()
         .map(|(i, stmt)| {
             let mut result = state.statement(stmt);
@@ -242,13 +264,25 @@ pub async fn query(
 
 impl AppState {
     fn statement(&self, stmt: &str) -> serde_json::Value {
-        let words: Vec<&str> = stmt.split_whitespace().collect();
+        let words: Vec<&str> = stmt.split_whitespace().take(4).collect();
         let upper: Vec<String> = words.iter().take(3).map(|w| w.to_ascii_uppercase()).collect();
         let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
         let mut dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
         match upper.as_slice() {
             ["CREATE", "DATABASE", ..] if words.len() >= 3 => {
-                dbs.insert(unquote_ident(words[2]));
+                let name = unquote_ident(words[2]);
+                if dbs.contains(&name) {
+                    return serde_json::json!({});
+                }
+                if name.len() > MAX_DATABASE_NAME {
+                    self.metrics.limit_hit(Limit::Query);
+                    return serde_json::json!({ "error": format!("database name longer than {MAX_DATABASE_NAME} bytes") });
+                }
+                if dbs.len() >= MAX_DATABASES {
+                    self.metrics.limit_hit(Limit::Query);
+                    return serde_json::json!({ "error": format!("stackd keeps at most {MAX_DATABASES} database names (writes need none of them): drop one first") });
+                }
+                dbs.insert(name);
                 serde_json::json!({})
             }
             ["DROP", "DATABASE", ..] if words.len() >= 3 => {

@@ -374,10 +374,12 @@
       writeUrl(false);
     }
     if (!term) return text($("matched"), "");
-    try { new RegExp(term); } catch (e) { return text($("matched"), "not a regular expression: " + e.message); }
+    // Matched as the graph's own script matches it (search.js): a pattern that could make the
+    // browser backtrack without end is taken as plain text, and the page says so.
+    const plain = stackdPattern(term).literal ? " (as plain text)" : "";
     w.search(term);
     const m = $("flame").contentDocument.getElementById("matched");
-    text($("matched"), w.searching && m ? m.textContent.trim() : "no frame matches");
+    text($("matched"), (w.searching && m ? m.textContent.trim() : "no frame matches") + plain);
   }
 
   function resetGraph() {
