@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Overload run: measure stackd's UDP and /write capacity, then send twice that for DURATION
-# seconds (default 60) while a monitoring client probes /ping and /metrics every 100 ms, and
+# seconds (default 60), with collapsed-stack imports and /query requests beside it, while a monitoring client probes /ping and /metrics every 100 ms, and
 # check afterwards that everything stackd accepted is in its store. Prints one JSON report per
 # phase. Loopback only; every process it starts is stopped on exit.
 #
@@ -25,6 +25,7 @@ echo "# capacity: /write flat out, 4 connections, 10 s (no UDP)"
 write=$(./target/release/stackd-load --http 127.0.0.1:48086 --app cap-write --write-connections 4 --write-rate 0 --duration 10 --verify); echo "$write"
 write_capacity=$(field "$write" "int(writes_per_s)")
 echo "# overload: UDP at 2 x $udp_capacity/s and /write at 2 x $write_capacity/s (8 connections) for $DURATION s"
-load --app over --udp-rate $((2 * udp_capacity)) --write-connections 8 --write-rate $((2 * write_capacity)) --duration "$DURATION"
+load --app over --udp-rate $((2 * udp_capacity)) --write-connections 8 --write-rate $((2 * write_capacity)) \
+  --import-connections 4 --import-lines 20000 --query-connections 2 --duration "$DURATION"
 echo "# stackd after the overload"
 curl -s http://127.0.0.1:48086/metrics | grep -E '^stackd_(udp_kernel_drops_total|udp_datagrams_total|udp_datagrams_processed_total|limit_hits_total|lines_rejected_total)' || true

@@ -25,7 +25,8 @@ fn deep_datagram() -> Vec<u8> {
 
 #[tokio::test]
 async fn a_deep_stack_renders_in_every_format_and_stackd_stays_up() {
-    let svc = Service::start(&[]).await;
+    // Deeper than --max-stack-depth allows by default (that cut: tests/hardening_limits.rs).
+    let svc = Service::start(&["--max-stack-depth", "40000"]).await;
     svc.send_udp([deep_datagram()]);
     svc.wait_datagrams(1).await;
     // JSON used to recurse per frame and abort the process here.

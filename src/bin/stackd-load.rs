@@ -6,11 +6,15 @@
 //!   `--udp-rate` datagrams per second or flat out (`0`).
 //! * HTTP: `/write` bodies of `--lines` profiler lines over `--connections` keep-alive
 //!   connections, at `--write-rate` requests per second in all or flat out (`0`).
+//! * Beside them (`--import-connections`, `--query-connections`): collapsed-stack imports of
+//!   `--import-lines` lines to `/import/folded`, and `/query` requests (`CREATE DATABASE`,
+//!   `SHOW DATABASES`), each connection one after another.
 //! * While it runs, a monitoring client asks `/ping` and `/metrics` every 100 ms on fresh
 //!   connections and records how long each answer took; with `--pid`, stackd's RSS is sampled.
 //! * Afterwards (`--verify`, stackd only) it waits for stackd's queue to drain and checks that
-//!   every datagram stackd received, and every line of every answered write, is in the store:
-//!   `stackd_samples_total` of the load's apps against what was sent and received.
+//!   every datagram stackd received, every line of every answered write, and every sample of
+//!   every answered import is in the store: `stackd_samples_total` of the load's apps against
+//!   what was sent and received.
 //!
 //! Prints one JSON object of figures. Exit status 1 when a check fails.
 
@@ -60,6 +64,15 @@ struct Args {
     /// Distinct stacks to cycle through.
     #[arg(long, default_value_t = 2_000)]
     stacks: usize,
+    /// Connections sending collapsed-stack imports (`/import/folded`), one after another.
+    #[arg(long, default_value_t = 0)]
+    import_connections: usize,
+    /// Lines (stacks) per import.
+    #[arg(long, default_value_t = 5_000)]
+    import_lines: usize,
+    /// Connections sending `/query` requests, one after another.
+    #[arg(long, default_value_t = 0)]
+    query_connections: usize,
     /// The stacks sent.
     #[arg(long, value_enum, default_value_t = Fixture::Workload)]
     fixture: Fixture,
@@ -267,54 +280,38 @@ fn main() -> std::process::ExitCode {
     if let (Some(http), true) = (args.http, args.write_connections > 0) {
         let per_conn_rate = args.write_rate.div_ceil(args.write_connections as u64);
         for c in 0..args.write_connections {
-            let bodies: Vec<Vec<u8>> =
-                (0..16).map(|b| write_body(&stacks, args.lines, b * args.lines, c, &args.app_http()).into_bytes()).collect();
-            let (stop, ok, failed, lines, latency) = (
-                Arc::clone(&stop),
-                Arc::clone(&writes_ok),
-                Arc::clone(&writes_failed),
-                Arc::clone(&lines_written),
-                Arc::clone(&write_latency),
-            );
-            let n_lines = args.lines as u64;
+            let bodies: Vec<Post> = (0..16)
+                .map(|b| Post {
+                    head: "POST /write?db=load".into(),
+                    body: write_body(&stacks, args.lines, b * args.lines, c, &args.app_http()).into_bytes(),
+                    samples: args.lines as u64,
+                    ok: 204,
+                })
+                .collect();
+            let tally = Tally { ok: Arc::clone(&writes_ok), failed: Arc::clone(&writes_failed), samples: Arc::clone(&lines_written) };
+            let (stop, latency) = (Arc::clone(&stop), Arc::clone(&write_latency));
             threads.push(std::thread::spawn(move || {
-                let mut conn: Option<BufReader<TcpStream>> = None;
-                let mut i = 0u64;
-                let mut mine = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    pace(per_conn_rate, started, i);
-                    let body = &bodies[i as usize % bodies.len()];
-                    i += 1;
-                    let c = match conn.as_mut() {
-                        Some(c) => c,
-                        None => match TcpStream::connect(http) {
-                            Ok(s) => {
-                                let _ = s.set_nodelay(true);
-                                conn.insert(BufReader::new(s))
-                            }
-                            Err(_) => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                std::thread::sleep(Duration::from_millis(10));
-                                continue;
-                            }
-                        },
-                    };
-                    let head = format!("POST /write?db=load HTTP/1.1\r\nHost: stackd\r\nContent-Length: {}\r\n\r\n", body.len());
-                    let t = Instant::now();
-                    match request(c, &head, body) {
-                        Ok(204) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            lines.fetch_add(n_lines, Ordering::Relaxed);
-                            mine.push(t.elapsed().as_secs_f64() * 1000.0);
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            conn = None;
-                        }
-                    }
-                }
+                let mine = post_loop(http, &bodies, per_conn_rate, started, &stop, &tally);
                 latency.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
             }));
+        }
+    }
+    // Imports and /query beside the load (each request waits for the one before).
+    let (imports, imported_samples) = (Tally::default(), Arc::new(AtomicU64::new(0)));
+    let queries = Tally::default();
+    if let Some(http) = args.http {
+        for c in 0..args.import_connections {
+            let (text, samples) = import_body(&stacks, args.import_lines, c);
+            let post = Post { head: format!("POST /import/folded?app={}&connection={c}", args.app_import()), body: text, samples, ok: 200 };
+            let tally = Tally { samples: Arc::clone(&imported_samples), ..imports.clone() };
+            let stop = Arc::clone(&stop);
+            threads.push(std::thread::spawn(move || drop(post_loop(http, &[post], 0, started, &stop, &tally))));
+        }
+        for c in 0..args.query_connections {
+            let q = format!("q=CREATE+DATABASE+load{c}%3BSHOW+DATABASES");
+            let post = Post { head: "POST /query".into(), body: q.into_bytes(), samples: 0, ok: 200 };
+            let (tally, stop) = (queries.clone(), Arc::clone(&stop));
+            threads.push(std::thread::spawn(move || drop(post_loop(http, &[post], 0, started, &stop, &tally))));
         }
     }
 
@@ -376,6 +373,10 @@ fn main() -> std::process::ExitCode {
         "write_ms": {"p50": percentile(&wl, 0.5), "p99": percentile(&wl, 0.99)},
         "ping_ms": {"n": ping.len(), "p50": percentile(&ping, 0.5), "p99": percentile(&ping, 0.99), "max": ping.last().copied().unwrap_or(0.0)},
         "metrics_ms": {"n": metrics.len(), "p50": percentile(&metrics, 0.5), "p99": percentile(&metrics, 0.99), "max": metrics.last().copied().unwrap_or(0.0)},
+        "imports_ok": imports.ok.load(Ordering::Relaxed),
+        "imports_failed": imports.failed.load(Ordering::Relaxed),
+        "queries_ok": queries.ok.load(Ordering::Relaxed),
+        "queries_failed": queries.failed.load(Ordering::Relaxed),
         "probe_failures": probe_failures,
         "rss_mib": {"first": rss.first().map_or(0.0, |k| *k as f64 / 1024.0), "last": rss.last().map_or(0.0, |k| *k as f64 / 1024.0), "max": rss.iter().max().map_or(0.0, |k| *k as f64 / 1024.0), "every_10s": rss.iter().step_by(10).map(|k| (*k as f64 / 1024.0).round()).collect::<Vec<f64>>()},
     });
@@ -397,13 +398,16 @@ fn main() -> std::process::ExitCode {
         let kernel_drops = (series(&text, "stackd_udp_kernel_drops_total") as u64).saturating_sub(drops_before);
         let udp_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_udp())) as u64;
         let http_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_http())) as u64;
+        let import_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_import())) as u64;
         let lines = lines_written.load(Ordering::Relaxed);
+        let imported = imported_samples.load(Ordering::Relaxed);
         let udp_ok = args.statsd.is_none() || udp_stored == received;
-        let http_ok = http_stored == lines;
+        let http_ok = http_stored == lines && import_stored == imported;
         report["verify"] = serde_json::json!({
             "udp_received": received, "udp_stored": udp_stored, "kernel_drops": kernel_drops,
             "udp_lost_before_stackd": sent.saturating_sub(received),
             "http_lines_answered_204": lines, "http_lines_stored": http_stored,
+            "import_samples_answered_200": imported, "import_samples_stored": import_stored,
             "ok": udp_ok && http_ok,
         });
         ok = udp_ok && http_ok;
@@ -423,4 +427,79 @@ impl Args {
     fn app_http(&self) -> String {
         format!("{}-http", self.app)
     }
+    fn app_import(&self) -> String {
+        format!("{}-import", self.app)
+    }
+}
+
+/// One request a connection sends again and again: its request line (without the version),
+/// body, the samples it carries, and the status that means they were taken.
+struct Post {
+    head: String,
+    body: Vec<u8>,
+    samples: u64,
+    ok: u16,
+}
+
+/// Requests answered as hoped and not, and the samples of those answered.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    samples: Arc<AtomicU64>,
+}
+
+/// Send `posts` in turn on one keep-alive connection (a new one after a failure) at `rate` per
+/// second (0: one after another) until `stop`; the latency of each answered, ms.
+fn post_loop(http: SocketAddr, posts: &[Post], rate: u64, started: Instant, stop: &AtomicBool, tally: &Tally) -> Vec<f64> {
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    let mut i = 0u64;
+    let mut latency = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        pace(rate, started, i);
+        let post = &posts[i as usize % posts.len()];
+        i += 1;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match TcpStream::connect(http) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conn.insert(BufReader::new(s))
+                }
+                Err(_) => {
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            },
+        };
+        let head = format!("{} HTTP/1.1\r\nHost: stackd\r\nContent-Length: {}\r\n\r\n", post.head, post.body.len());
+        let t = Instant::now();
+        match request(c, &head, &post.body) {
+            Ok(code) if code == post.ok => {
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                tally.samples.fetch_add(post.samples, Ordering::Relaxed);
+                latency.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            _ => {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+                conn = None;
+            }
+        }
+    }
+    latency
+}
+
+/// A collapsed-stack document of `lines` stacks (each once per executor-like offset `c`), and
+/// the samples it holds.
+fn import_body(stacks: &[String], lines: usize, c: usize) -> (Vec<u8>, u64) {
+    let mut text = String::new();
+    let mut samples = 0;
+    for l in 0..lines {
+        let count = 1 + (l % 7) as u64;
+        text.push_str(&stacks[(l + c * 31) % stacks.len()]);
+        text.push_str(&format!(" {count}\n"));
+        samples += count;
+    }
+    (text.into_bytes(), samples)
 }
