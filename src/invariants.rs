@@ -201,3 +201,40 @@ fn check_json_tree(json: &str, total: u64) {
         }
     }
 }
+
+/// A JobManager's answer (or an imported document) read as each document stackd reads from
+/// Flink, and as collapsed stacks: no vertex is polled for more subtasks than Flink can have; a
+/// flame graph read is whole (its stacks' own counts add up to its root's value); a collapsed
+/// document that passes the check is read back with exactly the stacks the check counted.
+pub fn flink_rest(data: &[u8]) {
+    use crate::input::flink::{flamegraph, poller};
+    for n in poller::read_answer(data) {
+        assert!((1..=poller::MAX_PARALLELISM).contains(&n), "{n} subtasks");
+    }
+    match flamegraph::parse(data) {
+        Ok(flamegraph::Document::Graph { tree, .. }) => {
+            let mut sum = 0u64;
+            let mut stacks = 0;
+            tree.each_stack(|frames, n| {
+                assert!(frames.len() <= flamegraph::MAX_DEPTH, "{} frames", frames.len());
+                assert!(n > 0, "a stack without samples");
+                sum += n;
+                stacks += 1;
+            });
+            assert_eq!(sum, tree.total, "the stacks add up to the root's value");
+            assert_eq!(stacks, tree.len());
+        }
+        Ok(flamegraph::Document::Sentinel(_)) => {}
+        Err(message) => assert_ne!(message, "the document could not be parsed", "the parser panicked"),
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(n) = crate::input::folded::check(text) {
+            let mut seen = 0;
+            crate::input::folded::each(text, &mut |frames, _| {
+                assert!(frames.iter().all(|f| !f.is_empty()), "an empty frame");
+                seen += 1;
+            });
+            assert_eq!(seen, n);
+        }
+    }
+}

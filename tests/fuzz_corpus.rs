@@ -41,6 +41,11 @@ fn render_corpus() {
     assert!(each_input("render", stackd::invariants::render_folded) > 0, "the corpus is kept");
 }
 
+#[test]
+fn flink_rest_corpus() {
+    assert!(each_input("flink_rest", stackd::invariants::flink_rest) > 0, "the corpus is kept");
+}
+
 /// The inputs of the hardening findings, as fuzz inputs: each must hold every invariant.
 #[test]
 fn hardening_findings_hold_the_invariants() {
@@ -49,4 +54,7 @@ fn hardening_findings_hold_the_invariants() {
     stackd::invariants::ingest_payloads(b"\x00spark.big.1.cpu.trace.a-b-1:5|g\xffspark.big.1.cpu.trace.a-b-1:99999999999999999999|g");
     stackd::invariants::ingest_payloads(b"\x01cpu.trace.a-b-1,prefix=p value=18446744073709551615u\xffcpu.trace.a-b-1,prefix=p value=1e20");
     stackd::invariants::render_folded("a\u{1}b;c\u{fffe} 3\nx;y 18446744073709551615\nx;y 5\n".as_bytes());
+    // The third round: a parallelism no Flink has, folded lines that once stored wrong frames.
+    stackd::invariants::flink_rest(br#"{"vertices":[{"id":"v","name":"m","parallelism":4294967295,"status":"RUNNING"}]}"#);
+    stackd::invariants::flink_rest(b"a;b 1 2\n;;; 5\n");
 }

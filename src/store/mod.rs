@@ -312,12 +312,30 @@ impl Store {
         self.series_total.load(Ordering::Relaxed)
     }
 
-    /// Take one series of [`Limits::max_series`] (the app's own limit checked by the caller).
-    fn take_series(&self) -> Result<(), Reject> {
+    /// A new series in `map` (the app's own limit checked by the caller), counted against
+    /// [`Limits::max_series`] once, however many writers make it at once.
+    fn new_series<'a, K: Eq + std::hash::Hash + Copy, V>(
+        &self,
+        map: &'a Map<K, V>,
+        key: K,
+        make: impl FnOnce() -> V,
+    ) -> Result<dashmap::mapref::one::Ref<'a, K, V>, Reject> {
         self.series_total
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.limits.max_series).then_some(n + 1))
-            .map(|_| ())
-            .map_err(|_| Reject::SeriesTotalLimit)
+            .map_err(|_| Reject::SeriesTotalLimit)?;
+        let mut made = false;
+        let cell = map
+            .entry(key)
+            .or_insert_with(|| {
+                made = true;
+                make()
+            })
+            .downgrade();
+        if !made {
+            // Another writer made it meanwhile.
+            self.series_total.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(cell)
     }
 
     /// The source for an origin hash, resolving it with `resolve` on first sight. A refusal is
@@ -437,23 +455,9 @@ impl Store {
         let cell = match app.gauges.get(&key) {
             Some(c) => c,
             None if app.gauges.len() >= self.limits.max_series_per_app => return Err(Reject::SeriesLimit),
-            None => {
-                self.take_series()?;
-                let mut taken = true;
-                let cell = app
-                    .gauges
-                    .entry(key)
-                    .or_insert_with(|| {
-                        taken = false;
-                        GaugeCell::new(gauge.family, gauge.label_value.into(), source.labels, 0.0, time_ms, true)
-                    })
-                    .downgrade();
-                if taken {
-                    // Another writer made it meanwhile: the series is counted once.
-                    self.series_total.fetch_sub(1, Ordering::Relaxed);
-                }
-                cell
-            }
+            None => self.new_series(&app.gauges, key, || {
+                GaugeCell::new(gauge.family, gauge.label_value.into(), source.labels, 0.0, time_ms, true)
+            })?,
         };
         if gauge.relative {
             let _ = cell.bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some((f64::from_bits(b) + gauge.value).to_bits()));
@@ -474,22 +478,7 @@ impl Store {
         let cell = match app.series.get(&key) {
             Some(c) => c,
             None if app.gauges.len() + app.series.len() >= self.limits.max_series_per_app => return Err(Reject::SeriesLimit),
-            None => {
-                self.take_series()?;
-                let mut taken = true;
-                let cell = app
-                    .series
-                    .entry(key)
-                    .or_insert_with(|| {
-                        taken = false;
-                        SeriesCell::new(series, time_ms, true)
-                    })
-                    .downgrade();
-                if taken {
-                    self.series_total.fetch_sub(1, Ordering::Relaxed);
-                }
-                cell
-            }
+            None => self.new_series(&app.series, key, || SeriesCell::new(series, time_ms, true))?,
         };
         cell.bits.store(series.value.to_bits(), Ordering::Relaxed);
         cell.updated_ms.store(time_ms, Ordering::Relaxed);

@@ -195,9 +195,20 @@ def main():
         check(all(re.fullmatch(r".+ \d+ \d+", l) for l in two_columns.splitlines()), "the diff's folded download has two columns")
         shot(driver, "diff.png")
 
+        # A crafted link: a search that would backtrack without end as a browser regex is
+        # matched as plain text, in the page and in the SVG itself, and the tab stays responsive.
+        evil = urllib.parse.quote("(.*.*)*#")
+        driver.get(f"{BASE}/app/{enc}?search={evil}")
+        wait("the hostile search answered", lambda: driver.find_element(By.ID, "matched").text == "no frame matches (as plain text)")
+        started = time.time()
+        check(driver.execute_script("return 1 + 1") == 2 and time.time() - started < 2, "the page answers")
+        driver.get(f"{BASE}/flamegraph/{enc}.svg?s={evil}")
+        started = time.time()
+        check(driver.execute_script("return typeof search") == "function" and time.time() - started < 2, "the SVG answers")
+
         errors = severe_logs(driver)
         check(not errors, f"console errors: {errors}")
-        print(json.dumps({"ok": True, "checked": ["index", "labels", "preset", "drag", "search", "permalink", "diff"]}))
+        print(json.dumps({"ok": True, "checked": ["index", "labels", "preset", "drag", "search", "permalink", "diff", "hostile search"]}))
     finally:
         driver.quit()
 

@@ -39,7 +39,7 @@ use super::flamegraph::{self, Document, Sentinel};
 use crate::ingest::{truncated, Ingest};
 use crate::metrics::Metrics;
 use crate::store::SourceSpec;
-use crate::{now_ms, rfc3339_ms};
+use crate::{now_ms, percent_encode as segment, rfc3339_ms};
 
 /// Which of Flink's flame graphs are kept (the `type` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -237,20 +237,6 @@ impl std::fmt::Display for PollError {
             Self::Budget(why) => f.write_str(why),
         }
     }
-}
-
-/// A path segment as sent: everything but RFC 3986's unreserved characters percent-encoded, so
-/// that an id from an answer can never change the path or query it is put into.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// One endpoint's poller.
@@ -647,6 +633,18 @@ impl Poller {
             s.last_error = Some(message);
             s.last_error_ms = Some(now);
         });
+    }
+}
+
+/// One answer read as every JSON document the poller asks for (the fuzz target `flink_rest`):
+/// the subtask counts of the running vertices it would poll, if it is a job.
+#[doc(hidden)]
+pub fn read_answer(body: &[u8]) -> Vec<u32> {
+    let _ = decode::<Config>("/config", body);
+    let _ = decode::<Overview>("/jobs/overview", body);
+    match decode::<Job>("/jobs/j", body) {
+        Ok(job) => job.vertices.iter().filter(|v| v.status == "RUNNING").filter_map(|v| v.subtasks().ok()).collect(),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -489,15 +489,4 @@ pub async fn app_info(State(state): State<Arc<AppState>>, Path(name): Path<Strin
     Ok(Json(app.info()))
 }
 
-/// Percent-encode everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::percent_encode;
