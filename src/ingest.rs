@@ -196,6 +196,15 @@ impl Writer<'_> {
     /// the reading arrived, whatever the agent's clock says.
     pub fn set_gauge(&mut self, source: SourceId, gauge: &Gauge<'_>, now_ms: i64) -> Result<(), Reject> {
         self.label_overflow(source);
+        let max = self.ingest.store.limits().max_name_len;
+        let cut;
+        let gauge = if gauge.label_value.len() > max {
+            self.ingest.metrics.limit_hit(Limit::NameLength);
+            cut = Gauge { label_value: truncated(gauge.label_value, max), ..*gauge };
+            &cut
+        } else {
+            gauge
+        };
         let result = self.ingest.store.set_gauge(self.writes.source(source), gauge, now_ms);
         if let Err(r) = result {
             self.ingest.limit_hit(r);
@@ -204,7 +213,22 @@ impl Writer<'_> {
     }
 
     /// Set an engine metric's sample, stamped with its arrival (engines' clocks are theirs).
+    /// A family or label name over `--max-name-length` is refused, a label value over it cut
+    /// (both counted as `name_length`).
     pub fn set_series(&mut self, source: SourceId, series: &Series<'_>, now_ms: i64) -> Result<(), Reject> {
+        let max = self.ingest.store.limits().max_name_len;
+        let cut;
+        let series = if series.family.len() > max || series.labels.iter().any(|(k, v)| k.len() > max || v.len() > max) {
+            self.ingest.metrics.limit_hit(Limit::NameLength);
+            if series.family.len() > max || series.labels.iter().any(|(k, _)| k.len() > max) {
+                return Err(Reject::NameTooLong);
+            }
+            let labels = series.labels.iter().map(|(k, v)| (k.clone(), std::borrow::Cow::Borrowed(truncated(v, max)))).collect();
+            cut = Series { labels, ..*series };
+            &cut
+        } else {
+            series
+        };
         let result = self.ingest.store.set_series(self.writes.source(source), series, now_ms);
         if let Err(r) = result {
             self.ingest.limit_hit(r);

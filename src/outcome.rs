@@ -44,6 +44,9 @@ pub enum Reject {
     /// a gauge of one name: the first one seen keeps it.
     #[error("another name (or type) is already exported under this metric's Prometheus name")]
     NameCollision,
+    /// A metric or label name longer than `--max-name-length` (label values are cut instead).
+    #[error("metric or label name longer than --max-name-length")]
+    NameTooLong,
     /// A number this input's senders never write (a decimal comma outside Spark's names).
     #[error("value is not a finite number")]
     BadValue,
@@ -70,6 +73,7 @@ impl Reject {
             Self::SeriesLimit => "series_limit",
             Self::SeriesTotalLimit => "series_total_limit",
             Self::NameCollision => "name_collision",
+            Self::NameTooLong => "name_too_long",
             Self::BadValue => "bad_value",
             Self::Internal => "internal_error",
         }

@@ -128,6 +128,17 @@ async fn names_frames_and_stacks_over_their_limits_are_cut_and_counted() {
     let (_, info) = svc.get_text("/apps/lp").await;
     assert!(info.contains(&format!("\"{}\"", "z".repeat(64))), "{info}");
     assert_eq!(svc.metric("stackd_limit_hits_total{limit=\"name_length\"}").await, 2.0);
+    // And on engine metrics: a Spark app name of 200 bytes is a label value of 64 on /metrics;
+    // a Flink measurement name of 200 bytes is refused.
+    svc.send_udp([format!("{}.driver.jvm.heap.used:1|g", "s".repeat(200))]);
+    svc.wait_datagrams(1).await;
+    let (_, metrics) = svc.get_text("/metrics").await;
+    assert!(metrics.contains(&format!("spark_jvm_heap_used{{app=\"{}\",executor=\"driver\"", "s".repeat(64))), "{metrics}");
+    assert!(!metrics.contains(&"s".repeat(65)));
+    let line = format!("{},host=tm1,tm_id=t1 value=1i\n", "taskmanager_".repeat(20));
+    let r = svc.client.post(svc.url("/write?db=flink")).body(line).send().await.expect("POST");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.expect("body").contains("metric or label name longer than --max-name-length"));
 }
 
 #[tokio::test]
