@@ -234,7 +234,7 @@ pub fn within<'a>(lines: impl Iterator<Item = (&'a str, u64)>, total: u64, min_w
     if drawn.len() <= budget.max_frames && bytes <= budget.max_bytes {
         return None;
     }
-    drawn.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    drawn.sort_unstable_by_key(|(samples, _)| std::cmp::Reverse(*samples));
     let (mut n, mut bytes) = (0usize, 0usize);
     let mut first_left_out = drawn.len();
     for (i, (_, len)) in drawn.iter().enumerate() {
