@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Memory of concurrent imports: 12 collapsed-stack documents of about 24 MB each (Spark
-# executors' stacks, tests/fixtures/jfr/spark.folded, made distinct by the root frame's line),
-# posted at once to /import/folded, each to its own app. Prints one JSON line per binary: peak
+# Memory of concurrent imports: 12 collapsed-stack documents of about 24 MB each, posted at once
+# to /import/folded, each to its own app. SHAPE=spark (default): Spark executors' stacks
+# (tests/fixtures/jfr/spark.folded, made distinct by the root frame's line), 12,000 lines of about
+# 2 KB; SHAPE=short: 1.9 M short lines (five frames, 100,000 distinct stacks). Prints one JSON line per binary: peak
 # RSS (VmHWM), RSS once they finished, the wall time, and the samples stored against those sent.
 # Loopback only; every stackd it starts is stopped.
 #
@@ -18,15 +19,23 @@ work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 # One document: the 571 recorded stacks, 21 rounds with another root line number each, counts 1..7.
-python3 - "$work/doc.folded" <<'PY'
+python3 - "$work/doc.folded" "${SHAPE:-spark}" <<'PY'
 import sys
-stacks = [l.rsplit(" ", 1)[0] for l in open("tests/fixtures/jfr/spark.folded") if l.strip()]
-out, n = [], 0
-while sum(map(len, out)) < 24_000_000:
-    s = stacks[n % len(stacks)]
-    root, rest = s.split(";", 1)
-    out.append(f"{root.rsplit(':', 1)[0]}:{n // len(stacks)};{rest} {1 + n % 7}\n")
-    n += 1
+out, size, n = [], 0, 0
+if sys.argv[2] == "short":
+    while size < 24_000_000:
+        i = n % 100_000
+        out.append(f"main;run;work{i % 97};step{i % 1009};f{i} {1 + n % 7}\n")
+        size += len(out[-1])
+        n += 1
+else:
+    stacks = [l.rsplit(" ", 1)[0] for l in open("tests/fixtures/jfr/spark.folded") if l.strip()]
+    while size < 24_000_000:
+        s = stacks[n % len(stacks)]
+        root, rest = s.split(";", 1)
+        out.append(f"{root.rsplit(':', 1)[0]}:{n // len(stacks)};{rest} {1 + n % 7}\n")
+        size += len(out[-1])
+        n += 1
 open(sys.argv[1], "w").write("".join(out))
 PY
 bytes=$(stat -c %s "$work/doc.folded")
@@ -47,6 +56,6 @@ for bin in $BINS; do
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   ok=$(cat "$work"/code.* | grep -c '^200$' || true)
   stored=$(curl -s http://127.0.0.1:48686/metrics | awk '/^stackd_samples_total\{app="imp/ {s += $2} END {print s + 0}')
-  echo "{\"bin\":\"$bin\",\"imports\":$N,\"document_bytes\":$bytes,\"answered_200\":$ok,\"peak_rss_mib\":$((hwm / 1024)),\"rss_after_mib\":$((rss / 1024)),\"seconds\":$secs,\"samples_sent_in_200s\":$((sent * ok)),\"samples_stored\":$stored}"
+  echo "{\"bin\":\"$bin\",\"shape\":\"${SHAPE:-spark}\",\"imports\":$N,\"document_bytes\":$bytes,\"answered_200\":$ok,\"peak_rss_mib\":$((hwm / 1024)),\"rss_after_mib\":$((rss / 1024)),\"seconds\":$secs,\"samples_sent_in_200s\":$((sent * ok)),\"samples_stored\":$stored}"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done

@@ -11,7 +11,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec
 
 use crate::outcome::{Limit, RequestReject};
 use crate::sample::{FamilyKind, SeriesKind};
-use crate::store::{GaugeReading, SeriesReading, Store};
+use crate::store::{GaugeReading, Store};
 
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -293,42 +293,65 @@ fn series_labels(app: &str, r: &GaugeReading) -> Vec<LabelPair> {
     labels
 }
 
+/// One engine family being written: its type, help, and each series' line after the family
+/// name (suffix, labels, value) with its suffix to sort by.
+struct EngineFamily {
+    kind: SeriesKind,
+    help: &'static str,
+    lines: Vec<(&'static str, Vec<u8>)>,
+}
+
 /// The engines' own metrics (Spark, Flink), written directly: their summaries have quantiles
 /// and a `_count` but no `_sum`, which the encoder cannot express. A family is typed by its
 /// first series; a series of the same name with another type is left out.
 fn write_engine_families(store: &Store, cutoff_ms: i64, out: &mut Vec<u8>) {
     use std::io::Write as _;
-    let mut families: BTreeMap<String, (SeriesKind, &'static str, Vec<SeriesReading>)> = BTreeMap::new();
+    // Per family: its type and help, and each series' line after the family name (suffix,
+    // labels, value), written once and sorted by suffix and then text.
+    let mut families: std::collections::HashMap<String, EngineFamily, ahash::RandomState> = std::collections::HashMap::default();
     for app in store.apps() {
-        for r in app.series() {
+        app.each_series(|r| {
             if r.updated_ms < cutoff_ms {
-                continue;
+                return;
             }
-            let entry = families.entry(r.family.clone()).or_insert_with(|| (r.kind, r.origin.help(), Vec::new()));
-            if entry.0 == r.kind {
-                entry.2.push(r);
+            let entry = match families.get_mut(r.family) {
+                Some(e) => e,
+                None => families.entry(r.family.to_string()).or_insert_with(|| EngineFamily {
+                    kind: r.kind,
+                    help: r.origin.help(),
+                    lines: Vec::new(),
+                }),
+            };
+            if entry.kind != r.kind {
+                return;
             }
-        }
-    }
-    for (name, (kind, help, mut series)) in families {
-        series.sort_by(|a, b| (a.suffix, &a.labels).cmp(&(b.suffix, &b.labels)));
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {}\n", kind.type_name());
-        for r in series {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(r.suffix.as_bytes());
+            let mut line = Vec::with_capacity(16 + r.labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
+            line.extend_from_slice(r.suffix.as_bytes());
             if !r.labels.is_empty() {
-                out.push(b'{');
+                line.push(b'{');
                 for (i, (k, v)) in r.labels.iter().enumerate() {
                     if i > 0 {
-                        out.push(b',');
+                        line.push(b',');
                     }
-                    let _ = write!(out, "{k}=\"");
-                    escape_label_value(v, out);
-                    out.push(b'"');
+                    line.extend_from_slice(k.as_bytes());
+                    line.extend_from_slice(b"=\"");
+                    escape_label_value(v, &mut line);
+                    line.push(b'"');
                 }
-                out.push(b'}');
+                line.push(b'}');
             }
-            let _ = writeln!(out, " {}", PromValue(r.value));
+            let _ = writeln!(line, " {}", PromValue(r.value));
+            entry.lines.push((r.suffix, line));
+        });
+    }
+    let mut families: Vec<_> = families.into_iter().collect();
+    families.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, EngineFamily { kind, help, mut lines }) in families {
+        lines.sort_unstable();
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {}\n", kind.type_name());
+        for (_, line) in lines {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&line);
         }
     }
 }

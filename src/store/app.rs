@@ -288,6 +288,18 @@ pub struct SeriesReading {
     pub updated_ms: i64,
 }
 
+/// An engine series as [`App::each_series`] lends it.
+#[derive(Clone, Copy, Debug)]
+pub struct SeriesView<'a> {
+    pub origin: Origin,
+    pub family: &'a str,
+    pub kind: SeriesKind,
+    pub suffix: &'static str,
+    pub labels: &'a [(Box<str>, Box<str>)],
+    pub value: f64,
+    pub updated_ms: i64,
+}
+
 /// A gauge as exported: family, its own label value, the origin's labels, value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaugeReading {
@@ -543,6 +555,21 @@ impl App {
     }
 
     /// Current engine metrics of this app.
+    /// Each engine series of this app, borrowed (for /metrics, which writes them as they come).
+    pub fn each_series(&self, mut f: impl FnMut(SeriesView<'_>)) {
+        for c in self.series.iter() {
+            f(SeriesView {
+                origin: c.origin,
+                family: &c.family,
+                kind: c.kind,
+                suffix: c.suffix,
+                labels: &c.labels,
+                value: f64::from_bits(c.bits.load(Ordering::Relaxed)),
+                updated_ms: c.updated_ms.load(Ordering::Relaxed),
+            });
+        }
+    }
+
     pub fn series(&self) -> Vec<SeriesReading> {
         self.series
             .iter()

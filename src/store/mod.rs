@@ -42,7 +42,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use app::{gauge_key, mark, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
-pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, Timeline, TimelineSeries, ValueStats};
+pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, SeriesView, Timeline, TimelineSeries, ValueStats};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
 pub use writes::{SourceId, Writes};
