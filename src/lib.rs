@@ -34,8 +34,10 @@
 //!   its metric label.
 //! * [`store`]: per-app aggregation and queries; [`store::disk`] the redb persistence (table
 //!   layout, row codecs, one writer and one reader per table). Never imports an input.
-//! * [`render`]: folded text, inferno SVG, d3/Flink JSON; the URL's render options
-//!   ([`render::options`]) and differential graphs ([`render::diff`]).
+//! * [`render`]: folded text, inferno SVG (cut to its frame budget: [`render::narrow`]), d3/Flink
+//!   JSON; the URL's render options ([`render::options`]), differential graphs
+//!   ([`render::diff`]), and how a search term is matched in the browser
+//!   (`src/render/search.js`, used by the SVG's script and the explorer alike).
 //! * [`metrics`]: stackd's own metrics, the exported JVM gauges, the Prometheus text.
 //! * [`server`]: [`run`] and the running service: UDP threads, flush loop, HTTP connection layer
 //!   (cap, timeouts, TLS), authentication, the write API, the import API, the read API and the
