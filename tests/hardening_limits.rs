@@ -267,3 +267,47 @@ console.log(JSON.stringify(out));
     ]);
     assert_eq!(got, want);
 }
+
+/// A second stackd on the statsd port of a running one once took every datagram from it,
+/// silently (SO_REUSEADDR on UDP): it must refuse to start, naming the port, and the first must
+/// keep receiving.
+#[tokio::test]
+async fn a_second_stackd_on_the_same_statsd_port_refuses_to_start() {
+    let (one, two) = (TempDir::new("port-one"), TempDir::new("port-two"));
+    let first = Binary::start(&one.0, &[]);
+    let port = first.statsd.clone();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_stackd"))
+        .args(["--statsd-addr", &port, "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&two.0)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a second stackd");
+    // Bounded: a second stackd that started after all is stopped, and the test fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut log).expect("log");
+    assert!(status.is_some_and(|s| !s.success()), "the second stackd must exit with an error: {status:?}\n{log}");
+    assert!(log.contains(&format!("cannot bind statsd UDP socket on {port}")) && log.contains("choose another --statsd-addr"), "{log}");
+    // Every datagram still reaches the first.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    for i in 0..200 {
+        socket.send_to(format!("spark.port.1.cpu.trace.a-b-{i}:1|g").as_bytes(), &port).expect("send");
+    }
+    common::wait_for("200 samples", Duration::from_secs(10), || async {
+        let (code, body) = first.get_text("/apps/spark.port.1").await;
+        (code == 200 && body.contains("\"total_samples\":200")).then_some(())
+    })
+    .await;
+    first.stop();
+}

@@ -39,8 +39,14 @@ pub struct Listeners {
 impl Listeners {
     /// Bind both sockets as configured.
     pub fn bind(config: &Config) -> anyhow::Result<Self> {
-        let statsd = udp::bind(config.statsd_addr, config.udp_recv_buffer)
-            .with_context(|| format!("cannot bind statsd UDP socket on {}", config.statsd_addr))?;
+        let statsd = udp::bind(config.statsd_addr, config.udp_recv_buffer).map_err(|e| {
+            let held = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (another process, perhaps another stackd, holds this port: stop it or choose another --statsd-addr)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot bind statsd UDP socket on {}: {e}{held}", config.statsd_addr)
+        })?;
         let http = std::net::TcpListener::bind(config.http_addr).with_context(|| format!("cannot bind HTTP on {}", config.http_addr))?;
         Ok(Listeners { statsd, http })
     }

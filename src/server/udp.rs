@@ -41,9 +41,11 @@ const SPARE_BATCHES: usize = 8;
 ///
 /// Linux caps SO_RCVBUF at `net.core.rmem_max`; with CAP_NET_ADMIN (root, or the capability
 /// granted to the service) SO_RCVBUFFORCE sets the size regardless, and is tried first.
+///
+/// No SO_REUSEADDR: on Linux it lets a second socket bind the same UDP port and take every
+/// datagram from the first, silently. A port another process holds is an error.
 pub fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
     let size = recv_buffer.min(i32::MAX as usize);
     if force_recv_buffer(&socket, size).is_err() {
         socket.set_recv_buffer_size(size)?;
