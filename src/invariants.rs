@@ -207,9 +207,9 @@ fn check_json_tree(json: &str, total: u64) {
 /// flame graph read is whole (its stacks' own counts add up to its root's value); a collapsed
 /// document that passes the check is read back with exactly the stacks the check counted.
 pub fn flink_rest(data: &[u8]) {
-    use crate::input::flink::{flamegraph, poller};
-    for n in poller::read_answer(data) {
-        assert!((1..=poller::MAX_PARALLELISM).contains(&n), "{n} subtasks");
+    use crate::input::flink::{flamegraph, rest};
+    for n in rest::read_answer(data) {
+        assert!((1..=rest::MAX_PARALLELISM).contains(&n), "{n} subtasks");
     }
     match flamegraph::parse(data) {
         Ok(flamegraph::Document::Graph { tree, .. }) => {

@@ -11,7 +11,9 @@ pub mod client;
 pub mod flamegraph;
 pub mod influx;
 pub mod poller;
+pub mod rest;
 pub mod statsd;
+pub mod status;
 
 use std::borrow::Cow;
 

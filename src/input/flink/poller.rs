@@ -31,11 +31,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Endpoint, FetchError};
 use super::flamegraph::{self, Document, Sentinel};
+use super::rest::{has_subtask_graphs, Config, Job, JobSummary, Overview, Vertex};
+pub use super::status::{EndpointStatus, PollProgress, Status};
 use crate::ingest::{truncated, Ingest};
 use crate::metrics::Metrics;
 use crate::store::SourceSpec;
@@ -65,10 +66,6 @@ impl GraphType {
     }
 }
 
-/// Flink's largest possible parallelism (its `maxParallelism` is at most 2^15): a vertex that
-/// claims more is not Flink's answer and is skipped.
-pub const MAX_PARALLELISM: u32 = 1 << 15;
-
 /// Jobs or vertices failing one after another that end a poll (the JobManager itself is in
 /// trouble, not one vertex).
 pub const MAX_FAILURES_IN_A_ROW: u32 = 5;
@@ -85,62 +82,6 @@ pub struct PollerConfig {
     pub max_requests: usize,
     /// How long one poll may take.
     pub deadline: Duration,
-}
-
-/// One poll's progress, as `GET /flink` shows it.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PollProgress {
-    /// When the poll started and ended (Unix ms; no end while under way).
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
-    /// Running jobs, and running vertices found in them so far.
-    pub jobs: usize,
-    pub vertices: usize,
-    /// Vertices whose graphs were all asked for, and jobs or vertices skipped after an error.
-    pub vertices_done: usize,
-    pub errors: usize,
-    pub requests: usize,
-    /// Snapshots stored by this poll.
-    pub snapshots_stored: u64,
-    /// Why the poll ended before every vertex was asked (its budget of requests or time).
-    pub cut_short: Option<String>,
-}
-
-/// What `GET /flink` shows for one endpoint.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct EndpointStatus {
-    pub endpoint: String,
-    /// `flink-version` from the JobManager's `/config`.
-    pub flink_version: Option<String>,
-    /// Whether graphs are taken per subtask (Flink 1.17 and later).
-    pub per_subtask: bool,
-    /// End of the last poll that went through, RFC 3339, and Unix ms.
-    pub last_success: Option<String>,
-    pub last_success_ms: Option<i64>,
-    /// The last failure, and when.
-    pub last_error: Option<String>,
-    pub last_error_ms: Option<i64>,
-    /// Failed polls since the last one that went through.
-    pub consecutive_failures: u32,
-    /// Running jobs at the last poll.
-    pub running_jobs: usize,
-    /// Snapshots with samples stored since stackd started.
-    pub snapshots_stored: u64,
-    /// The JobManager answered `{"endTimestamp":-2}`: `rest.flamegraph.enabled` is not set.
-    pub flamegraph_disabled: bool,
-    /// The poll under way, and the last one that ended (whether it went through or not).
-    pub current_poll: Option<PollProgress>,
-    pub last_poll: Option<PollProgress>,
-}
-
-/// The status of every endpoint, shared with the HTTP side.
-#[derive(Clone, Debug, Default)]
-pub struct Status(Arc<Vec<Mutex<EndpointStatus>>>);
-
-impl Status {
-    pub fn snapshot(&self) -> Vec<EndpointStatus> {
-        self.0.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
-    }
 }
 
 /// Start one polling task per endpoint.
@@ -161,52 +102,6 @@ pub fn start(config: PollerConfig, ingest: Arc<Ingest>, token: CancellationToken
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
     let cap = interval.max(Duration::from_secs(60));
     interval.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(cap)
-}
-
-#[derive(Deserialize)]
-struct Config {
-    #[serde(rename = "flink-version")]
-    flink_version: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Overview {
-    jobs: Vec<JobSummary>,
-}
-
-#[derive(Deserialize)]
-struct JobSummary {
-    jid: String,
-    name: String,
-    state: String,
-}
-
-#[derive(Deserialize)]
-struct Job {
-    vertices: Vec<Vertex>,
-}
-
-#[derive(Deserialize)]
-struct Vertex {
-    id: String,
-    name: String,
-    /// Any JSON number (checked against [`MAX_PARALLELISM`] before it is used).
-    parallelism: serde_json::Number,
-    status: String,
-}
-
-impl Vertex {
-    /// The subtask count, or why it cannot be one.
-    fn subtasks(&self) -> Result<u32, String> {
-        match self.parallelism.as_u64() {
-            Some(n @ 1..) if n <= u64::from(MAX_PARALLELISM) => Ok(n as u32),
-            _ => Err(format!(
-                "vertex {:?} claims parallelism {}, outside Flink's 1..={MAX_PARALLELISM}; skipped",
-                truncated(&self.name, 100),
-                self.parallelism
-            )),
-        }
-    }
 }
 
 /// Why a poll (or one job or vertex of it) did not go through.
@@ -636,27 +531,6 @@ impl Poller {
     }
 }
 
-/// One answer read as every JSON document the poller asks for (the fuzz target `flink_rest`):
-/// the subtask counts of the running vertices it would poll, if it is a job.
-#[doc(hidden)]
-pub fn read_answer(body: &[u8]) -> Vec<u32> {
-    let _ = decode::<Config>("/config", body);
-    let _ = decode::<Overview>("/jobs/overview", body);
-    match decode::<Job>("/jobs/j", body) {
-        Ok(job) => job.vertices.iter().filter(|v| v.status == "RUNNING").filter_map(|v| v.subtasks().ok()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Flink 1.17 and later take `subtaskindex`.
-fn has_subtask_graphs(version: &str) -> bool {
-    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (1, 17),
-        _ => false,
-    }
-}
-
 /// Parse a flame graph answer off the async threads.
 async fn parse(path: &str, body: axum::body::Bytes) -> Result<Document, PollError> {
     tokio::task::spawn_blocking(move || flamegraph::parse(&body))
@@ -686,13 +560,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_with_subtask_graphs() {
-        for (v, want) in [("2.3.0", true), ("1.17.0", true), ("1.16.3", false), ("1.13.6", false), ("1.20-SNAPSHOT", true), ("x", false)] {
-            assert_eq!(has_subtask_graphs(v), want, "{v}");
-        }
-    }
-
-    #[test]
     fn backoff_doubles_up_to_a_minute() {
         let s = Duration::from_secs;
         let waits: Vec<Duration> = (1..=8).map(|n| backoff(s(1), n)).collect();
@@ -709,17 +576,6 @@ mod tests {
         let vertex = Vertex { id: "v?type=full&".into(), name: "v".into(), parallelism: 1.into(), status: "RUNNING".into() };
         let g = Graph { job: &job, vertex: &vertex, kind: GraphType::OffCpu, subtask: None };
         assert_eq!(g.path(), "/jobs/a%2Fb/vertices/v%3Ftype%3Dfull%26/flamegraph?type=off_cpu");
-    }
-
-    #[test]
-    fn parallelism_is_checked_before_it_counts_anything() {
-        let vertex = |p: serde_json::Number| Vertex { id: "v".into(), name: "Map".into(), parallelism: p, status: "RUNNING".into() };
-        assert_eq!(vertex(4.into()).subtasks(), Ok(4));
-        assert_eq!(vertex(MAX_PARALLELISM.into()).subtasks(), Ok(MAX_PARALLELISM));
-        for bad in [serde_json::Number::from(4_294_967_295u64), 0.into(), (-1).into(), serde_json::Number::from_f64(2.5).expect("finite")] {
-            let e = vertex(bad.clone()).subtasks().expect_err("out of range");
-            assert_eq!(e, format!("vertex \"Map\" claims parallelism {bad}, outside Flink's 1..=32768; skipped"));
-        }
     }
 
     #[test]
