@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{now_ms, series_value, wait_for, Binary, TempDir};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JOB: &str = "86d1a00df77b01f15d0c1e7c353152c7";
 const VERTEX: &str = "cbc357ccb763df2852fee8c4fc7d55f2";
@@ -55,16 +54,7 @@ impl JobManager {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let (mode, requests) = (Arc::clone(&mode), Arc::clone(&requests));
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let Some(path) = common::flink::request_path(&mut conn).await else { return };
                     requests.lock().expect("lock").push(path.clone());
                     let mode = *mode.lock().expect("lock");
                     let body = match mode {
@@ -84,11 +74,7 @@ impl JobManager {
                         _ => String::from(r#"{"errors":["Not found"]}"#),
                     };
                     let status = if body.contains("Not found") { "404 Not Found" } else { "200 OK" };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(response.as_bytes()).await;
+                    common::flink::respond(&mut conn, status, &body).await;
                 });
             }
         }));

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{now_ms, wait_for, Service};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An answer: status and body, or never answering.
 #[derive(Clone, Debug)]
@@ -38,25 +37,13 @@ impl JobManager {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let (route, log) = (Arc::clone(&route), Arc::clone(&log));
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("").to_string();
+                    let Some(path) = common::flink::request_path(&mut conn).await else { return };
                     log.lock().expect("lock").push(path.clone());
                     let (status, body) = match route(&path) {
                         Answer::Hang => return std::future::pending().await,
                         Answer::Json(status, body) => (status, body),
                     };
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(response.as_bytes()).await;
+                    common::flink::respond(&mut conn, &format!("{status} X"), &body).await;
                 });
             }
         });
