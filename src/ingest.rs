@@ -88,15 +88,15 @@ impl Ingest {
             resolved = true;
             resolve()
         });
-        self.resolved(&source, resolved);
+        self.resolved(source.as_deref().map_err(|r| *r), resolved);
         source
     }
 
     /// Count what resolving an origin hit: a refusal's limit each time, names cut once (when
     /// the origin was first resolved).
-    fn resolved(&self, source: &Result<Arc<Source>, Reject>, first: bool) {
+    fn resolved(&self, source: Result<&Source, Reject>, first: bool) {
         match source {
-            Err(r) => self.limit_hit(*r),
+            Err(r) => self.limit_hit(r),
             Ok(s) if first && s.names_cut => self.metrics.limit_hit(Limit::NameLength),
             Ok(_) => {}
         }
@@ -157,11 +157,7 @@ impl Writer<'_> {
             resolved = true;
             resolve()
         });
-        match source {
-            Err(r) => self.ingest.limit_hit(r),
-            Ok(id) if resolved && self.writes.source(id).names_cut => self.ingest.metrics.limit_hit(Limit::NameLength),
-            Ok(_) => {}
-        }
+        self.ingest.resolved(source.map(|id| &**self.writes.source(id)), resolved);
         source
     }
 
@@ -218,11 +214,12 @@ impl Writer<'_> {
     pub fn set_series(&mut self, source: SourceId, series: &Series<'_>, now_ms: i64) -> Result<(), Reject> {
         let max = self.ingest.store.limits().max_name_len;
         let cut;
-        let series = if series.family.len() > max || series.labels.iter().any(|(k, v)| k.len() > max || v.len() > max) {
+        if series.family.len() > max || series.labels.iter().any(|(k, _)| k.len() > max) {
             self.ingest.metrics.limit_hit(Limit::NameLength);
-            if series.family.len() > max || series.labels.iter().any(|(k, _)| k.len() > max) {
-                return Err(Reject::NameTooLong);
-            }
+            return Err(Reject::NameTooLong);
+        }
+        let series = if series.labels.iter().any(|(_, v)| v.len() > max) {
+            self.ingest.metrics.limit_hit(Limit::NameLength);
             let labels = series.labels.iter().map(|(k, v)| (k.clone(), std::borrow::Cow::Borrowed(truncated(v, max)))).collect();
             cut = Series { labels, ..*series };
             &cut

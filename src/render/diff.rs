@@ -68,7 +68,7 @@ pub fn folded(base: &Stacks, current: &Stacks, normalize: bool) -> String {
 /// The differential SVG. Counts are scaled exactly where they fit (the baseline multiplied by
 /// the current total, the current by the baseline total, and inferno's display factor dividing
 /// back), and rounded otherwise; the sample counts shown are the current selection's.
-pub fn svg(base: &Stacks, current: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<(Vec<u8>, super::Drawn)> {
+pub fn svg(base: &Stacks, current: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<(Vec<u8>, Option<super::narrow::Cut>)> {
     let base = svg_lines(base);
     let current = svg_lines(current);
     let (bt, ct) = (total(&base), total(&current));
@@ -81,30 +81,26 @@ pub fn svg(base: &Stacks, current: &Stacks, titles: &Titles, style: &Style) -> s
     // Beyond what inferno can add up, current counts are scaled down too (only near-saturated
     // totals get here).
     let down = if ct > i64::MAX as u64 / 4 { ct / (i64::MAX as u64 / 4) + 1 } else { 1 };
-    let mut input = String::with_capacity(lines.iter().map(|(l, _, _)| l.len() + 24).sum());
-    for (line, b, c) in lines {
-        let (b, c) = if exact { (b * mb, c * mc) } else { (scaled(b, bt, ct) / down, c / down) };
-        let _ = writeln!(input, "{line} {b} {c}");
-    }
+    let lines: Vec<(String, u64, u64)> = lines
+        .into_iter()
+        .map(|(line, b, c)| if exact { (line, b * mb, c * mc) } else { (line, scaled(b, bt, ct) / down, c / down) })
+        .collect();
     let mut opts = inferno_options(titles, style);
     opts.factor = factor;
-    // Widths are the current counts (the last column).
-    let drawn_total = input.lines().map(|l| stack_and_width(l).1).fold(0u64, u64::saturating_add);
-    let cut = super::narrow::within(input.lines().map(stack_and_width), drawn_total, opts.min_width, titles.budget());
+    // Widths are the current counts.
+    let drawn_total = lines.iter().fold(0u64, |sum, (_, _, c)| sum.saturating_add(*c));
+    let cut = super::narrow::within(lines.iter().map(|(l, _, c)| (l.as_str(), *c)), drawn_total, opts.min_width, titles.budget());
     if let Some(cut) = cut {
         opts.min_width = cut.min_width_pct;
         opts.subtitle = Some(super::subtitle_with(opts.subtitle.take(), &cut));
     }
+    let mut input = String::with_capacity(lines.iter().map(|(l, _, _)| l.len() + 24).sum());
+    for (line, b, c) in lines {
+        let _ = writeln!(input, "{line} {b} {c}");
+    }
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
     inferno::flamegraph::from_lines(&mut opts, input.lines(), &mut out)?;
-    Ok((super::safe_search(out), super::Drawn { cut }))
-}
-
-/// A differential line's stack and its width (the current count, its last column).
-fn stack_and_width(line: &str) -> (&str, u64) {
-    let mut parts = line.rsplitn(3, ' ');
-    let width = parts.next().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
-    (parts.nth(1).unwrap_or(""), width)
+    Ok((super::safe_search(out), cut))
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {

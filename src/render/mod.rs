@@ -79,12 +79,6 @@ impl Titles {
     }
 }
 
-/// How a render went: whether it was cut to its budget.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Drawn {
-    pub cut: Option<narrow::Cut>,
-}
-
 /// A frame as written into folded text: `;` would split it and a line break would end the line,
 /// so both become `_`.
 fn folded_frame(out: &mut String, frame: &str) {
@@ -178,8 +172,9 @@ pub fn svg(stacks: &Stacks, titles: &Titles) -> std::io::Result<Vec<u8>> {
     svg_styled(stacks, titles, &Style::default()).map(|(svg, _)| svg)
 }
 
-/// An interactive SVG flame graph (zoom, search) of `stacks`, styled by the URL's options.
-pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<(Vec<u8>, Drawn)> {
+/// An interactive SVG flame graph (zoom, search) of `stacks`, styled by the URL's options, and
+/// what was left out to keep it within [`Titles::max_frames`], if anything.
+pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::Result<(Vec<u8>, Option<narrow::Cut>)> {
     let mut lines = svg_lines(stacks);
     // The renderer adds counts up in a u64 without checking: when they would overflow (only
     // near-saturated totals can), scale them all down alike.
@@ -205,7 +200,7 @@ pub fn svg_styled(stacks: &Stacks, titles: &Titles, style: &Style) -> std::io::R
     opts.palette_map = palette_map.as_mut();
     let mut out = Vec::with_capacity(input.len() * 2 + 16 * 1024);
     draw_in_order(&mut opts, &input, &mut out)?;
-    Ok((safe_search(out), Drawn { cut }))
+    Ok((safe_search(out), cut))
 }
 
 /// How the explorer and the SVG's own script match a search term ([`safe_search`]).
@@ -432,8 +427,8 @@ mod tests {
         let list: Vec<(Vec<&str>, u64)> = names.iter().zip(1u64..).map(|(n, i)| (vec![n.as_str()], i)).collect();
         let s: Stacks = list.iter().map(|(f, c)| (f.iter().map(|x| Arc::from(*x)).collect(), *c)).collect();
         let titles = Titles { max_frames: 10, ..Titles::new("t", Some("5050 samples".into())) };
-        let (out, drawn) = svg_styled(&s, &titles, &Style { min_width_bits: Some(0f64.to_bits()), ..Style::default() }).expect("renders");
-        let cut = drawn.cut.expect("over budget");
+        let (out, cut) = svg_styled(&s, &titles, &Style { min_width_bits: Some(0f64.to_bits()), ..Style::default() }).expect("renders");
+        let cut = cut.expect("over budget");
         assert_eq!((cut.drawn, cut.frames), (10, 100));
         let out = String::from_utf8(out).expect("utf-8");
         // The root `all` and the ten widest.
@@ -441,8 +436,8 @@ mod tests {
         assert!(out.contains(">f91 (91 samples") && !out.contains(">f90 ("), "the widest kept");
         assert!(out.contains("5050 samples; 10 of 100 frames drawn (the narrowest left out"), "the subtitle says so");
         assert!(out.contains("all (5,050 samples, 100%)"), "every sample still counted");
-        let (_, drawn) = svg_styled(&s, &Titles::new("t", None), &Style::default()).expect("renders");
-        assert_eq!(drawn.cut, None, "within the default budget");
+        let (_, cut) = svg_styled(&s, &Titles::new("t", None), &Style::default()).expect("renders");
+        assert_eq!(cut, None, "within the default budget");
     }
 
     #[test]

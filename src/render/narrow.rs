@@ -235,16 +235,15 @@ pub fn within<'a>(lines: impl Iterator<Item = (&'a str, u64)>, total: u64, min_w
         return None;
     }
     drawn.sort_unstable_by_key(|(samples, _)| std::cmp::Reverse(*samples));
-    let (mut n, mut bytes) = (0usize, 0usize);
-    let mut first_left_out = drawn.len();
-    for (i, (_, len)) in drawn.iter().enumerate() {
-        n += 1;
-        bytes += frame_bytes(*len);
-        if n > budget.max_frames || bytes > budget.max_bytes {
-            first_left_out = i;
-            break;
-        }
-    }
+    let mut bytes = 0usize;
+    let first_left_out = drawn
+        .iter()
+        .position(|(_, len)| {
+            bytes += frame_bytes(*len);
+            bytes > budget.max_bytes
+        })
+        .unwrap_or(drawn.len())
+        .min(budget.max_frames);
     // Every frame as narrow as the first left out goes too (ties are not split).
     let threshold = drawn[first_left_out].0;
     let kept = drawn.iter().take_while(|(samples, _)| *samples > threshold).count();

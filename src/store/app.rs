@@ -554,7 +554,6 @@ impl App {
         }
     }
 
-    /// Current engine metrics of this app.
     /// Each engine series of this app, borrowed (for /metrics, which writes them as they come).
     pub fn each_series(&self, mut f: impl FnMut(SeriesView<'_>)) {
         for c in self.series.iter() {
@@ -570,19 +569,21 @@ impl App {
         }
     }
 
+    /// Current engine metrics of this app, owned.
     pub fn series(&self) -> Vec<SeriesReading> {
-        self.series
-            .iter()
-            .map(|c| SeriesReading {
-                origin: c.origin,
-                family: c.family.to_string(),
-                kind: c.kind,
-                suffix: c.suffix,
-                labels: c.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                value: f64::from_bits(c.bits.load(Ordering::Relaxed)),
-                updated_ms: c.updated_ms.load(Ordering::Relaxed),
+        let mut out = Vec::with_capacity(self.series.len());
+        self.each_series(|v| {
+            out.push(SeriesReading {
+                origin: v.origin,
+                family: v.family.to_string(),
+                kind: v.kind,
+                suffix: v.suffix,
+                labels: v.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                value: v.value,
+                updated_ms: v.updated_ms,
             })
-            .collect()
+        });
+        out
     }
 
     /// Current gauges of this app.

@@ -307,11 +307,6 @@ impl Store {
         &self.limits
     }
 
-    /// Gauge and engine series of all apps.
-    pub fn series_total(&self) -> usize {
-        self.series_total.load(Ordering::Relaxed)
-    }
-
     /// A new series in `map` (the app's own limit checked by the caller), counted against
     /// [`Limits::max_series`] once, however many writers make it at once.
     fn new_series<'a, K: Eq + std::hash::Hash + Copy, V>(

@@ -160,7 +160,7 @@ impl Parsed {
     fn each(&self, sink: &mut dyn FnMut(&[&str], u64)) {
         match &self.stacks {
             Stacks::Tree(tree) => tree.each_stack(sink),
-            Stacks::Folded { text, .. } => folded::each(std::str::from_utf8(text).unwrap_or_default(), sink),
+            Stacks::Folded { text, .. } => folded::each(simdutf8::basic::from_utf8(text).unwrap_or_default(), sink),
         }
     }
 

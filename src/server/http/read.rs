@@ -382,9 +382,9 @@ async fn render_once(
         let _permit = permit;
         let started = Instant::now();
         // A graph cut to its budget is counted; its subtitle says what was left out.
-        let drawn = |r: std::io::Result<(Vec<u8>, render::Drawn)>| {
-            let (svg, drawn) = r.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?;
-            if drawn.cut.is_some() {
+        let drawn = |r: std::io::Result<(Vec<u8>, Option<render::narrow::Cut>)>| {
+            let (svg, cut) = r.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}")))?;
+            if cut.is_some() {
                 metrics.limit_hit(Limit::RenderOutput);
             }
             Ok::<_, (StatusCode, String)>(svg)
