@@ -301,11 +301,16 @@ fn main() -> std::process::ExitCode {
     let queries = Tally::default();
     if let Some(http) = args.http {
         for c in 0..args.import_connections {
-            let (text, samples) = import_body(&stacks, args.import_lines, c);
-            let post = Post { head: format!("POST /import/folded?app={}&connection={c}", args.app_import()), body: text, samples, ok: 200 };
+            // Each connection sends its own profiles in turn, as different executors would.
+            let posts: Vec<Post> = (0..4)
+                .map(|k| {
+                    let (body, samples) = import_body(&stacks, args.import_lines, c * 4 + k);
+                    Post { head: format!("POST /import/folded?app={}&executor={c}", args.app_import()), body, samples, ok: 200 }
+                })
+                .collect();
             let tally = Tally { samples: Arc::clone(&imported_samples), ..imports.clone() };
             let stop = Arc::clone(&stop);
-            threads.push(std::thread::spawn(move || drop(post_loop(http, &[post], 0, started, &stop, &tally))));
+            threads.push(std::thread::spawn(move || drop(post_loop(http, &posts, 0, started, &stop, &tally))));
         }
         for c in 0..args.query_connections {
             let q = format!("q=CREATE+DATABASE+load{c}%3BSHOW+DATABASES");
@@ -490,14 +495,14 @@ fn post_loop(http: SocketAddr, posts: &[Post], rate: u64, started: Instant, stop
     latency
 }
 
-/// A collapsed-stack document of `lines` stacks (each once per executor-like offset `c`), and
-/// the samples it holds.
-fn import_body(stacks: &[String], lines: usize, c: usize) -> (Vec<u8>, u64) {
+/// The `n`th collapsed-stack document of `lines` stacks (the `n`th takes its stacks from its own
+/// place in the list, with its own counts), and the samples it holds.
+fn import_body(stacks: &[String], lines: usize, n: usize) -> (Vec<u8>, u64) {
     let mut text = String::new();
     let mut samples = 0;
     for l in 0..lines {
-        let count = 1 + (l % 7) as u64;
-        text.push_str(&stacks[(l + c * 31) % stacks.len()]);
+        let count = 1 + ((l + n) % 7) as u64;
+        text.push_str(&stacks[(l + n * 997) % stacks.len()]);
         text.push_str(&format!(" {count}\n"));
         samples += count;
     }
