@@ -157,7 +157,7 @@ fn bench_import(c: &mut Criterion) {
     });
     // Parse and store, as `POST /import/flink` does (the stacks already seen after the first run).
     let ingest = inputs().ingest;
-    let source = ingest.source_at(1, 0, 0, || stackd::store::SourceSpec { app: "import".into(), labels: Vec::new() }).expect("source");
+    let source = ingest.source_at(1, 0, 0, || stackd::store::SourceSpec::new("import", Vec::new())).expect("source");
     g.bench_function("flink_json_and_store", |b| {
         b.iter(|| {
             let Ok(stackd::input::flink::flamegraph::Document::Graph { tree, .. }) =

@@ -102,7 +102,7 @@ fn main() {
             .map(|a| {
                 (0..4)
                     .map(|e| {
-                        let spec = SourceSpec { app: format!("app-{a}"), labels: vec![("executor".into(), e.to_string())] };
+                        let spec = SourceSpec::new(format!("app-{a}"), vec![("executor".into(), e.to_string())]);
                         store.source((a * 4 + e) as u64, || spec).expect("source")
                     })
                     .collect()
@@ -144,7 +144,7 @@ fn main() {
         for app in store.apps() {
             for m in 0..hours * 60 {
                 let from = start + m as i64 * 60_000;
-                let q = Query { from_ms: Some(from), to_ms: Some(from + 60_000), labels: vec![] };
+                let q = Query { from_ms: Some(from), to_ms: Some(from + 60_000), labels: vec![], ..Default::default() };
                 n += store.query(&app, &q).expect("readable").map_or(0, |p| p.stacks.len() as u64);
             }
         }
@@ -202,13 +202,16 @@ fn main() {
     let store = Arc::new(Store::open(config(&dir), now).expect("open"));
     let app = store.app("app-0").expect("app-0");
     // The whole range, read back from disk after a restart, holds every sample generated.
-    let all = store.query(&app, &Query { from_ms: Some(start), to_ms: None, labels: vec![] }).expect("readable").expect("profile");
+    let all = store
+        .query(&app, &Query { from_ms: Some(start), to_ms: None, labels: vec![], ..Default::default() })
+        .expect("readable")
+        .expect("profile");
     assert_eq!(all.total, app0_samples, "24 h query total");
     println!("24 h query of app-0 returns all {app0_samples} generated samples");
     let mut c = Criterion::default().configure_from_args().sample_size(10);
     let mut g = c.benchmark_group("store_query");
     for (name, from) in [("1h", now - 3_600_000), ("24h", start)] {
-        let q = Query { from_ms: Some(from), to_ms: None, labels: vec![] };
+        let q = Query { from_ms: Some(from), to_ms: None, labels: vec![], ..Default::default() };
         g.bench_function(name, |b| b.iter(|| store.query(&app, &q).map(|p| p.map(|p| p.total))));
     }
     g.finish();

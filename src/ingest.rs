@@ -164,8 +164,14 @@ impl Writer<'_> {
     /// Add `value` samples of `stack` at `time_ms` (checked against the clock `now_ms`). The
     /// value must be a whole number in `0..=MAX_SAMPLE_COUNT`.
     pub fn add_stack(&mut self, source: SourceId, stack: &Stack<'_>, value: f64, time_ms: i64, now_ms: i64) -> Result<(), Reject> {
-        self.label_overflow(source);
         let count = sample_count(value)?;
+        self.add_count(source, stack, count, time_ms, now_ms)
+    }
+
+    /// Add `count` of `stack` (in its source's unit: samples, bytes, nanoseconds) at `time_ms`:
+    /// what a decoded profile hands over, already summed.
+    pub fn add_count(&mut self, source: SourceId, stack: &Stack<'_>, count: u64, time_ms: i64, now_ms: i64) -> Result<(), Reject> {
+        self.label_overflow(source);
         match self.ingest.store.add_stack(&mut self.writes, source, stack, count, time_ms, now_ms) {
             Ok(Stored::Stack) => Ok(()),
             Ok(Stored::Overflow) => {
@@ -231,6 +237,11 @@ impl Writer<'_> {
             self.ingest.limit_hit(r);
         }
         result
+    }
+
+    /// The store's bucket width in ms.
+    pub fn bucket_ms(&self) -> i64 {
+        self.ingest.store.bucket_ms()
     }
 
     /// Count a line's outcome under the run's tally (accepted lines once, when the run ends).

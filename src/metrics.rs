@@ -468,7 +468,7 @@ mod tests {
     #[test]
     fn jvm_gauges_render_as_java_client_families() {
         let store = Store::new(Limits { max_apps: 10, max_stacks_per_app: 10, ..Limits::default() }, std::time::Duration::from_secs(60));
-        let src = store.source(1, || SourceSpec { app: "app-42".into(), labels: vec![("executor".into(), "7".into())] }).expect("source");
+        let src = store.source(1, || SourceSpec::new("app-42", vec![("executor".into(), "7".into())])).expect("source");
         for (name, raw) in
             [("heap.total.used", 123456789.0), ("gc.PS_Scavenge.count", 17.0), ("gc.PS_Scavenge.time", 1500.0), ("cpu.jvm", 12.5)]
         {
@@ -497,7 +497,7 @@ mod tests {
             [1e308, -1e308, 1e16, 123456789.0, 0.125, 1e-7, 0.0, f64::NAN].iter().map(|v| PromValue(*v).to_string()).collect();
         assert_eq!(shown, ["1e308", "-1e308", "1e16", "123456789", "0.125", "1e-7", "0", "NaN"]);
         let store = Store::new(Limits::default(), std::time::Duration::from_secs(60));
-        let src = store.source(1, || SourceSpec { app: "a".into(), labels: vec![] }).expect("source");
+        let src = store.source(1, || SourceSpec::new("a", vec![])).expect("source");
         let Some(jvm::Metric::Gauge { family, label_value }) = jvm::metric_name("heap.total.used") else { panic!("name") };
         store.set_gauge(&src, &jvm::gauge_value(family, label_value, 1e308, false), 1_000).expect("under the series limit");
         let text = String::from_utf8(Metrics::new().render(&store, 0, &HostFigures::default())).expect("utf-8");

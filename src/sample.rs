@@ -136,6 +136,179 @@ pub fn sanitize_metric_name(name: &str, out: &mut String) {
     out.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' }));
 }
 
+/// What a stack's count measures: the profile type. Counts of different types are never added
+/// together; every query asks for one. The names are those of URLs (`type=`), `/apps` and the
+/// page; the discriminants are stored (never renumber).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum ProfileType {
+    /// Sampled on-CPU: statsd-jvm-profiler, Uber's jvm-profiler, JFR's `jdk.ExecutionSample`,
+    /// Flink's on-CPU graph. Samples.
+    #[default]
+    Cpu = 0,
+    /// Sampled whatever the thread does (async-profiler's wall mode, JFR's native method samples,
+    /// Flink's full graph). Samples.
+    Wall = 1,
+    /// Threads waiting, timed waiting or blocked (Flink's off-CPU graph). Samples.
+    OffCpu = 2,
+    /// Bytes allocated.
+    AllocBytes = 3,
+    /// Objects allocated.
+    AllocObjects = 4,
+    /// Nanoseconds blocked on monitors or parked.
+    LockNs = 5,
+    /// Times blocked on monitors or parked.
+    LockCount = 6,
+}
+
+/// The unit a profile type counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Samples,
+    Bytes,
+    Objects,
+    Nanoseconds,
+    Count,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Samples => "samples",
+            Self::Bytes => "bytes",
+            Self::Objects => "objects",
+            Self::Nanoseconds => "nanoseconds",
+            Self::Count => "count",
+        }
+    }
+
+    /// `value` as a person reads it: `1.23 s`, `45.6 MiB`, `1,234 samples`.
+    pub fn format(self, value: u64) -> String {
+        match self {
+            Self::Bytes => {
+                const STEPS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+                let mut v = value as f64;
+                let mut step = 0;
+                while v >= 1024.0 && step + 1 < STEPS.len() {
+                    v /= 1024.0;
+                    step += 1;
+                }
+                if step == 0 {
+                    format!("{value} B")
+                } else {
+                    format!("{} {}", three_digits(v), STEPS[step])
+                }
+            }
+            Self::Nanoseconds => seconds(value),
+            Self::Samples | Self::Objects => format!("{} {}", thousands(value), self.name()),
+            Self::Count => thousands(value),
+        }
+    }
+}
+
+/// Nanoseconds as a person reads them: `1.23 s`, `45.6 ms`, `812 µs`, `3 ns`.
+pub fn seconds(ns: u64) -> String {
+    let v = ns as f64;
+    match ns {
+        0..=999 => format!("{ns} ns"),
+        1_000..=999_999 => format!("{} µs", three_digits(v / 1e3)),
+        1_000_000..=999_999_999 => format!("{} ms", three_digits(v / 1e6)),
+        _ => format!("{} s", three_digits(v / 1e9)),
+    }
+}
+
+/// Three significant digits (`1.23`, `45.6`, `812`), more for values of 1,000 and over.
+fn three_digits(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl ProfileType {
+    pub const ALL: [ProfileType; 7] =
+        [Self::Cpu, Self::Wall, Self::OffCpu, Self::AllocBytes, Self::AllocObjects, Self::LockNs, Self::LockCount];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Wall => "wall",
+            Self::OffCpu => "off_cpu",
+            Self::AllocBytes => "alloc_bytes",
+            Self::AllocObjects => "alloc_objects",
+            Self::LockNs => "lock_ns",
+            Self::LockCount => "lock_count",
+        }
+    }
+
+    /// A type by its name; also Flink's graph names (`on_cpu`, `off_cpu`, `full`: its full graph
+    /// samples threads whatever they do, which is wall-clock time).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "cpu" | "on_cpu" => Self::Cpu,
+            "wall" | "full" => Self::Wall,
+            "off_cpu" => Self::OffCpu,
+            "alloc_bytes" => Self::AllocBytes,
+            "alloc_objects" => Self::AllocObjects,
+            "lock_ns" => Self::LockNs,
+            "lock_count" => Self::LockCount,
+            _ => return None,
+        })
+    }
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Self::Cpu | Self::Wall | Self::OffCpu => Unit::Samples,
+            Self::AllocBytes => Unit::Bytes,
+            Self::AllocObjects => Unit::Objects,
+            Self::LockNs => Unit::Nanoseconds,
+            Self::LockCount => Unit::Count,
+        }
+    }
+
+    /// What the type measures, for titles (`on-CPU samples`, `bytes allocated`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Cpu => "on-CPU samples",
+            Self::Wall => "wall-clock samples",
+            Self::OffCpu => "off-CPU samples",
+            Self::AllocBytes => "bytes allocated",
+            Self::AllocObjects => "objects allocated",
+            Self::LockNs => "time blocked on locks",
+            Self::LockCount => "lock waits",
+        }
+    }
+
+    /// The names `type=` takes, for messages.
+    pub fn names() -> String {
+        Self::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl std::fmt::Display for ProfileType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Calls the sink with each frame of an encoded stack, root first. Frames are lent, not
 /// allocated: the store copies only frames it has never seen.
 pub type DecodeFn = fn(&str, &mut dyn FnMut(&str));
@@ -258,6 +431,25 @@ mod tests {
                 assert_eq!(Stack::Encoded { encoding, text: &text[..len] }.identity(), streamed.digest(), "id {id}, {len} bytes");
             }
         }
+    }
+
+    #[test]
+    fn profile_types_by_name_and_units_as_people_read_them() {
+        for t in ProfileType::ALL {
+            assert_eq!(ProfileType::from_name(t.name()), Some(t));
+        }
+        assert_eq!(ProfileType::from_name("on_cpu"), Some(ProfileType::Cpu));
+        assert_eq!(ProfileType::from_name("full"), Some(ProfileType::Wall));
+        assert_eq!(ProfileType::from_name("alloc"), None);
+        assert_eq!(Unit::Bytes.format(512), "512 B");
+        assert_eq!(Unit::Bytes.format(47_815_066), "45.6 MiB");
+        assert_eq!(Unit::Bytes.format(1536), "1.50 KiB");
+        assert_eq!(Unit::Nanoseconds.format(1_234_000_000), "1.23 s");
+        assert_eq!(Unit::Nanoseconds.format(45_600_000), "45.6 ms");
+        assert_eq!(Unit::Nanoseconds.format(812_000), "812 µs");
+        assert_eq!(Unit::Nanoseconds.format(7), "7 ns");
+        assert_eq!(Unit::Samples.format(1_234_567), "1,234,567 samples");
+        assert_eq!(Unit::Count.format(1_000), "1,000");
     }
 
     #[test]

@@ -222,9 +222,8 @@ impl StatsdInput for Input {
             h.update(b"spark\0");
             h.update(part.as_bytes());
         }
-        let source = w.source(h.digest(), || SourceSpec {
-            app: name.app.to_string(),
-            labels: vec![("executor".into(), name.executor.into()), ("role".into(), role.into())],
+        let source = w.source(h.digest(), || {
+            SourceSpec::new(name.app, vec![("executor".into(), name.executor.into()), ("role".into(), role.into())])
         });
         let source = match source {
             Ok(s) => s,

@@ -58,7 +58,7 @@ impl LineInput for Input {
             let mut labels = Vec::new();
             labels.extend(host.as_ref().map(|h| ("host".to_string(), h.to_string())));
             labels.extend(state.as_ref().map(|s| ("thread_state".to_string(), s.to_string())));
-            SourceSpec { app: app.to_string(), labels }
+            SourceSpec::new(app, labels)
         });
         let source = match source {
             Ok(s) => s,

@@ -63,6 +63,8 @@ pub struct Titles {
     /// Frames drawn at most (`--max-render-frames`): beyond, the narrowest are left out, and
     /// the subtitle says how many were drawn of how many.
     pub max_frames: usize,
+    /// What the counts are, in tooltips (`samples`, `bytes`, …: the profile type's unit).
+    pub count_name: &'static str,
 }
 
 /// About the most bytes one SVG takes (frames beyond are left out as beyond
@@ -71,7 +73,7 @@ pub const MAX_SVG_BYTES: usize = 64 << 20;
 
 impl Titles {
     pub fn new(title: impl Into<String>, subtitle: Option<String>) -> Self {
-        Titles { title: title.into(), subtitle, max_frames: usize::MAX }
+        Titles { title: title.into(), subtitle, max_frames: usize::MAX, count_name: "samples" }
     }
 
     fn budget(&self) -> narrow::Budget {
@@ -236,7 +238,7 @@ fn draw_in_order(opts: &mut inferno::flamegraph::Options<'_>, input: &str, out: 
     inferno::flamegraph::from_lines(opts, input.lines().rev(), out)
 }
 
-/// inferno's options for a style: deterministic colours, counts named samples, and no second
+/// inferno's options for a style: deterministic colours, counts named by their unit, and no second
 /// sort (the input is sorted here, as it must be to merge lines that became equal; the plain SVG
 /// then hands its cut lines over in order, [`draw_in_order`]).
 fn inferno_options<'a>(titles: &Titles, style: &Style) -> inferno::flamegraph::Options<'a> {
@@ -247,7 +249,7 @@ fn inferno_options<'a>(titles: &Titles, style: &Style) -> inferno::flamegraph::O
     opts.colors = style.colors.and_then(|p| p.parse().ok()).unwrap_or(Palette::Multi(MultiPalette::Java));
     opts.hash = style.hash != ColorHash::Off;
     opts.deterministic = true;
-    opts.count_name = "samples".into();
+    opts.count_name = titles.count_name.into();
     opts.no_sort = true;
     opts.image_width = style.width;
     if let Some(bits) = style.min_width_bits {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Labels, Limits, Map, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE};
-use crate::sample::{GaugeFamily, Origin, Series, SeriesKind, Stack};
+use super::{profile_of, Labels, Limits, Map, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE, TYPE_LABEL};
+use crate::sample::{GaugeFamily, Origin, ProfileType, Series, SeriesKind, Stack, Unit};
 
 /// Samples and first/last sample time of one label set.
 #[derive(Debug)]
@@ -310,12 +310,14 @@ pub struct GaugeReading {
     pub updated_ms: i64,
 }
 
-/// What to aggregate: a time range (ms, `from` inclusive, `to` exclusive) and label matchers.
+/// What to aggregate: a time range (ms, `from` inclusive, `to` exclusive), label matchers and
+/// the one profile type.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub labels: Vec<(String, String)>,
+    pub profile: ProfileType,
 }
 
 /// Aggregated stacks: frame ids root first, and their sample counts.
@@ -354,16 +356,39 @@ pub struct ValueStats {
     pub last_seen_ms: i64,
 }
 
+/// The total of one profile type of an app, in its unit.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TypeTotal {
+    #[serde(rename = "type")]
+    pub profile: ProfileType,
+    pub unit: Unit,
+    pub total: u64,
+}
+
 /// A summary of an app for listings.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AppInfo {
     pub name: String,
-    /// Label name → value → samples and first/last sample time.
+    /// Label name → value → samples and first/last sample time (summed over profile types).
     pub labels: BTreeMap<String, BTreeMap<String, ValueStats>>,
+    /// The profile types with samples, in [`ProfileType::ALL`]'s order, with their totals.
+    pub types: Vec<TypeTotal>,
+    /// The type a flame graph shows when the URL names none: `cpu` when the app has it, else
+    /// its first type.
+    pub default_type: ProfileType,
+    /// The total of the default type.
     pub total_samples: u64,
     pub unique_stacks: usize,
     /// Unix ms of the newest sample or gauge.
     pub last_seen_ms: i64,
+}
+
+/// `cpu` when among `types`, else the first of them (`cpu` when there is none).
+fn default_of(types: &[TypeTotal]) -> ProfileType {
+    if types.iter().any(|t| t.profile == ProfileType::Cpu) {
+        return ProfileType::Cpu;
+    }
+    types.first().map_or(ProfileType::Cpu, |t| t.profile)
 }
 
 /// Slots of [`SEEN`] per thread.
@@ -434,6 +459,9 @@ impl App {
         }
         let mut overflow = false;
         for (k, v) in &mut labels {
+            if k == TYPE_LABEL {
+                continue;
+            }
             let known = sets.values.get(k.as_str()).is_some_and(|vs| vs.contains(v.as_str()));
             if !known && sets.values.get(k.as_str()).is_some_and(|vs| vs.len() >= sets.max_values) {
                 *v = OVERFLOW_LABEL_VALUE.to_string();
@@ -443,7 +471,11 @@ impl App {
         // Distinct label names (tags) multiply label sets without any one label's values
         // growing: past the series limit, new sets share one overflow set.
         if !sets.index.contains_key(&labels) && sets.list.len() >= sets.max_sets {
+            // One overflow set per profile type: types are never summed.
+            let profile = labels.iter().find(|(k, _)| k == TYPE_LABEL).cloned();
             labels = vec![(OVERFLOW_LABEL.to_string(), OVERFLOW_LABEL_VALUE.to_string())];
+            labels.extend(profile);
+            labels.sort();
             overflow = true;
         }
         if overflow {
@@ -456,12 +488,36 @@ impl App {
         (id, stats, overflow)
     }
 
-    /// Which label sets match all `matchers`; `None` when none does.
-    pub(super) fn matching_labelsets(&self, matchers: &[(String, String)]) -> Option<Vec<bool>> {
+    /// Which label sets of type `profile` match all `matchers`; `None` when none does.
+    pub(super) fn matching_labelsets(&self, matchers: &[(String, String)], profile: ProfileType) -> Option<Vec<bool>> {
         let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
-        let matching: Vec<bool> =
-            sets.list.iter().map(|(set, _)| matchers.iter().all(|(k, v)| set.iter().any(|(sk, sv)| sk == k && sv == v))).collect();
+        let matching: Vec<bool> = sets
+            .list
+            .iter()
+            .map(|(set, _)| profile_of(set) == profile && matchers.iter().all(|(k, v)| set.iter().any(|(sk, sv)| sk == k && sv == v)))
+            .collect();
         (matchers.is_empty() || matching.contains(&true)).then_some(matching)
+    }
+
+    /// The profile types this app has samples of, with their totals, in [`ProfileType::ALL`]'s
+    /// order.
+    pub fn types(&self) -> Vec<TypeTotal> {
+        let mut totals = [0u64; ProfileType::ALL.len()];
+        for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
+            let t = &mut totals[profile_of(set) as usize];
+            *t = t.saturating_add(st.samples.load(Ordering::Relaxed));
+        }
+        ProfileType::ALL
+            .iter()
+            .zip(totals)
+            .filter(|(_, total)| *total > 0)
+            .map(|(&profile, total)| TypeTotal { profile, unit: profile.unit(), total })
+            .collect()
+    }
+
+    /// The type a graph shows when none is asked for: `cpu` when the app has it, else its first.
+    pub fn default_type(&self) -> ProfileType {
+        default_of(&self.types())
     }
 
     pub(super) fn stack_id(&self, stack: &Stack<'_>, frames: &Interner) -> (u32, Stored) {
@@ -522,7 +578,7 @@ impl App {
         for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
             let (samples, first, last) =
                 (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
-            for (k, v) in set {
+            for (k, v) in set.iter().filter(|(k, _)| k != TYPE_LABEL) {
                 let e = out.entry(k.clone()).or_default().entry(v.clone()).or_insert(ValueStats {
                     samples: 0,
                     first_seen_ms: i64::MAX,
@@ -545,10 +601,14 @@ impl App {
     }
 
     pub fn info(&self) -> AppInfo {
+        let types = self.types();
+        let default_type = default_of(&types);
         AppInfo {
             name: self.name.to_string(),
             labels: self.label_values(),
-            total_samples: self.total_samples(),
+            total_samples: types.iter().find(|t| t.profile == default_type).map_or(0, |t| t.total),
+            types,
+            default_type,
             unique_stacks: self.unique_stacks(),
             last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed).max(0),
         }

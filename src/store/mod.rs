@@ -42,13 +42,13 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use app::{gauge_key, mark, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
-pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, SeriesView, Timeline, TimelineSeries, ValueStats};
+pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, SeriesView, Timeline, TimelineSeries, TypeTotal, ValueStats};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
 pub use writes::{SourceId, Writes};
 
 use crate::outcome::Reject;
-use crate::sample::{FamilyKind, Gauge, GaugeFamily, Series, Stack};
+use crate::sample::{FamilyKind, Gauge, GaugeFamily, ProfileType, Series, Stack};
 
 /// The frame that samples of new stacks are counted under once an app has hit its stack limit.
 pub const OVERFLOW_FRAME: &str = "[stackd: unique stack limit reached]";
@@ -152,14 +152,32 @@ pub enum Stored {
 /// Labels of one origin, sorted by name.
 pub type Labels = Vec<(String, String)>;
 
-/// An app name and labels, as resolved from an origin.
+/// The label that holds a label set's profile type when it is not `cpu` (a set without it is
+/// `cpu`: every store written before types existed). No label from outside can have this name
+/// (names starting with `__` are escaped), and no listing shows it: the type is a dimension of
+/// its own, as Pyroscope's `__name__` is.
+pub const TYPE_LABEL: &str = "__type__";
+
+/// The profile type of a label set.
+pub fn profile_of(labels: &[(String, String)]) -> ProfileType {
+    labels.iter().find(|(k, _)| k == TYPE_LABEL).and_then(|(_, v)| ProfileType::from_name(v)).unwrap_or_default()
+}
+
+/// An app name, labels and profile type, as resolved from an origin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceSpec {
     pub app: String,
     pub labels: Labels,
+    /// What its stack counts measure (gauges and engine series: the default, unused).
+    pub profile: ProfileType,
 }
 
 impl SourceSpec {
+    /// An origin whose stacks (if any) are `cpu` samples.
+    pub fn new(app: impl Into<String>, labels: Labels) -> Self {
+        SourceSpec { app: app.into(), labels, profile: ProfileType::Cpu }
+    }
+
     /// What every origin is made into, whichever input resolved it: a non-empty app name
     /// (`unknown` otherwise), label names valid in Prometheus (statsd_exporter's escaping), the
     /// app name, label names and values at most `max_len` bytes. Says whether anything was cut.
@@ -174,6 +192,9 @@ impl SourceSpec {
             }
             cut |= cut_to(k, max_len);
             cut |= cut_to(v, max_len);
+        }
+        if self.profile != ProfileType::Cpu {
+            self.labels.push((TYPE_LABEL.to_string(), self.profile.name().to_string()));
         }
         (self, cut)
     }
@@ -534,7 +555,7 @@ impl Store {
     /// others from disk. `Ok(None)` when no label set matches; an error when a stored bucket in
     /// the range cannot be read (never a profile with some buckets silently missing).
     pub fn query(&self, app: &App, query: &Query) -> Result<Option<Profile>, StoreError> {
-        let Some(matching) = app.matching_labelsets(&query.labels) else { return Ok(None) };
+        let Some(matching) = app.matching_labelsets(&query.labels, query.profile) else { return Ok(None) };
         let stacks = app.stacks.read().unwrap_or_else(|e| e.into_inner());
         let mut per_stack = vec![0u64; stacks.len()];
         self.each_count(app, query, &mut |_, labels, stack, count| {
@@ -558,7 +579,7 @@ impl Store {
     /// buckets, at least one), and per value of the label `by` when given (label sets without
     /// it count under `""`). `Ok(None)` when no label set matches.
     pub fn timeline(&self, app: &App, query: &Query, by: Option<&str>, step_ms: i64) -> Result<Option<Timeline>, StoreError> {
-        let Some(matching) = app.matching_labelsets(&query.labels) else { return Ok(None) };
+        let Some(matching) = app.matching_labelsets(&query.labels, query.profile) else { return Ok(None) };
         let step_ms = step_ms.max(self.bucket_ms) / self.bucket_ms * self.bucket_ms;
         // The group of each label set: its value of `by`.
         let mut groups: Vec<String> = Vec::new();

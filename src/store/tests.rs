@@ -18,7 +18,7 @@ fn store(max_apps: usize, max_stacks: usize) -> Store {
 }
 
 fn spec(app: &str, labels: &[(&str, &str)]) -> SourceSpec {
-    SourceSpec { app: app.into(), labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    SourceSpec::new(app, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 /// `(frames joined by ;, count)` per stack, sorted.
@@ -83,6 +83,7 @@ fn queries_filter_by_time_and_labels() {
         from_ms: from,
         to_ms: to,
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Query::default()
     };
     assert_eq!(folded(&s, "a", &q(None, None, &[])), [("m".to_string(), 111)]);
     assert_eq!(folded(&s, "a", &q(Some(60_000), None, &[])), [("m".to_string(), 110)]);
@@ -176,14 +177,14 @@ fn flush_evict_reload_and_restart() {
         // A late sample for an evicted minute reloads it; nothing is lost.
         s.add_stack_now(&src, &raw("r;x"), 5, 91 * 60_000, now).expect("ok");
         s.add_stack_now(&src, &raw("r;y"), 2, 95 * 60_000, now).expect("ok");
-        let q = Query { from_ms: Some(90 * 60_000), to_ms: Some(92 * 60_000), labels: vec![] };
+        let q = Query { from_ms: Some(90 * 60_000), to_ms: Some(92 * 60_000), labels: vec![], ..Default::default() };
         assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 7)]);
         assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 16), ("r;y".to_string(), 2)]);
         s.flush(now).expect("flush");
     }
     let s = on_disk(&dir, Duration::from_secs(120));
     assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 16), ("r;y".to_string(), 2)]);
-    let q = Query { from_ms: Some(95 * 60_000), to_ms: Some(96 * 60_000), labels: vec![] };
+    let q = Query { from_ms: Some(95 * 60_000), to_ms: Some(96 * 60_000), labels: vec![], ..Default::default() };
     assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 1), ("r;y".to_string(), 2)]);
     let app = s.app("a").expect("a");
     assert_eq!(app.total_samples(), 18);
@@ -194,7 +195,7 @@ fn flush_evict_reload_and_restart() {
     s.flush(now).expect("flush");
     drop(s);
     let s = on_disk(&dir, Duration::from_secs(120));
-    let q = Query { from_ms: Some(now), to_ms: None, labels: vec![] };
+    let q = Query { from_ms: Some(now), to_ms: None, labels: vec![], ..Default::default() };
     assert_eq!(folded(&s, "a", &q), [("r;x".to_string(), 2)]);
 }
 
@@ -281,7 +282,7 @@ fn a_query_that_cannot_read_a_stored_bucket_fails_instead_of_returning_less() {
     let result = s.query(&app, &Query::default());
     assert!(matches!(result, Err(StoreError::Unavailable)), "{result:?}");
     // What is in memory alone is still answered, when that is all that was asked for.
-    let q = Query { from_ms: Some(now - 60_000), to_ms: None, labels: vec![] };
+    let q = Query { from_ms: Some(now - 60_000), to_ms: None, labels: vec![], ..Default::default() };
     assert_eq!(s.query(&app, &q).expect("resident only").map(|p| p.total), Some(1));
     // A sample for a bucket that is only on disk is refused rather than started afresh.
     assert_eq!(s.add_stack_now(&src, &raw("r;x0"), 1, 40 * 60_000, now), Err(Reject::StoreUnavailable));
@@ -359,7 +360,7 @@ fn timeline_per_step_and_label_from_memory_and_disk() {
     assert_eq!(all.series[0].points[..3], [(90 * 60_000, 1), (91 * 60_000, 52), (92 * 60_000, 3)]);
     assert_eq!(all.series[0].points.last(), Some(&(100 * 60_000, 11 + 7)));
     // Per executor, two-minute steps (a step is rounded down to whole buckets), a time range.
-    let q = Query { from_ms: Some(91 * 60_000), to_ms: Some(95 * 60_000), labels: vec![] };
+    let q = Query { from_ms: Some(91 * 60_000), to_ms: Some(95 * 60_000), labels: vec![], ..Default::default() };
     let by = s.timeline(&app, &q, Some("executor"), 150_000).expect("readable").expect("matches");
     assert_eq!(by.step_ms, 120_000);
     type Line = (Option<String>, u64, Vec<(i64, u64)>);
@@ -476,4 +477,101 @@ fn counts_added_from_several_threads_are_summed_once_per_key() {
     let mut each = 0;
     counts.each(|_, c| each += c);
     assert_eq!(each, 17);
+}
+
+fn typed(app: &str, labels: &[(&str, &str)], profile: ProfileType) -> SourceSpec {
+    SourceSpec { profile, ..spec(app, labels) }
+}
+
+#[test]
+fn profile_types_are_never_summed() {
+    let s = store(10, 10);
+    let cpu = s.source(1, || spec("a", &[("executor", "1")])).expect("cpu");
+    let bytes = s.source(2, || typed("a", &[("executor", "1")], ProfileType::AllocBytes)).expect("bytes");
+    let wall = s.source(3, || typed("a", &[("executor", "2")], ProfileType::Wall)).expect("wall");
+    add(&s, &cpu, "m;f", 3, 1_000);
+    add(&s, &bytes, "m;f", 4096, 1_000);
+    add(&s, &bytes, "m;g", 100, 1_000);
+    add(&s, &wall, "m;f", 7, 1_000);
+    let q = |profile, labels: &[(&str, &str)]| Query {
+        profile,
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Query::default()
+    };
+    assert_eq!(folded(&s, "a", &q(ProfileType::Cpu, &[])), [("m;f".to_string(), 3)]);
+    assert_eq!(folded(&s, "a", &q(ProfileType::AllocBytes, &[])), [("m;f".to_string(), 4096), ("m;g".to_string(), 100)]);
+    assert_eq!(folded(&s, "a", &q(ProfileType::Wall, &[("executor", "2")])), [("m;f".to_string(), 7)]);
+    let app = s.app("a").expect("a");
+    assert!(s.query(&app, &q(ProfileType::Wall, &[("executor", "1")])).expect("readable").is_none(), "executor 1 has no wall samples");
+    let info = app.info();
+    let types: Vec<(ProfileType, crate::sample::Unit, u64)> = info.types.iter().map(|t| (t.profile, t.unit, t.total)).collect();
+    assert_eq!(
+        types,
+        [
+            (ProfileType::Cpu, crate::sample::Unit::Samples, 3),
+            (ProfileType::Wall, crate::sample::Unit::Samples, 7),
+            (ProfileType::AllocBytes, crate::sample::Unit::Bytes, 4196)
+        ]
+    );
+    assert_eq!((info.default_type, info.total_samples), (ProfileType::Cpu, 3));
+    // The type is no label: listings never show it, and `executor=1` counts all its types.
+    assert_eq!(info.labels.keys().collect::<Vec<_>>(), ["executor"]);
+    assert_eq!(info.labels["executor"]["1"].samples, 3 + 4196);
+    // Without cpu, the first type is the default.
+    let only = s.source(4, || typed("b", &[], ProfileType::LockNs)).expect("lock");
+    add(&s, &only, "x", 5, 1_000);
+    assert_eq!(s.app("b").expect("b").default_type(), ProfileType::LockNs);
+}
+
+#[test]
+fn label_set_overflow_keeps_the_profile_type() {
+    let limits = Limits { max_apps: 1, max_stacks_per_app: 10, max_label_values: 10, max_series_per_app: 1, ..Limits::default() };
+    let s = Store::new(limits, Duration::from_secs(60));
+    let first = s.source(1, || spec("a", &[("executor", "1")])).expect("first");
+    let cpu = s.source(2, || spec("a", &[("executor", "2")])).expect("cpu over");
+    let bytes = s.source(3, || typed("a", &[("executor", "3")], ProfileType::AllocBytes)).expect("bytes over");
+    assert!(!first.label_overflow && cpu.label_overflow && bytes.label_overflow);
+    add(&s, &first, "x", 1, 0);
+    add(&s, &cpu, "x", 2, 0);
+    add(&s, &bytes, "x", 1000, 0);
+    let bytes_q = Query { profile: ProfileType::AllocBytes, ..Query::default() };
+    assert_eq!(folded(&s, "a", &Query::default()), [("x".to_string(), 3)]);
+    assert_eq!(folded(&s, "a", &bytes_q), [("x".to_string(), 1000)]);
+}
+
+#[test]
+fn flink_graph_types_of_old_stores_become_profile_types() {
+    let l = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+    let flink = |t: &str| l(&[("job_id", "j"), ("subtask", "1"), ("type", t), ("vertex", "v")]);
+    assert_eq!(disk::typed(flink("on_cpu")), l(&[("job_id", "j"), ("subtask", "1"), ("vertex", "v")]));
+    assert_eq!(disk::typed(flink("off_cpu")), l(&[("__type__", "off_cpu"), ("job_id", "j"), ("subtask", "1"), ("vertex", "v")]));
+    assert_eq!(disk::typed(flink("full")), l(&[("__type__", "wall"), ("job_id", "j"), ("subtask", "1"), ("vertex", "v")]));
+    // Anyone else's `type` label is a label.
+    for other in [l(&[("type", "on_cpu")]), l(&[("job_id", "j"), ("type", "batch"), ("vertex", "v")])] {
+        assert_eq!(disk::typed(other.clone()), other);
+    }
+}
+
+#[test]
+fn profile_types_survive_a_restart() {
+    let dir = TestDir::new("types");
+    let now = 100 * 60_000;
+    {
+        let s = on_disk(&dir, Duration::from_secs(120));
+        let src = s.source(1, || typed("a", &[("executor", "1")], ProfileType::LockNs)).expect("src");
+        s.add_stack_now(&src, &raw("r;x"), 1_500_000, now, now).expect("ok");
+        s.flush(now).expect("flush");
+    }
+    let s = on_disk(&dir, Duration::from_secs(120));
+    let app = s.app("a").expect("a");
+    assert_eq!(app.default_type(), ProfileType::LockNs);
+    assert_eq!(folded(&s, "a", &Query { profile: ProfileType::LockNs, ..Query::default() }), [("r;x".to_string(), 1_500_000)]);
+    assert!(folded_or_none(&s, "a", &Query::default()).is_empty(), "no cpu samples");
+}
+
+fn folded_or_none(store: &Store, app: &str, q: &Query) -> Vec<(String, u64)> {
+    match store.query(&store.app(app).expect("app"), q).expect("readable") {
+        Some(p) => store.resolve(&p).into_iter().map(|(f, c)| (f.join(";"), c)).collect(),
+        None => Vec::new(),
+    }
 }

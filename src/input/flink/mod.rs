@@ -58,7 +58,7 @@ fn source(w: &mut Writer<'_>, job_name: Option<&str>) -> Result<SourceId, Reject
     let mut h = Xxh3::new();
     h.update(b"flink\0");
     h.update(app.as_bytes());
-    w.source(h.digest(), || SourceSpec { app: app.to_string(), labels: Vec::new() })
+    w.source(h.digest(), || SourceSpec::new(app.to_string(), Vec::new()))
 }
 
 /// Labels from variables (raw names and values), sorted, plus an optional `quantile`.

@@ -6,7 +6,8 @@
 //! Flink samples a vertex when its flame graph is asked for and the last sample ended more than
 //! `rest.flamegraph.refresh-interval` ago, and answers with the last sample meanwhile. Each new
 //! sample (a new `endTimestamp`) is stored once, at its `endTimestamp`, under the app named by
-//! the job and the labels `job_id`, `vertex`, `type` and `subtask`; a sample already stored (also
+//! the job, with the labels `job_id`, `vertex` and `subtask`, as the graph's profile type (`cpu`,
+//! `off_cpu`, or `wall` for the full graph); a sample already stored (also
 //! before a restart: the label set's newest time is kept in the store) is not stored again.
 //! Per subtask, the vertex is asked first, so that Flink samples all its subtasks at once rather
 //! than one by one.
@@ -42,7 +43,7 @@ use crate::metrics::Metrics;
 use crate::store::SourceSpec;
 use crate::{now_ms, percent_encode as segment, rfc3339_ms};
 
-/// Which of Flink's flame graphs are kept (the `type` label).
+/// Which of Flink's flame graphs are kept (each as its profile type: [`GraphType::profile`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GraphType {
     /// Threads running or runnable.
@@ -56,7 +57,17 @@ pub enum GraphType {
 }
 
 impl GraphType {
-    /// The `type` label value and Flink's query value.
+    /// The profile type its samples are stored as.
+    pub fn profile(self) -> crate::sample::ProfileType {
+        use crate::sample::ProfileType;
+        match self {
+            Self::OnCpu => ProfileType::Cpu,
+            Self::OffCpu => ProfileType::OffCpu,
+            Self::Full => ProfileType::Wall,
+        }
+    }
+
+    /// Flink's query value.
     pub fn label(self) -> &'static str {
         match self {
             Self::OnCpu => "on_cpu",
@@ -175,17 +186,15 @@ impl Graph<'_> {
         p
     }
 
+    /// The graph's type is its profile type (not a label): on-CPU `cpu`, off-CPU `off_cpu`,
+    /// full `wall`.
     fn spec(&self) -> SourceSpec {
-        let mut labels = vec![
-            ("job_id".to_string(), self.job.jid.clone()),
-            ("type".to_string(), self.kind.label().to_string()),
-            ("vertex".to_string(), self.vertex.name.clone()),
-        ];
+        let mut labels = vec![("job_id".to_string(), self.job.jid.clone()), ("vertex".to_string(), self.vertex.name.clone())];
         if let Some(s) = self.subtask {
             labels.push(("subtask".to_string(), s.to_string()));
         }
         labels.sort();
-        SourceSpec { app: self.job.name.clone(), labels }
+        SourceSpec { app: self.job.name.clone(), labels, profile: self.kind.profile() }
     }
 
     fn origin(&self) -> u64 {
@@ -587,7 +596,11 @@ mod tests {
         let spec = g.spec();
         assert_eq!(spec.app, "stackd cpu job");
         let labels: Vec<(&str, &str)> = spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(labels, [("job_id", "86d1"), ("subtask", "1"), ("type", "on_cpu"), ("vertex", "Source: Numbers -> Burn")]);
+        assert_eq!(labels, [("job_id", "86d1"), ("subtask", "1"), ("vertex", "Source: Numbers -> Burn")]);
+        assert_eq!(spec.profile, crate::sample::ProfileType::Cpu);
+        for (kind, profile) in [(GraphType::OffCpu, "off_cpu"), (GraphType::Full, "wall")] {
+            assert_eq!(Graph { kind, ..g }.spec().profile.name(), profile);
+        }
         let whole = Graph { subtask: None, ..g };
         assert_ne!(whole.origin(), Graph { job: &job, vertex: &vertex, kind: GraphType::OnCpu, subtask: Some(0) }.origin());
         assert_eq!(whole.path(), "/jobs/86d1/vertices/cbc3/flamegraph?type=on_cpu");

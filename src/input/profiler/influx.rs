@@ -27,7 +27,7 @@ impl Input {
         // Hashed in one call (most lines of a body share the tag text): the seed keeps the
         // origins of this input apart from every other input's.
         w.source(xxh3_64_with_seed(line.raw_tags().as_bytes(), ORIGIN_SEED), || {
-            let mut spec = SourceSpec { app: String::new(), labels: Vec::new() };
+            let mut spec = SourceSpec::new(String::new(), Vec::new());
             let mut mapped: Vec<(String, String)> = Vec::new();
             for (k, v) in line.tags() {
                 match &*k {

@@ -33,7 +33,7 @@ impl Prefixes {
     /// App and labels from an agent prefix: the template's `app` names the app (the whole
     /// prefix does without a template, or when the prefix does not fit it).
     pub fn split(&self, prefix: &str) -> SourceSpec {
-        let mut spec = SourceSpec { app: prefix.to_string(), labels: Vec::new() };
+        let mut spec = SourceSpec::new(prefix.to_string(), Vec::new());
         let Some(template) = &self.template else {
             return spec;
         };

@@ -127,7 +127,7 @@ async fn import(
         let parsed = parse(body).map_err(|m| bad(&state, m))?;
         let time_ms = target.time_ms.or(parsed.time_ms).unwrap_or(now);
         let ingest = &state.inputs.ingest;
-        let spec = || SourceSpec { app: target.app.clone(), labels: target.labels.clone() };
+        let spec = || SourceSpec::new(target.app.clone(), target.labels.clone());
         let refused = |r: crate::outcome::Reject| bad(&state, format!("nothing stored: {r}"));
         let source = ingest.source_at(target.origin(), time_ms, now, spec).map_err(refused)?;
         let samples = ingest.add_profile(&source, time_ms, now, |sink| parsed.each(sink)).map_err(refused)?;

@@ -16,6 +16,7 @@ use crate::metrics::HostFigures;
 use crate::now_ms;
 use crate::outcome::{Limit, RequestReject};
 use crate::render::{self, Format, Titles};
+use crate::sample::ProfileType;
 use crate::server::udp;
 use crate::store::Query as StoreQuery;
 
@@ -75,12 +76,19 @@ pub const GRAPH_CSP: &str =
 /// Query parameters that carry credentials (`--read-credentials` accepts InfluxDB's `u`/`p`).
 const CREDENTIALS: [&str; 2] = ["u", "p"];
 
-/// What a flame-graph URL selects: a time range and label values.
+/// What a flame-graph URL selects: a time range, label values and a profile type.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Selection {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub labels: Vec<(String, String)>,
+    /// `type=`; without it, the app's default ([`crate::store::App::default_type`]).
+    pub profile: Option<ProfileType>,
+}
+
+/// A `type=` value: a profile type's name (Flink's `on_cpu` and `full` too).
+pub fn parse_type(value: &str) -> Result<ProfileType, String> {
+    ProfileType::from_name(value).ok_or_else(|| format!("invalid type={value:?}: one of {}", ProfileType::names()))
 }
 
 impl Selection {
@@ -93,6 +101,7 @@ impl Selection {
             n if CREDENTIALS.contains(&n) => {}
             "from" => self.from_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid from: {e}"))?),
             "to" => self.to_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid to: {e}"))?),
+            "type" => self.profile = Some(parse_type(&value)?),
             _ => {
                 let label = name.strip_prefix("label.").unwrap_or(name);
                 if label.is_empty() {
@@ -104,8 +113,9 @@ impl Selection {
         Ok(())
     }
 
-    pub fn query(&self) -> StoreQuery {
-        StoreQuery { from_ms: self.from_ms, to_ms: self.to_ms, labels: self.labels.clone() }
+    /// The store query of this selection, of its type or else `default`.
+    pub fn query(&self, default: ProfileType) -> StoreQuery {
+        StoreQuery { from_ms: self.from_ms, to_ms: self.to_ms, labels: self.labels.clone(), profile: self.profile.unwrap_or(default) }
     }
 
     /// `from` before `to`; `what` prefixes the names (`base.`).
@@ -178,6 +188,9 @@ impl GraphRequest {
                 k if VIEWER_STATE.contains(&k) => {}
                 k if CREDENTIALS.contains(&k) => {}
                 k => {
+                    if k == "base.type" {
+                        return Err("a differential graph compares one profile type: give it as type=, not base.type=".to_string());
+                    }
                     if let Some(label) = k.strip_prefix("base.") {
                         any_base = true;
                         let label = label.strip_prefix("label.").unwrap_or(label);
@@ -390,7 +403,9 @@ async fn render_once(
             Ok::<_, (StatusCode, String)>(svg)
         };
         let shape = &request.options.shape;
-        let current = shaped_stacks(&store, &metrics, &app, &request.selection, shape, "")?;
+        let profile = request.selection.profile.unwrap_or_else(|| app.default_type());
+        let unit = profile.unit();
+        let current = shaped_stacks(&store, &metrics, &app, &request.selection, profile, shape, "")?;
         let bytes = match &request.base {
             None => {
                 let (stacks, total) = current;
@@ -400,9 +415,10 @@ async fn render_once(
                     Format::Svg => {
                         let titles = Titles {
                             max_frames,
+                            count_name: unit.name(),
                             ..Titles::new(
                                 app.name.to_string(),
-                                Some(format!("{}: {total} samples, {} stacks", request.selection.range(), stacks.len())),
+                                Some(format!("{} {}: {}, {} stacks", profile.name(), request.selection.range(), total_text(unit, total), stacks.len())),
                             )
                         };
                         drawn(render::svg_styled(&stacks, &titles, &request.options.style))?
@@ -410,18 +426,22 @@ async fn render_once(
                 }
             }
             Some(base_selection) => {
-                let (base, base_total) = shaped_stacks(&store, &metrics, &app, base_selection, shape, "baseline: ")?;
+                let (base, base_total) = shaped_stacks(&store, &metrics, &app, base_selection, profile, shape, "baseline: ")?;
                 let (stacks, total) = current;
                 match format {
                     Format::Svg => {
                         let titles = Titles {
                             max_frames,
+                            count_name: unit.name(),
                             ..Titles::new(format!("{} (differential)", app.name), Some(format!(
-                                "{} [{}]: {total} samples against the baseline {} [{}]: {base_total} samples, scaled to {total}. Width: now; red: grew, blue: shrank",
+                                "{} {} [{}]: {} against the baseline {} [{}]: {}, scaled to the same total. Width: now; red: grew, blue: shrank",
+                                profile.name(),
                                 request.selection.range(),
                                 request.selection.describe_labels(),
+                                total_text(unit, total),
                                 base_selection.range(),
                                 base_selection.describe_labels(),
+                                total_text(unit, base_total),
                             )))
                         };
                         drawn(render::diff::svg(&base, &stacks, &titles, &request.options.style))?
@@ -444,10 +464,11 @@ fn shaped_stacks(
     metrics: &crate::metrics::Metrics,
     app: &crate::store::App,
     selection: &Selection,
+    profile_type: ProfileType,
     shape: &render::Shape,
     what: &str,
 ) -> Result<(render::Stacks, u64), (StatusCode, String)> {
-    let profile = store.query(app, &selection.query()).map_err(|e| {
+    let profile = store.query(app, &selection.query(profile_type)).map_err(|e| {
         metrics.request_rejected(RequestReject::StoreUnreadable);
         tracing::error!(app = %app.name, error = %e, "a profile could not be read from the store");
         (
@@ -464,7 +485,21 @@ fn shaped_stacks(
         )
     })?;
     if profile.total == 0 {
-        return Err((StatusCode::NOT_FOUND, format!("{what}app {:?} has no stack samples from {}", app.name, selection.range())));
+        let types: Vec<&str> = app.types().iter().map(|t| t.profile.name()).collect();
+        return Err((
+            StatusCode::NOT_FOUND,
+            if types.is_empty() {
+                format!("{what}app {:?} has no stack samples from {}", app.name, selection.range())
+            } else {
+                format!(
+                    "{what}app {:?} has no {profile_type} samples from {} with {}; its types: {}",
+                    app.name,
+                    selection.range(),
+                    selection.describe_labels(),
+                    types.join(", ")
+                )
+            },
+        ));
     }
     let stacks = shape.apply(store.resolve(&profile));
     let total = stacks.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c));
@@ -480,6 +515,15 @@ fn shaped_stacks(
         ));
     }
     Ok((stacks, total))
+}
+
+/// A total in its unit as a person reads it; the exact number beside it when that reads
+/// differently (`45.6 MiB (47815066 bytes)`).
+fn total_text(unit: crate::sample::Unit, total: u64) -> String {
+    match unit {
+        crate::sample::Unit::Samples => format!("{total} samples"),
+        unit => format!("{} ({total} {})", unit.format(total), unit.name()),
+    }
 }
 
 /// `GET /apps/<app>`: one app's summary, with each label's values.

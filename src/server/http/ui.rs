@@ -122,7 +122,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
 fn sparkline(store: &crate::store::Store, app: &App, last_ms: i64) -> String {
     let from = last_ms - SPARK_SPAN_MS;
     let step = (SPARK_SPAN_MS / SPARK_POINTS).max(store.bucket_ms());
-    let query = StoreQuery { from_ms: Some(from), to_ms: Some(last_ms.saturating_add(1)), labels: Vec::new() };
+    let query = StoreQuery { from_ms: Some(from), to_ms: Some(last_ms.saturating_add(1)), labels: Vec::new(), profile: app.default_type() };
     let Ok(Some(timeline)) = store.timeline(app, &query, None, step) else { return String::new() };
     let step = timeline.step_ms;
     let first = from.div_euclid(step) * step;
@@ -185,7 +185,7 @@ pub async fn timeline(
         }
     }
     selection.check("").map_err(bad)?;
-    let query = selection.query();
+    let query = selection.query(app.default_type());
     let bucket = state.store.bucket_ms();
     // The span the steps cover: the range asked for, or the app's samples.
     let info = app.info();
@@ -226,6 +226,8 @@ pub async fn timeline(
         "bucket_ms": timeline.bucket_ms,
         "step_ms": timeline.step_ms,
         "by": by,
+        "type": query.profile,
+        "unit": query.profile.unit(),
         "total": total,
         "series": timeline.series,
     })))

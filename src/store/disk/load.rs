@@ -10,9 +10,9 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::codec::{decode_gauge_row, decode_labelset_row, decode_series_row, decode_stack_row};
 use super::{StoreError, APPS, FRAMES, GAUGES, LABELSETS, SERIES, STACKS};
-use crate::sample::{FamilyKind, Origin, Series, SeriesKind};
+use crate::sample::{FamilyKind, Origin, ProfileType, Series, SeriesKind};
 use crate::store::app::{saturating_add, series_suffix, App, GaugeCell, LabelStats, SeriesCell, StackEntry};
-use crate::store::{Store, OVERFLOW_FRAME};
+use crate::store::{Labels, Store, OVERFLOW_FRAME, TYPE_LABEL};
 
 /// Damage found while loading; [`super::guarded`] adds the file's path.
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {
@@ -134,7 +134,27 @@ fn load_labelsets(read: &ReadTransaction, app: &App) -> Result<(), StoreError> {
         let row = decode_labelset_row(blob.value()).ok_or_else(|| corrupt(format!("a label set of app {name:?} is malformed")))?;
         saturating_add(&app.total, row.samples);
         app.last_seen_ms.fetch_max(row.last_ms, Ordering::Relaxed);
-        sets.insert(row.labels, Arc::new(LabelStats::new(row.samples, row.first_ms, row.last_ms, false)));
+        sets.insert(typed(row.labels), Arc::new(LabelStats::new(row.samples, row.first_ms, row.last_ms, false)));
     }
     Ok(())
+}
+
+/// A label set as stored before profile types: the Flink poller's `type` label (`on_cpu`,
+/// `off_cpu`, `full`, beside `job_id` and `vertex`) becomes the set's profile type. Sets stored
+/// since are unchanged.
+pub(crate) fn typed(mut labels: Labels) -> Labels {
+    let has = |labels: &Labels, k: &str| labels.iter().any(|(lk, _)| lk == k);
+    if has(&labels, TYPE_LABEL) || !has(&labels, "job_id") || !has(&labels, "vertex") {
+        return labels;
+    }
+    let Some(at) = labels.iter().position(|(k, v)| k == "type" && matches!(v.as_str(), "on_cpu" | "off_cpu" | "full")) else {
+        return labels;
+    };
+    let (_, graph) = labels.remove(at);
+    let profile = ProfileType::from_name(&graph).unwrap_or_default();
+    if profile != ProfileType::Cpu {
+        labels.push((TYPE_LABEL.to_string(), profile.name().to_string()));
+        labels.sort();
+    }
+    labels
 }

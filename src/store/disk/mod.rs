@@ -26,6 +26,8 @@ use redb::{Database, Durability, ReadOnlyDatabase, ReadableDatabase, TableDefini
 
 pub(super) use codec::decode_bucket;
 pub use flush::FlushStats;
+#[cfg(test)]
+pub(crate) use load::typed;
 
 /// Version of the layout above. A data dir written by a newer stackd is refused, never rewritten.
 pub const FORMAT: u64 = 1;
