@@ -38,6 +38,7 @@
 
 pub mod flink;
 pub mod folded;
+pub mod jfr;
 pub mod line_protocol;
 pub mod profiler;
 pub mod spark;

@@ -3,4 +3,5 @@
 //! and fails line by line.
 
 pub mod influx;
+pub mod jfr;
 pub mod statsd;

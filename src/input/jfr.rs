@@ -1,0 +1,366 @@
+//! JFR recordings (the JDK's Flight Recorder, async-profiler, Spark 4's profiler): each chunk's
+//! sample events become stack counts of their profile type, in the time bucket of each event.
+//!
+//! | event | profile type | value |
+//! |---|---|---|
+//! | `jdk.ExecutionSample` | `cpu` (`wall` when async-profiler ran with `event=wall`) | 1 a sample |
+//! | `profiler.WallClockSample` | `wall` | its `samples` |
+//! | `jdk.NativeMethodSample` | `wall` | 1 a sample |
+//! | `jdk.ObjectAllocationSample` | `alloc_bytes`, `alloc_objects` | `weight`, 1 |
+//! | `jdk.ObjectAllocationInNewTLAB` / `…OutsideTLAB` | `alloc_bytes`, `alloc_objects` | `tlabSize` / `allocationSize`, 1 |
+//! | `jdk.JavaMonitorEnter`, `jdk.ThreadPark` | `lock_ns`, `lock_count` | `duration` in ns, 1 |
+//!
+//! A chunk with `jdk.ObjectAllocationSample` events takes its allocations from those alone (the
+//! JDK samples the same allocations its TLAB events report: both would count them twice).
+//!
+//! Frames read as everywhere else in stackd, `package.Class.method:line` as Java prints a stack
+//! (a native Java method's line is `-2`, a hidden class is `Name/0x…`); async-profiler's native
+//! and JVM frames are their symbol (`_[k]` after a kernel one). An allocation's class is the
+//! leaf frame; a stack the recorder cut (`truncated`) starts with [`TRUNCATED_FRAME`].
+//!
+//! A chunk is read whole before anything of it is stored: a damaged chunk stores nothing.
+
+use std::collections::HashMap;
+
+use crate::ingest::Writer;
+use crate::outcome::Reject;
+use crate::protocol::jfr::{Chunk, Error, Frame, Kind};
+use crate::sample::{ProfileType, Stack};
+use crate::store::{Labels, SourceSpec};
+
+/// The root frame of a stack the recorder cut at its stack depth (`stackdepth=`, 64 by
+/// default in the JDK).
+pub const TRUNCATED_FRAME: &str = "[truncated stack]";
+
+/// The one frame of a sample the recorder took without a stack.
+pub const NO_STACK_FRAME: &str = "[no stack]";
+
+/// Where a recording's samples go: an app and labels (each type a label set of its own).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub app: String,
+    pub labels: Labels,
+}
+
+impl Target {
+    fn origin(&self, profile: ProfileType) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(b"jfr\0");
+        h.update(self.app.as_bytes());
+        for (k, v) in &self.labels {
+            for part in [k, v] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+        }
+        h.update(&[profile as u8]);
+        h.digest()
+    }
+}
+
+/// What the chunks of one file said that later chunks need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileState {
+    /// async-profiler ran in wall mode: its execution samples are wall-clock samples.
+    pub wall: bool,
+}
+
+/// What was stored of one type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TypeStored {
+    /// In the type's unit.
+    pub total: u64,
+    /// Events of this type.
+    pub events: u64,
+    /// Refused (older than the retention, ahead of the clock, a limit): in the type's unit.
+    pub refused: u64,
+}
+
+/// What was stored of one or more chunks, per profile type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub types: [TypeStored; ProfileType::ALL.len()],
+    /// Distinct stacks per (type, bucket), summed: what was handed to the store.
+    pub stacks: usize,
+    /// Unix ms of the first and last sample event.
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+    /// Why some samples were refused, the first reason.
+    pub refused: Option<Reject>,
+}
+
+impl Stored {
+    pub fn add(&mut self, other: &Stored) {
+        for (a, b) in self.types.iter_mut().zip(&other.types) {
+            a.total = a.total.saturating_add(b.total);
+            a.events += b.events;
+            a.refused = a.refused.saturating_add(b.refused);
+        }
+        self.stacks += other.stacks;
+        self.first_ms = self.first_ms.into_iter().chain(other.first_ms).min();
+        self.last_ms = self.last_ms.into_iter().chain(other.last_ms).max();
+        self.refused = self.refused.or(other.refused);
+    }
+}
+
+/// Aggregated events of one chunk: (bucket, kind, stack key, class key) → (events, weight).
+type Aggregate = HashMap<(i64, Kind, u64, u64), (u64, u64), ahash::RandomState>;
+
+/// Read one chunk and store its samples in the run `w` (each type under its own source). The
+/// chunk is read whole first: an error stores nothing.
+pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state: &mut FileState, now_ms: i64) -> Result<Stored, Error> {
+    let bucket_ms = w.bucket_ms();
+    let mut agg = Aggregate::default();
+    let mut has_allocation_samples = false;
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    chunk.events(|e| {
+        if e.kind == Kind::Setting {
+            if let Some((name, value)) = &e.setting {
+                if name == "event" {
+                    state.wall = value == "wall";
+                }
+            }
+            return;
+        }
+        has_allocation_samples |= e.kind == Kind::AllocationSample;
+        let ms = chunk.unix_ms(e.ticks);
+        (first, last) = (first.min(ms), last.max(ms));
+        let class =
+            if matches!(e.kind, Kind::AllocationSample | Kind::AllocationInNewTlab | Kind::AllocationOutsideTlab) { e.class } else { 0 };
+        let cell = agg.entry((ms.div_euclid(bucket_ms), e.kind, e.stack, class)).or_default();
+        cell.0 += 1;
+        cell.1 = cell.1.saturating_add(e.weight);
+    })?;
+    // What each aggregate is worth in each type.
+    let mut entries: Vec<(i64, ProfileType, u64, u64, u64, u64)> = Vec::with_capacity(agg.len()); // bucket, type, stack, class, value, events
+    for ((bucket, kind, stack, class), (events, weight)) in agg {
+        let mut put = |t: ProfileType, value: u64| entries.push((bucket, t, stack, class, value, events));
+        match kind {
+            Kind::Execution => put(if state.wall { ProfileType::Wall } else { ProfileType::Cpu }, events),
+            Kind::NativeMethod => put(ProfileType::Wall, events),
+            Kind::WallClock => put(ProfileType::Wall, weight),
+            Kind::AllocationSample => {
+                put(ProfileType::AllocBytes, weight);
+                put(ProfileType::AllocObjects, events);
+            }
+            Kind::AllocationInNewTlab | Kind::AllocationOutsideTlab if !has_allocation_samples => {
+                put(ProfileType::AllocBytes, weight);
+                put(ProfileType::AllocObjects, events);
+            }
+            Kind::MonitorEnter | Kind::ThreadPark => {
+                put(ProfileType::LockNs, chunk.ticks_to_ns(weight));
+                put(ProfileType::LockCount, events);
+            }
+            _ => {}
+        }
+    }
+    // In bucket order (a run holds one bucket at a time), stacks resolved once each.
+    entries.sort_unstable_by_key(|e| (e.0, e.1 as u8, e.2, e.3));
+    let mut names = Names::default();
+    let mut resolved: Vec<(u64, u64, Vec<String>)> = Vec::new();
+    let mut stacks: HashMap<(u64, u64), usize, ahash::RandomState> = HashMap::default();
+    for e in &entries {
+        if !stacks.contains_key(&(e.2, e.3)) {
+            let frames = names.stack(chunk, e.2, e.3)?;
+            stacks.insert((e.2, e.3), resolved.len());
+            resolved.push((e.2, e.3, frames));
+        }
+    }
+    // Everything is read: now store.
+    let mut stored = Stored { stacks: entries.len(), ..Stored::default() };
+    if first <= last {
+        (stored.first_ms, stored.last_ms) = (Some(first), Some(last));
+    }
+    let mut sources: [Option<Result<crate::store::SourceId, Reject>>; ProfileType::ALL.len()] = Default::default();
+    let mut refs: Vec<&str> = Vec::new();
+    for (bucket, t, stack, class, value, events) in entries {
+        let slot = &mut stored.types[t as usize];
+        slot.events += events;
+        let source = *sources[t as usize].get_or_insert_with(|| {
+            w.source(target.origin(t), || SourceSpec { app: target.app.clone(), labels: target.labels.clone(), profile: t })
+        });
+        let frames = &resolved[stacks[&(stack, class)]].2;
+        refs.clear();
+        refs.extend(frames.iter().map(String::as_str));
+        let result = source.and_then(|id| w.add_count(id, &Stack::Frames(&refs), value, bucket * bucket_ms, now_ms));
+        match result {
+            Ok(()) => slot.total = slot.total.saturating_add(value),
+            Err(r) => {
+                slot.refused = slot.refused.saturating_add(value);
+                stored.refused = stored.refused.or(Some(r));
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// Frame names of one chunk, each method named once.
+#[derive(Default)]
+struct Names {
+    methods: HashMap<(u64, u64), Option<(String, Style)>, ahash::RandomState>,
+    frames: Vec<Frame>,
+}
+
+impl Names {
+    /// A stack's frames, root first, with the allocated class as its leaf when `class` is one.
+    fn stack(&mut self, chunk: &Chunk<'_>, key: u64, class: u64) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let truncated = if key == 0 { None } else { chunk.stack(key, &mut self.frames)? };
+        match truncated {
+            None => out.push(NO_STACK_FRAME.to_string()),
+            Some(truncated) => {
+                if truncated {
+                    out.push(TRUNCATED_FRAME.to_string());
+                }
+                let frames = std::mem::take(&mut self.frames);
+                for f in frames.iter().rev() {
+                    out.push(self.frame(chunk, f)?);
+                }
+                self.frames = frames;
+            }
+        }
+        if class != 0 {
+            if let Some(name) = chunk.class_name(class)? {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    fn frame(&mut self, chunk: &Chunk<'_>, f: &Frame) -> Result<String, Error> {
+        if !self.methods.contains_key(&(f.method, f.kind)) {
+            let named = match chunk.method(f.method)? {
+                None => None,
+                Some(m) => Some(match &*chunk.frame_type(f.kind)? {
+                    // async-profiler's frames outside Java: the symbol (its "class" is the
+                    // library).
+                    "C++" => (m.name, Style::Symbol),
+                    "Kernel" => (format!("{}_[k]", m.name), Style::Symbol),
+                    "Native" if m.class.is_empty() || m.class.contains(".so") || m.class.starts_with('[') => (m.name, Style::Symbol),
+                    _ if m.class.is_empty() => (m.name, Style::Symbol),
+                    _ if m.native => (format!("{}.{}", m.class, m.name), Style::NativeJava),
+                    _ => (format!("{}.{}", m.class, m.name), Style::Java),
+                }),
+            };
+            self.methods.insert((f.method, f.kind), named);
+        }
+        Ok(match &self.methods[&(f.method, f.kind)] {
+            None => format!("[unknown method {}]", f.method),
+            Some((name, Style::Symbol)) => name.clone(),
+            Some((name, Style::NativeJava)) => format!("{name}:-2"),
+            Some((name, Style::Java)) => format!("{name}:{}", f.line),
+        })
+    }
+}
+
+/// How a method's frames are written.
+#[derive(Clone, Copy, Debug)]
+enum Style {
+    /// `Class.method:line`.
+    Java,
+    /// A native Java method: `Class.method:-2`, as Java prints it.
+    NativeJava,
+    /// A native or JVM symbol, no line.
+    Symbol,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ingest::Ingest;
+    use crate::metrics::Metrics;
+    use crate::store::{Limits, Query, Store};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jfr").join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Import every chunk of a fixture into a fresh store; per type, its folded stacks.
+    fn import(name: &str) -> (BTreeMap<String, BTreeMap<String, u64>>, Stored) {
+        let store = Arc::new(Store::new(Limits { max_stacks_per_app: 1_000_000, ..Limits::default() }, std::time::Duration::from_secs(60)));
+        let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
+        let bytes = fixture(&format!("{name}.jfr"));
+        let target = Target { app: "app".into(), labels: vec![("executor".into(), "1".into())] };
+        let (mut at, mut state, mut total) = (0, FileState::default(), Stored::default());
+        let mut w = ingest.writer(None);
+        while at < bytes.len() {
+            let chunk = Chunk::parse(&bytes[at..]).expect("a whole chunk");
+            at += chunk.header.size as usize;
+            total.add(&store_chunk(&mut w, &target, &chunk, &mut state, crate::now_ms()).expect("stored"));
+        }
+        drop(w);
+        let app = store.app("app").expect("the app");
+        let mut out = BTreeMap::new();
+        for t in app.types() {
+            let profile = store.query(&app, &Query { profile: t.profile, ..Query::default() }).expect("readable").expect("some");
+            let folded: BTreeMap<String, u64> = store.resolve(&profile).into_iter().map(|(f, c)| (f.join(";"), c)).collect();
+            assert_eq!(folded.values().sum::<u64>(), t.total, "{name} {}: the type's total is its stacks'", t.profile);
+            out.insert(t.profile.name().to_string(), folded);
+        }
+        (out, total)
+    }
+
+    /// Exactly what the JDK's `jfr print` reads from the same file (tests/fixtures/jfr/jfr_expected.py).
+    fn check(name: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let expected: BTreeMap<String, BTreeMap<String, u64>> =
+            serde_json::from_slice(&fixture(&format!("{name}.expected.json"))).expect("expected json");
+        let (got, stored) = import(name);
+        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{name}: the types");
+        for (t, stacks) in &expected {
+            let g = &got[t];
+            let missing: Vec<_> = stacks.iter().filter(|(s, c)| g.get(*s) != Some(c)).take(3).collect();
+            assert!(
+                missing.is_empty(),
+                "{name} {t}: {} stacks, {} expected; differing: {missing:?} got {:?}",
+                g.len(),
+                stacks.len(),
+                missing.iter().map(|(s, _)| g.get(*s)).collect::<Vec<_>>()
+            );
+            assert_eq!(g.len(), stacks.len(), "{name} {t}: no other stacks");
+            let t = ProfileType::from_name(t).expect("a type");
+            assert_eq!(stored.types[t as usize].total, stacks.values().sum::<u64>(), "{name} {t}: what the import says it stored");
+        }
+        expected
+    }
+
+    #[test]
+    fn jdk_recording_as_jfr_print_reads_it() {
+        let e = check("jdk-profile");
+        assert!(["cpu", "wall", "alloc_bytes", "alloc_objects"].iter().all(|t| e.contains_key(*t)), "{:?}", e.keys());
+    }
+
+    #[test]
+    fn async_profiler_itimer_is_cpu() {
+        assert_eq!(check("ap-itimer").keys().collect::<Vec<_>>(), ["cpu"]);
+    }
+
+    #[test]
+    fn async_profiler_wall_mode_is_wall() {
+        assert_eq!(check("ap-wall").keys().collect::<Vec<_>>(), ["wall"]);
+    }
+
+    #[test]
+    fn async_profiler_allocations() {
+        assert_eq!(check("ap-alloc").keys().collect::<Vec<_>>(), ["alloc_bytes", "alloc_objects"]);
+    }
+
+    #[test]
+    fn async_profiler_locks() {
+        assert_eq!(check("ap-lock").keys().collect::<Vec<_>>(), ["lock_count", "lock_ns"]);
+    }
+
+    /// Each chunk is read on its own (constant pool keys are the chunk's): two recordings one
+    /// after the other read as the two files do.
+    #[test]
+    fn chunks_one_after_another() {
+        let (got, stored) = import("ap-multichunk");
+        let mut want = check("ap-itimer");
+        want.extend(check("ap-alloc"));
+        assert_eq!(got, want);
+        assert_eq!(stored.types[ProfileType::Cpu as usize].events, want["cpu"].values().sum::<u64>());
+    }
+}
