@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_FRAME_LENGTH: usize = 4_096;
 /// async-profiler's own default depth is 2,048 frames.
 pub const DEFAULT_MAX_STACK_DEPTH: usize = 4_096;
 pub const DEFAULT_MAX_RENDER_FRAMES: usize = 200_000;
+/// Largest JFR chunk read (one chunk is in memory at a time): async-profiler's default
+/// `chunksize` is 100 MB, the JDK's chunks about 12 MB.
+pub const DEFAULT_MAX_JFR_CHUNK_SIZE: usize = 128 << 20;
 pub const DEFAULT_BUCKET: &str = "60s";
 pub const DEFAULT_RETENTION: &str = "7d";
 pub const DEFAULT_MEMORY_WINDOW: &str = "15m";
@@ -128,6 +131,12 @@ pub struct Config {
     /// and the graph's subtitle says how many (limit="render_output").
     #[arg(long, env = "STACKD_MAX_RENDER_FRAMES", default_value_t = DEFAULT_MAX_RENDER_FRAMES, value_parser = at_least(1))]
     pub max_render_frames: usize,
+
+    /// Largest JFR chunk read, bytes. A recording is read one chunk at a time, whatever its
+    /// size; a larger chunk is refused (what came before it is kept) and counted
+    /// (stackd_jfr_chunks_total{outcome="too_large"}).
+    #[arg(long, env = "STACKD_MAX_JFR_CHUNK_SIZE", default_value_t = DEFAULT_MAX_JFR_CHUNK_SIZE, value_parser = at_least(1024))]
+    pub max_jfr_chunk_size: usize,
 
     /// Imports (/import/…) parsed at once; further ones wait up to --http-request-timeout
     /// (503 after). Default: the number of CPUs.

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub flink_poll_errors: IntCounterVec,
     pub flink_snapshots: IntCounterVec,
     pub flink_last_success: prometheus::GaugeVec,
+    pub jfr_chunks: IntCounterVec,
 }
 
 impl Metrics {
@@ -134,6 +135,19 @@ impl Metrics {
                 .expect("valid metric name");
                 registry.register(Box::new(g.clone())).expect("registered once");
                 g
+            },
+            jfr_chunks: {
+                let c = counter_vec(
+                    "stackd_jfr_chunks_total",
+                    "JFR chunks read, by input (import: POST /import/jfr; dir: --jfr-dir) and outcome: stored, incomplete (cut off or still being written), damaged, too_large (--max-jfr-chunk-size). A chunk is stored whole or not at all.",
+                    &["input", "outcome"],
+                );
+                for input in ["import", "dir"] {
+                    for outcome in ["stored", "incomplete", "damaged", "too_large"] {
+                        c.with_label_values(&[input, outcome]);
+                    }
+                }
+                c
             },
             render_seconds,
             registry,

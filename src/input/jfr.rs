@@ -157,13 +157,12 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
     // In bucket order (a run holds one bucket at a time), stacks resolved once each.
     entries.sort_unstable_by_key(|e| (e.0, e.1 as u8, e.2, e.3));
     let mut names = Names::default();
-    let mut resolved: Vec<(u64, u64, Vec<String>)> = Vec::new();
+    let mut resolved: Vec<Vec<String>> = Vec::new();
     let mut stacks: HashMap<(u64, u64), usize, ahash::RandomState> = HashMap::default();
     for e in &entries {
-        if !stacks.contains_key(&(e.2, e.3)) {
-            let frames = names.stack(chunk, e.2, e.3)?;
-            stacks.insert((e.2, e.3), resolved.len());
-            resolved.push((e.2, e.3, frames));
+        if let std::collections::hash_map::Entry::Vacant(v) = stacks.entry((e.2, e.3)) {
+            v.insert(resolved.len());
+            resolved.push(names.stack(chunk, e.2, e.3)?);
         }
     }
     // Everything is read: now store.
@@ -179,7 +178,7 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         let source = *sources[t as usize].get_or_insert_with(|| {
             w.source(target.origin(t), || SourceSpec { app: target.app.clone(), labels: target.labels.clone(), profile: t })
         });
-        let frames = &resolved[stacks[&(stack, class)]].2;
+        let frames = &resolved[stacks[&(stack, class)]];
         refs.clear();
         refs.extend(frames.iter().map(String::as_str));
         let result = source.and_then(|id| w.add_count(id, &Stack::Frames(&refs), value, bucket * bucket_ms, now_ms));
@@ -192,6 +191,73 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         }
     }
     Ok(stored)
+}
+
+/// Why a stream of chunks stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Jfr(#[from] Error),
+    #[error("the chunk is {size} bytes, over the {max} bytes stackd reads at once (--max-jfr-chunk-size)")]
+    TooLarge { size: u64, max: usize },
+    #[error("reading failed: {0}")]
+    Read(String),
+}
+
+impl StreamError {
+    /// The bounded label of `stackd_jfr_chunks_total{outcome}`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            StreamError::Jfr(Error::Incomplete { .. }) | StreamError::Read(_) => "incomplete",
+            StreamError::TooLarge { .. } => "too_large",
+            StreamError::Jfr(_) => "damaged",
+        }
+    }
+}
+
+/// Read `r` to its end one chunk at a time (never more than one chunk in memory, at most
+/// `max_chunk` bytes), calling `each` with every whole chunk's bytes in turn. Returns how many
+/// chunks went through, and where and why it stopped early: a chunk cut off, damaged, too
+/// large, or refused by `each`.
+pub fn each_chunk(
+    r: &mut dyn std::io::Read,
+    max_chunk: usize,
+    mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+) -> (usize, Option<(u64, StreamError)>) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let (mut done, mut offset) = (0usize, 0u64);
+    loop {
+        buf.clear();
+        match (&mut *r).take(crate::protocol::jfr::HEADER_SIZE as u64).read_to_end(&mut buf) {
+            Ok(0) => return (done, None),
+            Ok(_) => {}
+            Err(e) => return (done, Some((offset, StreamError::Read(e.to_string())))),
+        }
+        let header = match crate::protocol::jfr::header(&buf) {
+            Ok(h) => h,
+            Err(e) => return (done, Some((offset, e.into()))),
+        };
+        if header.size > max_chunk as u64 {
+            return (done, Some((offset, StreamError::TooLarge { size: header.size, max: max_chunk })));
+        }
+        // Grown as the bytes arrive: a header that lies about its size costs nothing.
+        let rest = header.size - buf.len() as u64;
+        if let Err(e) = (&mut *r).take(rest).read_to_end(&mut buf) {
+            return (done, Some((offset, StreamError::Read(e.to_string()))));
+        }
+        if (buf.len() as u64) < header.size {
+            return (done, Some((offset, Error::Incomplete { need: header.size, have: buf.len() as u64 }.into())));
+        }
+        if let Err(e) = each(&buf) {
+            return (done, Some((offset, e.into())));
+        }
+        done += 1;
+        offset += header.size;
+        if buf.capacity() > 1 << 24 {
+            buf = Vec::new(); // a large chunk's buffer does not stay for the small ones after it
+        }
+    }
 }
 
 /// Frame names of one chunk, each method named once.
@@ -228,7 +294,7 @@ impl Names {
     }
 
     fn frame(&mut self, chunk: &Chunk<'_>, f: &Frame) -> Result<String, Error> {
-        if !self.methods.contains_key(&(f.method, f.kind)) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.methods.entry((f.method, f.kind)) {
             let named = match chunk.method(f.method)? {
                 None => None,
                 Some(m) => Some(match &*chunk.frame_type(f.kind)? {
@@ -242,7 +308,7 @@ impl Names {
                     _ => (format!("{}.{}", m.class, m.name), Style::Java),
                 }),
             };
-            self.methods.insert((f.method, f.kind), named);
+            v.insert(named);
         }
         Ok(match &self.methods[&(f.method, f.kind)] {
             None => format!("[unknown method {}]", f.method),

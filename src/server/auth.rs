@@ -64,7 +64,7 @@ enum Class {
 
 fn class(path: &str, auth: &Auth) -> Class {
     match path {
-        "/write" | "/api/v2/write" | "/query" | "/import/flink" | "/import/folded" => Class::Write,
+        "/write" | "/api/v2/write" | "/query" | "/import/flink" | "/import/folded" | "/import/jfr" => Class::Write,
         "/metrics" | "/ping" | "/health" if !auth.protect_metrics => Class::Open,
         _ => Class::Read,
     }
@@ -138,7 +138,7 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
             r
         }
-        "/import/flink" | "/import/folded" => {
+        "/import/flink" | "/import/folded" | "/import/jfr" => {
             HttpError::Plain(StatusCode::UNAUTHORIZED, "authentication required (--write-credentials)".into()).into_response()
         }
         _ => HttpError::Plain(StatusCode::UNAUTHORIZED, "authentication required (--read-credentials)".into()).into_response(),

@@ -170,9 +170,9 @@ mod tests {
     #[test]
     fn compressed_integers() {
         let mut r = Reader::new(&[0x05, 0xac, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 0, true);
-        assert_eq!(r.int().unwrap(), 5);
-        assert_eq!(r.int().unwrap(), 300);
-        assert_eq!(r.long().unwrap(), u64::MAX, "nine bytes, the last whole");
+        assert_eq!(r.int().expect("ok"), 5);
+        assert_eq!(r.int().expect("ok"), 300);
+        assert_eq!(r.long().expect("ok"), u64::MAX, "nine bytes, the last whole");
         assert!(r.long().is_err(), "nothing left");
         let mut r = Reader::new(&[0x80, 0x80], 0, true);
         assert!(r.long().is_err(), "cut in the middle");
@@ -181,14 +181,14 @@ mod tests {
     #[test]
     fn fixed_width_integers() {
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 1, 0, 0x01, 0x02], 0, false);
-        assert_eq!(r.int().unwrap() as i64, -2);
-        assert_eq!(r.long().unwrap(), 256);
-        assert_eq!(r.short().unwrap(), 0x0102);
+        assert_eq!(r.int().expect("ok") as i64, -2);
+        assert_eq!(r.long().expect("ok"), 256);
+        assert_eq!(r.short().expect("ok"), 0x0102);
     }
 
     #[test]
     fn strings_in_each_encoding() {
-        let text = |bytes: &[u8]| match Reader::new(bytes, 0, true).string().unwrap() {
+        let text = |bytes: &[u8]| match Reader::new(bytes, 0, true).string().expect("ok") {
             Str::Inline(s) => s.into_owned(),
             Str::Pool(k) => format!("pool {k}"),
         };

@@ -212,3 +212,176 @@ pub async fn folded(
 ) -> Result<Json<Imported>, HttpError> {
     import(state, params, headers, body, parse_folded).await
 }
+
+/// What `POST /import/jfr` stored of one profile type.
+#[derive(Debug, Serialize)]
+pub struct JfrType {
+    pub unit: crate::sample::Unit,
+    /// In the unit.
+    pub total: u64,
+    /// The same, as a person reads it (`1.23 s`, `45.6 MiB`).
+    pub display: String,
+    pub events: u64,
+    /// Refused (older than the retention, ahead of the clock, a limit), in the unit.
+    pub refused: u64,
+}
+
+/// What `POST /import/jfr` stored.
+#[derive(Debug, Serialize)]
+pub struct JfrImported {
+    pub app: String,
+    pub chunks: usize,
+    /// By profile type, those with samples.
+    pub types: std::collections::BTreeMap<&'static str, JfrType>,
+    /// Stacks stored (per type and time bucket).
+    pub stacks: usize,
+    /// RFC 3339 times of the first and last sample.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// Why the recording's end was not stored (a chunk cut off, damaged or too large); the
+    /// chunks before it were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
+    /// Why some samples were refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A request body as a blocking reader: frames are pulled on the async side (each within the
+/// request timeout) and handed over through a small queue, so a recording is decoded while it
+/// arrives and never held whole.
+struct BodyReader {
+    frames: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.frames.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Pull the body's frames into `tx` until its end, an error or a frame that takes longer than
+/// `timeout`.
+async fn pump(body: Body, tx: tokio::sync::mpsc::Sender<Result<Bytes, String>>, timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => Err(format!("the body stalled for {}", humantime::format_duration(timeout))),
+            Ok(None) => return,
+            Ok(Some(Err(e))) => Err(format!("the body could not be read: {e}")),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => Ok(data),
+                Err(_) => continue, // trailers
+            },
+        };
+        let failed = frame.is_err();
+        if tx.send(frame).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// `POST /import/jfr?app=<app>[&<label>=<value>…]`: a JFR recording (the JDK's, async-profiler's,
+/// Spark 4's profiler's), raw or gzip; its samples filed at their own times, by profile type.
+/// Read one chunk at a time as it arrives (at most `--max-jfr-chunk-size` in memory); each chunk
+/// is stored whole or not at all. A body whose first chunk cannot be read is a 400 and stores
+/// nothing; a recording cut off (or damaged) later keeps the chunks before, and says so.
+pub async fn jfr(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<JfrImported>, HttpError> {
+    let now = now_ms();
+    let target = Target::from_query(params, now).map_err(|m| bad(&state, m))?;
+    if target.time_ms.is_some() {
+        return Err(bad(&state, "a JFR recording's samples carry their own times: drop time=".to_string()));
+    }
+    let encoding =
+        headers.get(axum::http::header::CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase());
+    if !matches!(encoding.as_deref(), None | Some("" | "identity" | "gzip" | "x-gzip")) {
+        return Err(bad(&state, "unsupported Content-Encoding: send the recording as it is or gzip-compressed".to_string()));
+    }
+    let limits = state.settings.limits;
+    let Ok(Ok(slot)) = tokio::time::timeout(limits.request_timeout, Arc::clone(&state.imports).acquire_owned()).await else {
+        state.metrics.request_rejected(RequestReject::ImportBusy);
+        state.metrics.limit_hit(crate::outcome::Limit::Imports);
+        return Err(HttpError::V1(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} imports are being read already (--max-concurrent-imports); retry later", limits.max_concurrent_imports),
+        ));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let pumping = tokio::spawn(pump(body, tx, limits.request_timeout));
+    let work = Arc::clone(&state);
+    let jfr_target = crate::input::jfr::Target { app: target.app.clone(), labels: target.labels };
+    let result = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let state = work;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, BodyReader { frames: rx, current: Bytes::new() });
+        let gzip = std::io::BufRead::fill_buf(&mut reader).is_ok_and(|b| b.starts_with(&[0x1f, 0x8b]));
+        let mut body: Box<dyn std::io::Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
+        let ingest = &state.inputs.ingest;
+        let mut file = crate::input::jfr::FileState::default();
+        let mut stored = crate::input::jfr::Stored::default();
+        let chunks = state.metrics.jfr_chunks.clone();
+        let (done, stopped) = crate::input::jfr::each_chunk(&mut body, limits.max_jfr_chunk_size, |bytes| {
+            let chunk = crate::protocol::jfr::Chunk::parse(bytes)?;
+            let mut w = ingest.writer(None);
+            stored.add(&crate::input::jfr::store_chunk(&mut w, &jfr_target, &chunk, &mut file, now)?);
+            chunks.with_label_values(&["import", "stored"]).inc();
+            Ok(())
+        });
+        (done, stopped, stored)
+    })
+    .await;
+    pumping.abort();
+    let (done, stopped, stored) =
+        result.map_err(|e| HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, format!("the JFR import failed: {e}")))?;
+    let incomplete = stopped.map(|(offset, e)| {
+        state.metrics.jfr_chunks.with_label_values(&["import", e.outcome()]).inc();
+        (offset, e)
+    });
+    if done == 0 {
+        let why = match &incomplete {
+            Some((_, e)) => e.to_string(),
+            None => "the body is empty".to_string(),
+        };
+        return Err(bad(&state, format!("not a JFR recording stackd can read: {why}; nothing stored")));
+    }
+    if let Some(flusher) = &state.settings.flusher {
+        flusher.sync().await.map_err(|e| HttpError::V1(StatusCode::INTERNAL_SERVER_ERROR, format!("stored but not durable: {e}")))?;
+    }
+    let types = crate::sample::ProfileType::ALL
+        .iter()
+        .zip(stored.types)
+        .filter(|(_, t)| t.events > 0)
+        .map(|(p, t)| {
+            let unit = p.unit();
+            (p.name(), JfrType { unit, total: t.total, display: unit.format(t.total), events: t.events, refused: t.refused })
+        })
+        .collect();
+    Ok(Json(JfrImported {
+        app: target.app,
+        chunks: done,
+        types,
+        stacks: stored.stacks,
+        first: stored.first_ms.map(rfc3339_ms),
+        last: stored.last_ms.map(rfc3339_ms),
+        incomplete: incomplete
+            .map(|(offset, e)| format!("chunk {} at byte {offset}: {e}; the {done} chunks before it were stored", done + 1)),
+        refused: stored.refused.map(|r| format!("some samples were refused: {r}")),
+    }))
+}

@@ -79,6 +79,8 @@ pub struct HttpLimits {
     pub max_concurrent_imports: usize,
     /// Frames drawn at most in one flame graph.
     pub max_render_frames: usize,
+    /// Bytes of the largest JFR chunk read.
+    pub max_jfr_chunk_size: usize,
     /// Gauges not updated for this long are left out of /metrics.
     pub gauge_ttl: std::time::Duration,
     /// Bytes of finished renders kept for repeated requests.
@@ -93,6 +95,7 @@ impl HttpLimits {
             max_concurrent_renders: config.max_concurrent_renders.unwrap_or_else(default_renders),
             max_concurrent_imports: config.max_concurrent_imports.unwrap_or_else(default_renders),
             max_render_frames: config.max_render_frames,
+            max_jfr_chunk_size: config.max_jfr_chunk_size,
             gauge_ttl: config.gauge_ttl,
             render_cache_size: config.render_cache_size,
         }
@@ -142,6 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Profiles people already have.
         .route("/import/flink", post(import::flink))
         .route("/import/folded", post(import::folded))
+        .route("/import/jfr", post(import::jfr))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_requests))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), super::auth::check))

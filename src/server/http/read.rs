@@ -488,16 +488,10 @@ fn shaped_stacks(
         let types: Vec<&str> = app.types().iter().map(|t| t.profile.name()).collect();
         return Err((
             StatusCode::NOT_FOUND,
-            if types.is_empty() {
+            if types.is_empty() || types.contains(&profile_type.name()) {
                 format!("{what}app {:?} has no stack samples from {}", app.name, selection.range())
             } else {
-                format!(
-                    "{what}app {:?} has no {profile_type} samples from {} with {}; its types: {}",
-                    app.name,
-                    selection.range(),
-                    selection.describe_labels(),
-                    types.join(", ")
-                )
+                format!("{what}app {:?} has no {profile_type} samples; its profile types: {} (type=)", app.name, types.join(", "))
             },
         ));
     }
