@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_STACK_DEPTH: usize = 4_096;
 pub const DEFAULT_MAX_RENDER_FRAMES: usize = 200_000;
 /// Largest JFR chunk read (one chunk is in memory at a time): async-profiler's default
 /// `chunksize` is 100 MB, the JDK's chunks about 12 MB.
+pub const DEFAULT_JFR_SCAN_INTERVAL: &str = "10s";
 pub const DEFAULT_MAX_JFR_CHUNK_SIZE: usize = 128 << 20;
 pub const DEFAULT_BUCKET: &str = "60s";
 pub const DEFAULT_RETENTION: &str = "7d";
@@ -237,6 +238,18 @@ pub struct Config {
     /// `rest.flamegraph.enabled: true`.
     #[arg(long = "flink-rest", env = "STACKD_FLINK_REST", value_delimiter = ',', value_parser = crate::input::flink::client::Endpoint::parse)]
     pub flink_rest: Vec<crate::input::flink::client::Endpoint>,
+
+    /// A directory of JFR recordings to read as they grow (repeatable): Spark 4's profiler's
+    /// spark.profiler.dfsDir (`DIR/<appId>[_<attempt>]/profile-exec-<id>.jfr`,
+    /// `profile-driver.jfr`; app: the app id, labels executor and attempt), and plain
+    /// `DIR/<name>.jfr` files (app: the name). Each whole chunk is read once, also across
+    /// restarts (progress in <data-dir>/jfr-progress.json).
+    #[arg(long = "jfr-dir", env = "STACKD_JFR_DIRS", value_delimiter = ',')]
+    pub jfr_dirs: Vec<PathBuf>,
+
+    /// How often the --jfr-dir directories are scanned for new chunks.
+    #[arg(long, env = "STACKD_JFR_SCAN_INTERVAL", default_value = DEFAULT_JFR_SCAN_INTERVAL, value_parser = parse_duration)]
+    pub jfr_scan_interval: Duration,
 
     /// How often each --flink-rest JobManager is asked for its flame graphs. Flink samples a
     /// vertex again when asked after its rest.flamegraph.refresh-interval (60 s) has passed.

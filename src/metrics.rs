@@ -40,6 +40,7 @@ pub struct Metrics {
     pub flink_snapshots: IntCounterVec,
     pub flink_last_success: prometheus::GaugeVec,
     pub jfr_chunks: IntCounterVec,
+    pub jfr_file_failed: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -148,6 +149,15 @@ impl Metrics {
                     }
                 }
                 c
+            },
+            jfr_file_failed: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new("stackd_jfr_file_failed", "1 for each --jfr-dir file given up (unreadable, damaged, shrunk; the log says why); at most 100 named."),
+                    &["file"],
+                )
+                .expect("valid metric name");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
             },
             render_seconds,
             registry,

@@ -39,6 +39,7 @@
 pub mod flink;
 pub mod folded;
 pub mod jfr;
+pub mod jfr_dir;
 pub mod line_protocol;
 pub mod profiler;
 pub mod spark;

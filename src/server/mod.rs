@@ -120,6 +120,20 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         token.clone(),
     );
 
+    let jfr_dir = (!config.jfr_dirs.is_empty()).then(|| {
+        tokio::spawn(crate::input::jfr_dir::watch(
+            crate::input::jfr_dir::DirConfig {
+                dirs: config.jfr_dirs.clone(),
+                interval: config.jfr_scan_interval,
+                max_chunk: config.max_jfr_chunk_size,
+                progress_file: Some(config.data_dir.join(crate::input::jfr_dir::PROGRESS_FILE)),
+            },
+            Arc::clone(&inputs.ingest),
+            flusher.clone(),
+            token.clone(),
+        ))
+    });
+
     listeners.http.set_nonblocking(true)?;
     let http = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http.local_addr()?;
@@ -172,6 +186,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     }
     for task in flink_tasks {
         task.await.context("Flink poller failed")?;
+    }
+    if let Some(task) = jfr_dir {
+        task.await.context("the --jfr-dir watcher failed")?;
     }
     flush_task.await.context("flush task failed")?;
     // Everything received is in memory now: write it out.
