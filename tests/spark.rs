@@ -10,12 +10,13 @@ use std::time::Duration;
 use common::{series_value, wait_until, Service};
 
 /// Run the job in its own process group, bounded; whatever it started is killed afterwards.
-fn run_spark_job(statsd_port: u16) -> serde_json::Value {
+fn run_spark_job(statsd_port: u16, jfr: &std::path::Path) -> serde_json::Value {
     use std::os::unix::process::CommandExt as _;
     let ui_port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/engines/spark_job.py");
     let child = Command::new("timeout")
         .args(["300", "python3", script, &statsd_port.to_string(), &ui_port.to_string()])
+        .arg(jfr)
         .process_group(0)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -39,7 +40,10 @@ fn run_spark_job(statsd_port: u16) -> serde_json::Value {
 async fn spark_statsd_sink_metrics_agree_with_spark() {
     let svc = Service::start(&[]).await;
     let port = svc.statsd.port();
-    let spark = tokio::task::spawn_blocking(move || run_spark_job(port)).await.expect("join");
+    let dir = common::TempDir::new("spark-jfr");
+    let jfr = dir.0.join("driver.jfr");
+    let path = jfr.clone();
+    let spark = tokio::task::spawn_blocking(move || run_spark_job(port, &path)).await.expect("join");
     let app = spark["app"].as_str().expect("application id").to_string();
     assert!(app.starts_with("local-"), "{spark}");
     let driver = format!("app=\"{app}\",executor=\"driver\",role=\"driver\"");
@@ -80,5 +84,46 @@ async fn spark_statsd_sink_metrics_agree_with_spark() {
     assert_eq!(series_value(&text, "stackd_lines_rejected_total{protocol=\"statsd\",reason=\"bad_value\"}"), None, "{text}");
     assert!(series_value(&text, "stackd_lines_accepted_total{protocol=\"statsd\"}").expect("accepted") > 100.0);
     common::promtool_check(&text);
+
+    // The driver's recording (spark.driver.extraJavaOptions=-XX:StartFlightRecording=…), imported:
+    // what the JDK's own jfr tool counts in the same file.
+    let recording = std::fs::read(&jfr).expect("the driver's recording");
+    let r = svc.client.post(svc.url(&format!("/import/jfr?app={app}&executor=driver"))).body(recording).send().await.expect("import");
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.expect("json");
+    let summary = Command::new("jfr").arg("summary").arg(&jfr).output().expect("jfr summary");
+    let count = |event: &str| -> u64 {
+        String::from_utf8_lossy(&summary.stdout)
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(event)).then(|| w.next().and_then(|n| n.parse().ok())).flatten()
+            })
+            .unwrap_or(0)
+    };
+    let samples = count("jdk.ExecutionSample");
+    assert!(samples > 0, "the recorder sampled the job");
+    assert_eq!(answer["types"]["cpu"]["total"].as_u64(), Some(samples), "{answer}");
+    let print = Command::new("jfr").args(["print", "--json", "--events", "jdk.ObjectAllocationSample"]).arg(&jfr).output().expect("jfr print");
+    let printed: serde_json::Value = serde_json::from_slice(&print.stdout).expect("json");
+    let weight: u64 =
+        printed["recording"]["events"].as_array().expect("events").iter().map(|e| e["values"]["weight"].as_u64().expect("weight")).sum();
+    assert_eq!(answer["types"]["alloc_bytes"]["total"].as_u64(), Some(weight), "{answer}");
+    // Every stack of every type, as the JDK's reader reads the file.
+    let expected = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/jfr_expected.py"))
+        .arg("--folded")
+        .arg(&jfr)
+        .output()
+        .expect("jfr_expected.py");
+    let expected: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        serde_json::from_slice(&expected.stdout).expect("json");
+    for (t, stacks) in &expected {
+        let (status, folded) = svc.get_text(&format!("/flamegraph/{app}.folded?type={t}&executor=driver")).await;
+        assert_eq!(status, 200, "{t}: {folded}");
+        let got: std::collections::BTreeMap<String, u64> = common::parse_folded(&folded).into_iter().collect();
+        assert_eq!(&got, stacks, "{t}");
+    }
+    assert!(expected["cpu"].keys().any(|s| s.contains("org.apache.spark.")), "Spark's own frames are among the stacks");
     svc.stop().await;
 }

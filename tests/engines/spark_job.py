@@ -1,17 +1,20 @@
-"""A small Spark job with the StatsdSink (period 1 s) pointed at stackd: run by tests/spark.rs.
+"""A small Spark job with the StatsdSink (period 1 s) pointed at stackd, and the driver JVM
+under the JDK's Flight Recorder (no agent jar), as the README gives both: run by tests/spark.rs.
 
-Usage: spark_job.py <statsd port> <ui port>. Prints one JSON line with what Spark itself
-reports for the job (application id, completed tasks per its executor Prometheus endpoint,
-succeeded jobs per its REST API), then stops Spark.
+Usage: spark_job.py <statsd port> <ui port> <jfr file>. Prints one JSON line with what Spark
+itself reports for the job (application id, completed tasks per its executor Prometheus
+endpoint, succeeded jobs per its REST API), dumps the driver's recording to <jfr file> (with
+jcmd, so that the file is whole when this script ends), then stops Spark.
 """
 import json
+import subprocess
 import sys
 import time
 import urllib.request
 
 from pyspark.sql import SparkSession
 
-statsd_port, ui_port = sys.argv[1], sys.argv[2]
+statsd_port, ui_port, jfr_file = sys.argv[1], sys.argv[2], sys.argv[3]
 spark = (
     SparkSession.builder.master("local[2]")
     .appName("stackd-spark-test")
@@ -23,6 +26,7 @@ spark = (
     .config("spark.metrics.conf.*.source.jvm.class", "org.apache.spark.metrics.source.JvmSource")
     .config("spark.ui.port", ui_port)
     .config("spark.port.maxRetries", "0")
+    .config("spark.driver.extraJavaOptions", "-XX:StartFlightRecording=name=stackd,settings=profile")
     .getOrCreate()
 )
 try:
@@ -40,6 +44,8 @@ try:
             completed = float(line.rsplit(" ", 1)[1])
     jobs = json.load(urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/jobs", timeout=10))
     succeeded = sum(1 for j in jobs if j["status"] == "SUCCEEDED")
+    pid = sc._jvm.java.lang.ProcessHandle.current().pid()
+    subprocess.run(["jcmd", str(pid), "JFR.dump", "name=stackd", f"filename={jfr_file}"], check=True, capture_output=True, timeout=60)
     print(json.dumps({"app": app, "completed_tasks": completed, "succeeded_jobs": succeeded}), flush=True)
 finally:
     spark.stop()
