@@ -278,6 +278,7 @@ fn gauge_metric(labels: Vec<LabelPair>, value: f64) -> Metric {
 fn store_families(store: &Store, gauge_cutoff_ms: i64) -> Vec<MetricFamily> {
     let apps = store.apps();
     let mut samples = Vec::new();
+    let mut typed = Vec::new();
     let mut stacks = Vec::new();
     let mut readings: Vec<(String, GaugeReading)> = Vec::new();
     for app in &apps {
@@ -286,12 +287,25 @@ fn store_families(store: &Store, gauge_cutoff_ms: i64) -> Vec<MetricFamily> {
         let mut m = Metric::from_label(vec![label("app", &app.name)]);
         m.set_counter(c);
         samples.push(m);
+        for t in app.types() {
+            let mut c = Counter::default();
+            c.set_value(t.total as f64);
+            let mut m = Metric::from_label(vec![label("app", &app.name), label("type", t.profile.name()), label("unit", t.unit.name())]);
+            m.set_counter(c);
+            typed.push(m);
+        }
         stacks.push(gauge_metric(vec![label("app", &app.name)], app.unique_stacks() as f64));
         readings.extend(app.gauges().into_iter().filter(|g| g.updated_ms >= gauge_cutoff_ms).map(|g| (app.name.to_string(), g)));
     }
     let mut out = vec![
         family("stackd_apps", "Apps with data in memory.", MetricType::GAUGE, vec![gauge_metric(vec![], apps.len() as f64)]),
-        family("stackd_samples_total", "Stack samples stored, per app.", MetricType::COUNTER, samples),
+        family(
+            "stackd_samples_total",
+            "Stack counts stored, per app, all profile types added (samples, bytes, nanoseconds): a volume; stackd_profile_total has each type in its unit.",
+            MetricType::COUNTER,
+            samples,
+        ),
+        family("stackd_profile_total", "What the stored stacks of each profile type add up to, per app, in the type's unit.", MetricType::COUNTER, typed),
         family("stackd_unique_stacks", "Distinct stacks kept, per app.", MetricType::GAUGE, stacks),
     ];
     out.extend(jvm_families(readings));

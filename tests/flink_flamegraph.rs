@@ -68,6 +68,19 @@ async fn flink_flame_graphs_are_kept_exactly_after_the_job_and_a_restart() {
     })
     .await;
     assert_eq!(sorted_tree(ours.clone()), sorted_tree(flink["data"].clone()), "stackd's tree for the snapshot is Flink's");
+    // Flink's on-CPU graph is the cpu profile type, shown when no type is asked for; its
+    // off-CPU graph is another type, never added to it.
+    let range = format!("from={end}&to={}", end + 1);
+    let (_, by_default) = bin.get_text(&format!("{app}.folded?{range}")).await;
+    assert_eq!(by_default, bin.get_text(&format!("{app}.folded?{range}&type=cpu")).await.1, "cpu by default");
+    let info: Value = serde_json::from_str(&bin.get_text("/apps/stackd%20cpu%20job").await.1).expect("json");
+    assert_eq!((info["default_type"].as_str(), info["types"][0]["type"].as_str()), (Some("cpu"), Some("cpu")), "{info}");
+    assert!(info["labels"].get("type").is_none(), "the graph type is no label: {info}");
+    if let Some(off) = info["types"].as_array().expect("types").iter().find(|t| t["type"] == "off_cpu") {
+        let (_, off_folded) = bin.get_text(&format!("{app}.folded?type=off_cpu")).await;
+        let off_total: u64 = common::parse_folded(&off_folded).iter().map(|(_, c)| c).sum();
+        assert_eq!(Some(off_total), off["total"].as_u64());
+    }
     let (_, folded) = bin.get_text(&format!("{app}.folded?type=on_cpu")).await;
     assert!(folded.contains("StackdCpuJob$Burn.spin:"), "the job's own frames: {folded}");
     assert!(folded.contains("java.lang.Thread.run:"), "root first: {folded}");

@@ -142,3 +142,30 @@ async fn stackds_own_json_and_folded_output_import_back_exactly() {
         assert_eq!(info["total_samples"], original["total_samples"], "{app}");
     }
 }
+
+#[tokio::test]
+async fn an_import_names_its_profile_type() {
+    let svc = Service::start(&[]).await;
+    let (status, answer) = post(&svc, "/import/folded?app=typed&type=alloc_bytes", "main;alloc 4096\nmain;other 100\n").await;
+    assert_eq!(status, 200, "{answer}");
+    post(&svc, "/import/folded?app=typed", "main;work 3\n").await;
+    // Flink's graph names, as its REST API and the README's example give them.
+    let saved = fixture("on_cpu.json");
+    let (status, answer) = post(&svc, "/import/flink?app=typed&type=off_cpu&time=now", saved).await;
+    assert_eq!(status, 200, "{answer}");
+    let info = json_of(&svc, "/apps/typed").await;
+    let types: Vec<(&str, u64)> = info["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .map(|t| (t["type"].as_str().expect("type"), t["total"].as_u64().expect("total")))
+        .collect();
+    assert_eq!(types, [("cpu", 3), ("off_cpu", 100), ("alloc_bytes", 4196)]);
+    assert_eq!(svc.get_text("/flamegraph/typed.folded").await.1, "main;work 3\n", "cpu by default, nothing else added");
+    assert_eq!(svc.get_text("/flamegraph/typed.folded?type=alloc_bytes").await.1, "main;alloc 4096\nmain;other 100\n");
+    assert!(info["labels"].get("type").is_none(), "{info}");
+    let (status, answer) = post(&svc, "/import/folded?app=typed&type=heap", "a 1\n").await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().expect("error").starts_with("invalid type=\"heap\": one of cpu, wall, off_cpu"), "{answer}");
+    svc.stop().await;
+}

@@ -108,6 +108,8 @@ async fn recordings_of_the_jdk_and_async_profiler_read_as_jfr_print_reads_them()
     assert_eq!(status, 400);
     assert!(text.starts_with("invalid type=\"heap\": one of cpu, wall, off_cpu, alloc_bytes"), "{text}");
     assert_eq!(svc.metric("stackd_jfr_chunks_total{input=\"import\",outcome=\"stored\"}").await, 5.0);
+    let series = "stackd_profile_total{app=\"ap-lock\",type=\"lock_ns\",unit=\"nanoseconds\"}";
+    assert_eq!(svc.metric(series).await, total as f64, "each type in its unit on /metrics");
     svc.stop().await;
 }
 

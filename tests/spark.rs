@@ -104,7 +104,8 @@ async fn spark_statsd_sink_metrics_agree_with_spark() {
     let samples = count("jdk.ExecutionSample");
     assert!(samples > 0, "the recorder sampled the job");
     assert_eq!(answer["types"]["cpu"]["total"].as_u64(), Some(samples), "{answer}");
-    let print = Command::new("jfr").args(["print", "--json", "--events", "jdk.ObjectAllocationSample"]).arg(&jfr).output().expect("jfr print");
+    let print =
+        Command::new("jfr").args(["print", "--json", "--events", "jdk.ObjectAllocationSample"]).arg(&jfr).output().expect("jfr print");
     let printed: serde_json::Value = serde_json::from_slice(&print.stdout).expect("json");
     let weight: u64 =
         printed["recording"]["events"].as_array().expect("events").iter().map(|e| e["values"]["weight"].as_u64().expect("weight")).sum();

@@ -1,7 +1,8 @@
 //! `--jfr-dir DIR`: recordings on a shared or mounted file system, as Spark 4's profiler writes
 //! them with `spark.profiler.dfsDir`: `DIR/<appId>[_<attemptId>]/profile-exec-<executorId>.jfr`
 //! and `profile-driver.jfr`, appended every `spark.profiler.dfsWriteInterval` (30 s) while the
-//! app runs. Plain `DIR/<name>.jfr` files are read too (app `<name>`, no labels).
+//! app runs. Plain files directly in `DIR` are read too: `<app>-exec-<id>.jfr` and
+//! `<app>-driver.jfr` (label `executor`), any other `<name>.jfr` as the app `<name>`.
 //!
 //! Every `--jfr-scan-interval` each file is read from where the last scan stopped, one whole
 //! chunk at a time: a chunk still being written (cut off, or its size not yet written) is left
@@ -61,8 +62,19 @@ pub fn target_of(dir: &Path, file: &Path) -> Option<Target> {
     let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
     match parts.as_slice() {
         [name] => {
-            let app = name.strip_suffix(".jfr")?;
-            (!app.is_empty()).then(|| Target { app: app.to_string(), labels: Vec::new() })
+            let stem = name.strip_suffix(".jfr").filter(|s| !s.is_empty())?;
+            // `<app>-exec-<id>.jfr`, `<app>-driver.jfr`: what `-XX:StartFlightRecording:filename=`
+            // can name with Spark's {{APP_ID}} and {{EXECUTOR_ID}} (the JDK creates no
+            // directory).
+            let (app, executor) = match stem.rsplit_once("-exec-") {
+                Some((app, id)) if !app.is_empty() && !id.is_empty() => (app, Some(id)),
+                _ => match stem.strip_suffix("-driver").filter(|a| !a.is_empty()) {
+                    Some(app) => (app, Some("driver")),
+                    None => (stem, None),
+                },
+            };
+            let labels = executor.map(|e| vec![("executor".to_string(), e.to_string())]).unwrap_or_default();
+            Some(Target { app: app.to_string(), labels })
         }
         [folder, name] => {
             let executor = if *name == "profile-driver.jfr" {
@@ -291,6 +303,9 @@ mod tests {
         );
         assert_eq!(t("/p", "app-1_3/profile-exec-1.jfr"), Some(("app-1".into(), l(&[("attempt", "3"), ("executor", "1")]))));
         assert_eq!(t("/p", "nightly-etl.jfr"), Some(("nightly-etl".into(), vec![])));
+        assert_eq!(t("/p", "app-20261203-0001-exec-12.jfr"), Some(("app-20261203-0001".into(), l(&[("executor", "12")]))));
+        assert_eq!(t("/p", "nightly-etl-driver.jfr"), Some(("nightly-etl".into(), l(&[("executor", "driver")]))));
+        assert_eq!(t("/p", "-exec-1.jfr"), Some(("-exec-1".into(), vec![])));
         assert_eq!(t("/p", "app/other.jfr"), None, "not the profiler's name");
         assert_eq!(t("/p", "app/profile-exec-.jfr"), None);
         assert_eq!(t("/p", "a/b/profile-exec-1.jfr"), None, "two levels down");

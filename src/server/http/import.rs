@@ -1,6 +1,7 @@
 //! Profiles people already have, imported whole: `POST /import/flink` (the JSON of Flink's flame
 //! graph REST endpoint or web UI: the whole response or just its tree) and `POST /import/folded`
-//! (collapsed stacks). Both take `?app=<name>[&time=<when>][&<label>=<value>…]`, may be gzip, and
+//! (collapsed stacks). Both take `?app=<name>[&time=<when>][&type=<profile type>][&<label>=<value>…]`
+//! (the type `cpu` unless said: Flink's `type=on_cpu|off_cpu|full` are `cpu`, `off_cpu`, `wall`), may be gzip, and
 //! are checked whole before anything is stored: a malformed or inconsistent document gets a 400
 //! naming the problem and leaves nothing behind.
 //!
@@ -47,6 +48,8 @@ struct Target {
     app: String,
     labels: Vec<(String, String)>,
     time_ms: Option<i64>,
+    /// `type=`: the profile type of the stacks (Flink's `on_cpu`, `off_cpu`, `full` too).
+    profile: Option<crate::sample::ProfileType>,
 }
 
 fn bad(state: &AppState, message: String) -> HttpError {
@@ -56,11 +59,12 @@ fn bad(state: &AppState, message: String) -> HttpError {
 
 impl Target {
     fn from_query(params: Vec<(String, String)>, now: i64) -> Result<Self, String> {
-        let (mut app, mut time_ms, mut labels) = (None, None, Vec::new());
+        let (mut app, mut time_ms, mut labels, mut profile) = (None, None, Vec::new(), None);
         for (k, v) in params {
             match k.as_str() {
                 "app" => app = Some(v),
                 "time" => time_ms = Some(parse_time(&v, now)?),
+                "type" => profile = Some(super::read::parse_type(&v)?),
                 _ => {
                     let name = k.strip_prefix("label.").unwrap_or(&k).to_string();
                     if RESERVED.contains(&name.as_str()) || !is_label_name(&name) {
@@ -78,13 +82,17 @@ impl Target {
         if let Some(w) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(format!("label {:?} given twice", w[0].0));
         }
-        Ok(Target { app, labels, time_ms })
+        Ok(Target { app, labels, time_ms, profile })
     }
 
     /// The origin of imports to this app and label set.
     fn origin(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(b"import\0");
+        if let Some(p) = self.profile {
+            // Untyped (cpu) imports keep the origin they always had.
+            h.update(&[0xff, p as u8]);
+        }
         h.update(self.app.as_bytes());
         for (k, v) in &self.labels {
             h.update(&[0]);
@@ -127,7 +135,8 @@ async fn import(
         let parsed = parse(body).map_err(|m| bad(&state, m))?;
         let time_ms = target.time_ms.or(parsed.time_ms).unwrap_or(now);
         let ingest = &state.inputs.ingest;
-        let spec = || SourceSpec::new(target.app.clone(), target.labels.clone());
+        let spec =
+            || SourceSpec { profile: target.profile.unwrap_or_default(), ..SourceSpec::new(target.app.clone(), target.labels.clone()) };
         let refused = |r: crate::outcome::Reject| bad(&state, format!("nothing stored: {r}"));
         let source = ingest.source_at(target.origin(), time_ms, now, spec).map_err(refused)?;
         let samples = ingest.add_profile(&source, time_ms, now, |sink| parsed.each(sink)).map_err(refused)?;
@@ -308,6 +317,9 @@ pub async fn jfr(
     let target = Target::from_query(params, now).map_err(|m| bad(&state, m))?;
     if target.time_ms.is_some() {
         return Err(bad(&state, "a JFR recording's samples carry their own times: drop time=".to_string()));
+    }
+    if target.profile.is_some() {
+        return Err(bad(&state, "a JFR recording's profile types come from its events: drop type=".to_string()));
     }
     let encoding =
         headers.get(axum::http::header::CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase());
