@@ -44,8 +44,8 @@ pub(super) enum Kind {
     Prim(Prim),
     /// A key of the constant pool of this type.
     Pool,
-    /// The value of this type written in place.
-    Inline(u64),
+    /// The value of this type (an index into the metadata's classes) written in place.
+    Inline(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,14 +99,16 @@ pub(super) struct Metadata {
     pub(super) class_layout: Option<Layout>,
 }
 
-/// An element of the metadata tree: its name and attributes as indices into the string table.
-struct Element {
-    name: u32,
+/// The metadata tree, flat: each element's name, parent and attributes (indices into the
+/// string table), in document order; nothing allocated per element.
+#[derive(Default)]
+struct Tree {
+    /// (name, parent element or `u32::MAX`, first attribute, attributes).
+    elements: Vec<(u32, u32, u32, u32)>,
     attributes: Vec<(u32, u32)>,
-    children: Vec<Element>,
 }
 
-fn element(r: &mut Reader<'_>, strings: usize, depth: usize) -> Result<Element> {
+fn element(r: &mut Reader<'_>, strings: usize, parent: u32, depth: usize, tree: &mut Tree) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(corrupt("the metadata nests too deep"));
     }
@@ -116,16 +118,18 @@ fn element(r: &mut Reader<'_>, strings: usize, depth: usize) -> Result<Element> 
     };
     let name = index(r)?;
     let n = r.int()?;
-    let mut attributes = Vec::new();
+    let first = tree.attributes.len() as u32;
     for _ in 0..n {
-        attributes.push((index(r)?, index(r)?));
+        let pair = (index(r)?, index(r)?);
+        tree.attributes.push(pair);
     }
+    let me = tree.elements.len() as u32;
+    tree.elements.push((name, parent, first, tree.attributes.len() as u32 - first));
     let n = r.int()?;
-    let mut children = Vec::new();
     for _ in 0..n {
-        children.push(element(r, strings, depth + 1)?);
+        element(r, strings, me, depth + 1, tree)?;
     }
-    Ok(Element { name, attributes, children })
+    Ok(())
 }
 
 impl Metadata {
@@ -135,35 +139,47 @@ impl Metadata {
         r.long()?; // duration
         r.long()?; // metadata id
         let n = r.int()?;
-        let mut strings = Vec::new();
+        let mut strings: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         for _ in 0..n {
             match r.string()? {
-                Str::Inline(s) => strings.push(s.into_owned()),
+                Str::Inline(s) => strings.push(s),
                 Str::Pool(_) => return Err(corrupt("a metadata string refers to a pool")),
             }
         }
-        let root = element(r, strings.len(), 0)?;
-        let s = |i: u32| strings[i as usize].as_str();
-        let attr = |e: &Element, key: &str| e.attributes.iter().find(|(k, _)| s(*k) == key).map(|(_, v)| s(*v));
+        let mut tree = Tree::default();
+        element(r, strings.len(), u32::MAX, 0, &mut tree)?;
+        let s = |i: u32| strings[i as usize].as_ref();
+        let attr = |e: usize, key: &str| -> Option<&str> {
+            let (_, _, first, n) = tree.elements[e];
+            tree.attributes[first as usize..(first + n) as usize].iter().find(|(k, _)| s(*k) == key).map(|(_, v)| s(*v))
+        };
+        let named = |e: u32, what: &str| e != u32::MAX && s(tree.elements[e as usize].0) == what;
         let mut classes = Vec::new();
         let mut field_types: Vec<Vec<(String, u64, bool, bool)>> = Vec::new();
-        for meta in root.children.iter().filter(|e| s(e.name) == "metadata") {
-            for class in meta.children.iter().filter(|e| s(e.name) == "class") {
-                let name = attr(class, "name").unwrap_or_default().to_string();
-                let id = attr(class, "id").and_then(|v| v.parse().ok()).ok_or_else(|| corrupt(format!("the class {name:?} has no id")))?;
-                let mut fields = Vec::new();
-                for f in class.children.iter().filter(|e| s(e.name) == "field") {
-                    let ty: u64 =
-                        attr(f, "class").and_then(|v| v.parse().ok()).ok_or_else(|| corrupt(format!("a field of {name:?} has no type")))?;
-                    fields.push((
-                        attr(f, "name").unwrap_or_default().to_string(),
+        // Element index → its class's position, for the fields that follow it.
+        let mut class_at: HashMap<u32, usize, ahash::RandomState> = HashMap::default();
+        for (e, &(name, parent, _, _)) in tree.elements.iter().enumerate() {
+            match s(name) {
+                "class" if named(parent, "metadata") && named(tree.elements[parent as usize].1, "root") => {
+                    let cname = attr(e, "name").unwrap_or_default().to_string();
+                    let id = attr(e, "id").and_then(|v| v.parse().ok()).ok_or_else(|| corrupt(format!("the class {cname:?} has no id")))?;
+                    class_at.insert(e as u32, classes.len());
+                    classes.push(Class { id, prim: Prim::of(&cname), name: cname, fields: Vec::new() });
+                    field_types.push(Vec::new());
+                }
+                "field" => {
+                    let Some(&c) = class_at.get(&parent) else { continue };
+                    let ty: u64 = attr(e, "class")
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| corrupt(format!("a field of {:?} has no type", classes[c].name)))?;
+                    field_types[c].push((
+                        attr(e, "name").unwrap_or_default().to_string(),
                         ty,
-                        attr(f, "constantPool") == Some("true"),
-                        attr(f, "dimension").is_some_and(|d| d != "0"),
+                        attr(e, "constantPool") == Some("true"),
+                        attr(e, "dimension").is_some_and(|d| d != "0"),
                     ));
                 }
-                classes.push(Class { id, prim: Prim::of(&name), name, fields: Vec::new() });
-                field_types.push(fields);
+                _ => {}
             }
         }
         let by_id: HashMap<u64, usize, ahash::RandomState> = classes.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
@@ -172,7 +188,7 @@ impl Metadata {
                 if !by_id.contains_key(&ty) {
                     return Err(corrupt(format!("the field {name:?} of {:?} has the unknown type {ty}", class.name)));
                 }
-                let kind = if pooled { Kind::Pool } else { Kind::Inline(ty) };
+                let kind = if pooled { Kind::Pool } else { Kind::Inline(by_id[&ty]) };
                 class.fields.push(Field { name, ty: FieldType { kind, array } });
             }
         }
@@ -180,7 +196,7 @@ impl Metadata {
         for i in 0..classes.len() {
             for f in 0..classes[i].fields.len() {
                 if let Kind::Inline(ty) = classes[i].fields[f].ty.kind {
-                    if let Some(p) = classes[by_id[&ty]].prim {
+                    if let Some(p) = classes[ty].prim {
                         classes[i].fields[f].ty.kind = Kind::Prim(p);
                     }
                 }
@@ -210,7 +226,7 @@ impl Metadata {
         let pos = |c: &Class, n: &str| c.fields.iter().position(|f| f.name == n);
         let frames = pos(trace, "frames")?;
         let Kind::Inline(frame_ty) = trace.fields[frames].ty.kind else { return None };
-        let frame = self.class(frame_ty)?;
+        let frame = &self.classes[frame_ty];
         Some(StackLayout {
             trace_fields: trace.fields.iter().map(|f| f.ty).collect(),
             truncated: pos(trace, "truncated").filter(|i| trace.fields[*i].ty.kind == Kind::Prim(Prim::Bool)),
@@ -233,12 +249,17 @@ impl Metadata {
         })
     }
 
-    /// Step over one value of type `id`.
-    pub(super) fn skip_value(&self, r: &mut Reader<'_>, id: u64, depth: usize) -> Result<()> {
+    /// The position of type `id` among the classes ([`Metadata::skip_value`]).
+    pub(super) fn index_of(&self, id: u64) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Step over one value of the class at `index`.
+    pub(super) fn skip_value(&self, r: &mut Reader<'_>, index: usize, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(corrupt("values nest too deep"));
         }
-        let class = self.class(id).ok_or_else(|| corrupt(format!("a value of the unknown type {id}")))?;
+        let class = &self.classes[index];
         if let Some(p) = class.prim {
             return skip_prim(r, p);
         }

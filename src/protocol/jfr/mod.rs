@@ -311,8 +311,8 @@ impl<'a> Chunk<'a> {
             for _ in 0..pools {
                 let type_id = r.long()?;
                 let count = r.int()?;
-                let class = self.meta.class(type_id).ok_or_else(|| corrupt(format!("a constant pool of the unknown type {type_id}")))?;
-                let slot = want(&class.name);
+                let index = self.meta.index_of(type_id).ok_or_else(|| corrupt(format!("a constant pool of the unknown type {type_id}")))?;
+                let slot = want(&self.meta.class(type_id).map_or("", |c| c.name.as_str()));
                 for _ in 0..count {
                     let key = r.long()?;
                     let value_at = r.pos() as u32;
@@ -328,7 +328,7 @@ impl<'a> Chunk<'a> {
                         };
                         map.entry(key).or_insert(value_at);
                     }
-                    self.meta.skip_value(&mut r, type_id, 0)?;
+                    self.meta.skip_value(&mut r, index, 0)?;
                 }
             }
             if delta == 0 {

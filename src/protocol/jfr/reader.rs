@@ -123,8 +123,16 @@ impl<'a> Reader<'a> {
             4 => {
                 let n = self.len()?;
                 let mut units = Vec::with_capacity(n);
+                let mut ascii = true;
                 for _ in 0..n {
-                    units.push(self.char()? as u16);
+                    let c = self.char()? as u16;
+                    ascii &= c < 0x80;
+                    units.push(c);
+                }
+                if ascii {
+                    // Every unit one byte: no decoding.
+                    let bytes: Vec<u8> = units.iter().map(|c| *c as u8).collect();
+                    return Ok(Str::Inline(Cow::Owned(String::from_utf8(bytes).unwrap_or_default())));
                 }
                 Str::Inline(Cow::Owned(char::decode_utf16(units).map(|c| c.unwrap_or('\u{fffd}')).collect()))
             }
