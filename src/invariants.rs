@@ -6,7 +6,8 @@
 //!   line can be walked (tags, fields) and every refusal has a message;
 //! * ingest: an app's total never decreases, and always equals the sum of its folded output;
 //! * rendering: folded output is sorted and sums to the total, JSON is well-formed with each
-//!   node's value at least the sum of its children's, and SVG is well-formed XML.
+//!   node's value at least the sum of its children's, and SVG is well-formed XML;
+//! * JFR: a chunk is stored whole or not at all, and the store holds what the import counted.
 //!
 //! Built only with the `invariants` feature (it needs an XML parser that stackd itself does not).
 
@@ -236,5 +237,40 @@ pub fn flink_rest(data: &[u8]) {
             });
             assert_eq!(seen, n);
         }
+    }
+}
+
+/// A JFR recording read as `POST /import/jfr` reads it, one chunk at a time into a fresh
+/// store: every chunk the reader accepts is stored whole, each type's total in the store is
+/// what the import counted, and what was stored is what the chunks' sample events weigh.
+pub fn jfr(data: &[u8]) {
+    use crate::input::jfr::{each_chunk, store_chunk, FileState, Target};
+    use crate::protocol::jfr::Chunk;
+    use crate::sample::ProfileType;
+    let store = Arc::new(Store::new(Limits::default(), Duration::from_secs(60)));
+    let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
+    let target = Target { app: "fuzz".into(), labels: Vec::new() };
+    let mut state = FileState::default();
+    let mut stored = crate::input::jfr::Stored::default();
+    let mut reader = data;
+    let (chunks, stopped) = each_chunk(&mut reader, 1 << 24, |bytes| {
+        let chunk = Chunk::parse(bytes)?;
+        let mut events = 0u64;
+        chunk.events(|_| events += 1)?;
+        let mut w = ingest.writer(None);
+        let s = store_chunk(&mut w, &target, &chunk, &mut state, 0)?;
+        let typed: u64 = s.types.iter().map(|t| t.events).sum();
+        assert!(typed <= 2 * events, "{typed} typed events of {events}");
+        stored.add(&s);
+        Ok(())
+    });
+    if chunks == 0 {
+        assert!(store.app("fuzz").is_none(), "a refused recording left an app behind ({stopped:?})");
+    }
+    let Some(app) = store.app("fuzz") else { return };
+    for t in ProfileType::ALL {
+        let q = Query { profile: t, ..Query::default() };
+        let total = store.query(&app, &q).expect("in memory").map_or(0, |p| p.total);
+        assert_eq!(total, stored.types[t as usize].total, "{t}: the store holds what the import counted");
     }
 }

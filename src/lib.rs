@@ -21,14 +21,16 @@
 //! * [`config`]: flags with env twins, defaults as named constants, the `--prefix-labels`
 //!   template.
 //! * [`protocol`]: pure wire parsers, no meaning: [`protocol::statsd`] (datagrams),
-//!   [`protocol::influx`] (line protocol, nom).
+//!   [`protocol::influx`] (line protocol, nom), [`protocol::jfr`] (JFR chunks: metadata,
+//!   constant pools, the sample events).
 //! * [`input`]: one module per input, each from parsed line to the sink:
 //!   [`input::profiler`] (statsd-jvm-profiler over statsd and line protocol), [`input::uber`],
 //!   [`input::spark`], [`input::flink`] (Flink's reporters, and its flame graphs polled from the
 //!   JobManager: [`input::flink::poller`]), [`input::folded`] (collapsed stacks for
-//!   `POST /import/folded`); the registry [`input::Inputs`], and how to add an input.
-//! * [`sample`]: the vocabulary every input ends in: stacks (encoded or split frames) and gauge
-//!   readings.
+//!   `POST /import/folded`), [`input::jfr`] (JFR samples by profile type, for `POST /import/jfr`)
+//!   and [`input::jfr_dir`] (`--jfr-dir`); the registry [`input::Inputs`], and how to add an input.
+//! * [`sample`]: the vocabulary every input ends in: stacks (encoded or split frames), their
+//!   profile types and units, and gauge readings.
 //! * [`ingest`]: the shared sink: sources, limits, outcome counting by wire.
 //! * [`outcome`]: every reason a line is refused or ignored, every limit, with its message and
 //!   its metric label.

@@ -46,6 +46,11 @@ fn flink_rest_corpus() {
     assert!(each_input("flink_rest", stackd::invariants::flink_rest) > 0, "the corpus is kept");
 }
 
+#[test]
+fn jfr_corpus() {
+    assert!(each_input("jfr", stackd::invariants::jfr) > 0, "the corpus is kept");
+}
+
 /// The inputs of the hardening findings, as fuzz inputs: each must hold every invariant.
 #[test]
 fn hardening_findings_hold_the_invariants() {

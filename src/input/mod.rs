@@ -15,6 +15,7 @@
 //! | Flink's `StatsDReporter` | statsd datagrams | [`flink::statsd`] |
 //! | Flink's flame graphs | polled from the JobManager's REST API | [`flink::poller`], [`flink::flamegraph`] |
 //! | saved profiles (`POST /import/flink`, `/import/folded`) | HTTP body, one document | [`flink::flamegraph`], [`folded`] |
+//! | JFR recordings (`POST /import/jfr`, `--jfr-dir`) | HTTP body or files, one chunk at a time | [`jfr`], [`jfr_dir`] |
 //!
 //! A statsd line is offered to each statsd input in turn, a line-protocol point to each
 //! line-protocol input in turn; the first that claims it handles it, and a line nobody claims

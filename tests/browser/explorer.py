@@ -118,6 +118,11 @@ def main():
         driver.get(f"{BASE}/app/{enc}")
         wait_total(driver, info["total_samples"], "whole run")
         wait("the timeline", lambda: driver.find_elements(By.CSS_SELECTOR, "#timeline svg rect"))
+        # The profile type picker lists the app's types with their totals; cpu is shown.
+        types = Select(driver.find_element(By.ID, "type"))
+        check([o.get_attribute("value") for o in types.options] == [t["type"] for t in info["types"]], "one option per type")
+        check(types.first_selected_option.get_attribute("value") == info["default_type"] == "cpu", "the default type is selected")
+        check(types.first_selected_option.text == f"cpu · {info['total_samples']:,} samples", types.first_selected_option.text)
         shot(driver, "app.png")
 
         # A label picker: executor 2, as /apps/<app> counts it.

@@ -7,7 +7,7 @@
   const enc = encodeURIComponent;
   const OPTIONS = ["title", "width", "minwidth", "inverted", "reverse", "colors", "hash", "include", "exclude", "lines", "max_depth"];
   const PAGE_ONLY = ["by", "search"];
-  const RESERVED = new Set(["from", "to", "step", "normalize", "s", "x", "y", ...PAGE_ONLY, ...OPTIONS]);
+  const RESERVED = new Set(["from", "to", "step", "normalize", "s", "x", "y", "type", ...PAGE_ONLY, ...OPTIONS]);
   const PALETTES = ["java", "hot", "mem", "io", "wakeup", "js", "perl", "python", "rust", "red", "green", "blue", "aqua", "yellow", "purple", "orange"];
   const UNITS = { ms: 1, s: 1e3, sec: 1e3, m: 6e4, min: 6e4, h: 36e5, d: 864e5, w: 6048e5 };
   const MAX_SERIES = 8;
@@ -87,7 +87,33 @@
     return sel;
   }
 
+  // The profile type shown: the URL's, or the app's default.
+  function currentType() {
+    const name = params.get("type") || info.default_type;
+    return info.types.find((t) => t.type === name) || { type: name, unit: "samples", total: 0 };
+  }
+
+  // A value in its unit as a person reads it: 1.23 s, 45.6 MiB, 1,234 samples.
+  function human(v, unit) {
+    if (unit === "bytes") {
+      const steps = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+      let i = 0;
+      while (v >= 1024 && i < steps.length - 1) { v /= 1024; i++; }
+      return (i ? v.toPrecision(3) : String(v)) + " " + steps[i];
+    }
+    if (unit === "nanoseconds") {
+      if (v >= 1e9) return (v / 1e9).toPrecision(3) + " s";
+      if (v >= 1e6) return (v / 1e6).toPrecision(3) + " ms";
+      if (v >= 1e3) return (v / 1e3).toPrecision(3) + " µs";
+      return v + " ns";
+    }
+    return v.toLocaleString("en") + (unit === "count" ? "" : " " + unit);
+  }
+
   function buildControls() {
+    const type = $("type");
+    for (const t of info.types) type.append(make("option", { value: t.type }, t.type + " · " + human(t.total, t.unit)));
+    if (info.types.length === 0) type.append(make("option", { value: "cpu" }, "cpu · no samples yet"));
     const keys = Object.keys(info.labels).sort();
     const labels = $("labels"), baseLabels = $("base-labels"), by = $("by");
     for (const key of keys) {
@@ -111,12 +137,14 @@
     colors.append(make("option", { value: "" }, "java (default)"));
     for (const p of PALETTES.slice(1)) colors.append(make("option", { value: p }, p));
     text($("app-name"), visible(APP));
-    text($("summary"), info.total_samples + " samples · " + info.unique_stacks + " stacks" +
+    const t = currentType();
+    text($("summary"), (t.unit === "samples" ? info.total_samples + " samples" : human(t.total, t.unit)) + " · " + info.unique_stacks + " stacks" +
       (info.last_seen_ms > 0 ? " · last sample " + iso(info.last_seen_ms) : ""));
     document.title = visible(APP) + " · stackd";
   }
 
   function fillControls() {
+    $("type").value = currentType().type;
     $("from").value = params.get("from") || "";
     $("to").value = params.get("to") || "";
     for (const sel of $("labels").querySelectorAll("select")) sel.value = params.get(labelParam(sel.dataset.label)) || "";
@@ -184,6 +212,10 @@
     $("apply-range").addEventListener("click", () => applyRange($("from").value.trim(), $("to").value.trim()));
     for (const id of ["from", "to"]) $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") $("apply-range").click(); });
     $("by").addEventListener("change", () => update((p) => { p.delete("by"); if ($("by").value) p.set("by", $("by").value); }, "timeline"));
+    $("type").addEventListener("change", () => update((p) => {
+      p.delete("type");
+      if ($("type").value !== info.default_type) p.set("type", $("type").value);
+    }, "all"));
     $("compare").addEventListener("change", applyCompare);
     for (const id of ["base-from", "base-to"]) $(id).addEventListener("change", () => { if ($("compare").checked) applyCompare(); });
     $("previous-period").addEventListener("click", () => {
@@ -210,6 +242,7 @@
     const p = new URLSearchParams();
     for (const [k, v] of selectionLabels()) p.append(labelParam(k), v);
     if (params.get("by")) p.set("by", params.get("by"));
+    if (params.get("type")) p.set("type", params.get("type"));
     const r = await fetch("/apps/" + enc(APP) + "/timeline?" + p);
     if (token !== timelineToken) return;
     timeline = r.ok ? await r.json() : null;
@@ -291,7 +324,9 @@
     };
     svg.addEventListener("mouseup", finish);
     svg.addEventListener("mouseleave", (e) => { if (start !== null) finish(e); });
-    text($("timeline-info"), timeline.total + " samples in " + n + " steps of " + Math.round(step / 1000) + " s; tallest bar " + max);
+    const unit = timeline.unit || "samples";
+    const amount = unit === "samples" ? timeline.total + " samples" : human(timeline.total, unit);
+    text($("timeline-info"), amount + " (" + timeline.type + ") in " + n + " steps of " + Math.round(step / 1000) + " s; tallest bar " + (unit === "samples" ? max : human(max, unit)));
     if (params.get("by")) {
       for (const g of groups) {
         const item = make("span");
@@ -337,15 +372,17 @@
 
   function graphLoaded() {
     const doc = $("flame").contentDocument;
-    // The root frame's title: "all (1,234 samples, 100%)", the count as the selection has it.
+    // The root frame's title: "all (1,234 samples, 100%)", the count (in the type's unit) as the
+    // selection has it.
     let samples = null;
     for (const t of doc ? doc.querySelectorAll("#frames title") : []) {
-      const m = /^all \(([\d,]+) samples/.exec(t.textContent);
+      const m = /^all \(([\d,]+) [a-z]+, /.exec(t.textContent);
       if (m) { samples = Number(m[1].replace(/,/g, "")); break; }
     }
     const total = $("total");
+    const unit = currentType().unit;
     if (samples === null) { text(total, ""); delete total.dataset.samples; } else {
-      text(total, samples + " samples" + (isDiff() ? " (current selection)" : "") + " in view");
+      text(total, (unit === "samples" ? samples + " samples" : human(samples, unit)) + (isDiff() ? " (current selection)" : "") + " in view");
       total.dataset.samples = String(samples);
     }
     const term = params.get("search");
