@@ -118,6 +118,20 @@ async fn info_total(svc: &Service, app: &str, t: &str) -> u64 {
     info["types"].as_array().expect("types").iter().find(|x| x["type"] == t).and_then(|x| x["total"].as_u64()).expect("the type")
 }
 
+/// async-profiler 2.9's library, from the apache-flink wheel that .ci/run installs, unpacked
+/// into `work`.
+fn async_profiler(work: &Path) -> PathBuf {
+    let site =
+        Command::new("python3").args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"]).output().expect("python3");
+    assert!(site.status.success(), "apache-flink is installed by .ci/run: {}", String::from_utf8_lossy(&site.stderr));
+    let jar = Path::new(String::from_utf8_lossy(&site.stdout).trim()).join("lib/flink-dist-2.3.0.jar");
+    // The jar is a zip: Python's zipfile, as the engines' own installs have it.
+    let extract = "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('linux-x64/libasyncProfiler.so', sys.argv[2])";
+    let status = Command::new("python3").args(["-c", extract]).arg(&jar).arg(work).status();
+    assert!(status.expect("python3").success(), "async-profiler is in {}", jar.display());
+    work.join("linux-x64/libasyncProfiler.so")
+}
+
 /// async-profiler 2.9 run here, now, on a real JVM in each of its modes: every type it records
 /// is stored as the JDK's reader reads the same file.
 #[tokio::test]
@@ -125,13 +139,7 @@ async fn async_profiler_run_now_in_each_mode() {
     let dir = common::TempDir::new("ap-live");
     let work = &dir.0;
     std::fs::create_dir_all(work).expect("work dir");
-    let site =
-        Command::new("python3").args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"]).output().expect("python3");
-    assert!(site.status.success(), "apache-flink is installed by .ci/run: {}", String::from_utf8_lossy(&site.stderr));
-    let jar = Path::new(String::from_utf8_lossy(&site.stdout).trim()).join("lib/flink-dist-2.3.0.jar");
-    let status = Command::new("unzip").args(["-o", "-q"]).arg(&jar).arg("linux-x64/libasyncProfiler.so").arg("-d").arg(work).status();
-    assert!(status.expect("unzip").success());
-    let ap = work.join("linux-x64/libasyncProfiler.so");
+    let ap = async_profiler(work);
     let javac = Command::new("javac")
         .arg("-d")
         .arg(work)
@@ -232,4 +240,61 @@ async fn bad_recordings_are_refused_whole_or_kept_up_to_the_damage() {
     assert!(answer["types"]["cpu"]["refused"].as_u64().unwrap_or(0) > 0, "{answer}");
     assert_eq!(answer["refused"], "some samples were refused: timestamp older than the retention (--retention)");
     svc.stop().await;
+}
+
+/// A real recording of about 250,000 allocations, each from a call path of its own (2^18
+/// paths: tests/fixtures/jfr/ManyStacks.java under async-profiler's alloc mode): stored with
+/// every allocation counted, the stacks beyond `--max-stacks-per-app` under the overflow frame,
+/// and stackd's memory bounded.
+#[tokio::test]
+async fn a_recording_of_a_quarter_million_distinct_stacks() {
+    let dir = common::TempDir::new("many-stacks");
+    let work = &dir.0;
+    let ap = async_profiler(work);
+    let javac = Command::new("javac").arg("-d").arg(work).arg(fixtures().join("ManyStacks.java")).status().expect("javac");
+    assert!(javac.success());
+    let file = work.join("many.jfr");
+    let agent = format!("-agentpath:{}=start,event=alloc,alloc=1,file={},jfr", ap.display(), file.display());
+    let run = Command::new("timeout")
+        .args(["120", "java", "-XX:-UseTLAB", &agent, "-cp"])
+        .arg(work)
+        .args(["ManyStacks", "18"])
+        .output()
+        .expect("java");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary = Command::new("jfr").arg("summary").arg(&file).output().expect("jfr summary");
+    let events: u64 = String::from_utf8_lossy(&summary.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("jdk.ObjectAllocationInNewTLAB").and_then(|r| r.split_whitespace().next()?.parse().ok()))
+        .expect("allocation events");
+    assert!(events > 150_000, "{events} allocations recorded");
+
+    let data = common::TempDir::new("many-stacks-data");
+    let bin = common::Binary::start(&data.0, &["--retention", "36500d"]);
+    let r = reqwest::Client::new()
+        .post(bin.url("/import/jfr?app=many"))
+        .body(std::fs::read(&file).expect("read"))
+        .timeout(std::time::Duration::from_secs(120))
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["types"]["alloc_objects"]["total"].as_u64(), Some(events), "every allocation counted: {answer}");
+    let info: Value = serde_json::from_str(&bin.get_text("/apps/many").await.1).expect("json");
+    assert_eq!(info["unique_stacks"], 100_000, "the stack limit holds");
+    let (_, folded) = bin.get_text("/flamegraph/many.folded?type=alloc_objects").await;
+    let lines = common::parse_folded(&folded);
+    assert_eq!(lines.iter().map(|(_, c)| c).sum::<u64>(), events, "totals stay right");
+    let overflow = lines.iter().find(|(s, _)| s == "[stackd: unique stack limit reached]").map(|(_, c)| *c).expect("the overflow frame");
+    assert!(overflow >= events - 100_000, "{overflow} allocations over the limit");
+    let metrics = bin.get_text("/metrics").await.1;
+    assert!(common::series_value(&metrics, "stackd_limit_hits_total{limit=\"stacks\"}").unwrap_or(0.0) > 0.0);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id())).expect("status");
+    let hwm_kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix(" kB")?.trim().parse().ok()).expect("VmHWM");
+    let mb = std::fs::metadata(&file).expect("size").len() >> 20;
+    assert!(hwm_kb < 400 * 1024, "peak RSS {hwm_kb} kB for a {mb} MB recording");
+    eprintln!("peak RSS {} MiB importing a {mb} MB recording of {events} allocations", hwm_kb >> 10);
+    bin.stop();
 }

@@ -154,33 +154,34 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
             _ => {}
         }
     }
-    // In bucket order (a run holds one bucket at a time), stacks resolved once each.
+    // In bucket order (a run holds one bucket at a time).
     entries.sort_unstable_by_key(|e| (e.0, e.1 as u8, e.2, e.3));
+    // Every distinct stack read once before anything is stored (a damaged pool refuses the
+    // chunk whole), and again as it is stored: no stack's names are held beyond its turn, so a
+    // chunk of a million distinct stacks costs its methods' names, not its stacks'.
     let mut names = Names::default();
-    let mut resolved: Vec<Vec<String>> = Vec::new();
-    let mut stacks: HashMap<(u64, u64), usize, ahash::RandomState> = HashMap::default();
+    let mut frames = FrameText::default();
+    let mut checked: std::collections::HashSet<(u64, u64), ahash::RandomState> = Default::default();
     for e in &entries {
-        if let std::collections::hash_map::Entry::Vacant(v) = stacks.entry((e.2, e.3)) {
-            v.insert(resolved.len());
-            resolved.push(names.stack(chunk, e.2, e.3)?);
+        if checked.insert((e.2, e.3)) {
+            names.stack(chunk, e.2, e.3, &mut frames)?;
         }
     }
+    drop(checked);
     // Everything is read: now store.
     let mut stored = Stored { stacks: entries.len(), ..Stored::default() };
     if first <= last {
         (stored.first_ms, stored.last_ms) = (Some(first), Some(last));
     }
     let mut sources: [Option<Result<crate::store::SourceId, Reject>>; ProfileType::ALL.len()] = Default::default();
-    let mut refs: Vec<&str> = Vec::new();
     for (bucket, t, stack, class, value, events) in entries {
         let slot = &mut stored.types[t as usize];
         slot.events += events;
         let source = *sources[t as usize].get_or_insert_with(|| {
             w.source(target.origin(t), || SourceSpec { app: target.app.clone(), labels: target.labels.clone(), profile: t })
         });
-        let frames = &resolved[stacks[&(stack, class)]];
-        refs.clear();
-        refs.extend(frames.iter().map(String::as_str));
+        names.stack(chunk, stack, class, &mut frames)?;
+        let refs: Vec<&str> = frames.each().collect();
         let result = source.and_then(|id| w.add_count(id, &Stack::Frames(&refs), value, bucket * bucket_ms, now_ms));
         match result {
             Ok(()) => slot.total = slot.total.saturating_add(value),
@@ -264,36 +265,71 @@ pub fn each_chunk(
 #[derive(Default)]
 struct Names {
     methods: HashMap<(u64, u64), Option<(String, Style)>, ahash::RandomState>,
+    classes: HashMap<u64, Option<String>, ahash::RandomState>,
     frames: Vec<Frame>,
 }
 
+/// One stack's frame names, in one reused buffer.
+#[derive(Default)]
+struct FrameText {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl FrameText {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, frame: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let _ = write!(self.text, "{frame}");
+        self.ends.push(self.text.len());
+    }
+
+    fn each(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(a, b)| &self.text[a..b])
+    }
+}
+
 impl Names {
-    /// A stack's frames, root first, with the allocated class as its leaf when `class` is one.
-    fn stack(&mut self, chunk: &Chunk<'_>, key: u64, class: u64) -> Result<Vec<String>, Error> {
-        let mut out = Vec::new();
+    /// A stack's frames into `out`, root first, with the allocated class as its leaf when
+    /// `class` is one.
+    fn stack(&mut self, chunk: &Chunk<'_>, key: u64, class: u64, out: &mut FrameText) -> Result<(), Error> {
+        out.clear();
         let truncated = if key == 0 { None } else { chunk.stack(key, &mut self.frames)? };
         match truncated {
-            None => out.push(NO_STACK_FRAME.to_string()),
+            None => out.push(NO_STACK_FRAME),
             Some(truncated) => {
                 if truncated {
-                    out.push(TRUNCATED_FRAME.to_string());
+                    out.push(TRUNCATED_FRAME);
                 }
                 let frames = std::mem::take(&mut self.frames);
                 for f in frames.iter().rev() {
-                    out.push(self.frame(chunk, f)?);
+                    self.frame(chunk, f, out)?;
                 }
                 self.frames = frames;
             }
         }
         if class != 0 {
-            if let Some(name) = chunk.class_name(class)? {
+            if let Some(name) = self.class(chunk, class)? {
                 out.push(name);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn frame(&mut self, chunk: &Chunk<'_>, f: &Frame) -> Result<String, Error> {
+    /// An allocated class's name, read once per chunk.
+    fn class(&mut self, chunk: &Chunk<'_>, key: u64) -> Result<Option<&str>, Error> {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.classes.entry(key) {
+            v.insert(chunk.class_name(key)?);
+        }
+        Ok(self.classes[&key].as_deref())
+    }
+
+    fn frame(&mut self, chunk: &Chunk<'_>, f: &Frame, out: &mut FrameText) -> Result<(), Error> {
         if let std::collections::hash_map::Entry::Vacant(v) = self.methods.entry((f.method, f.kind)) {
             let named = match chunk.method(f.method)? {
                 None => None,
@@ -310,12 +346,13 @@ impl Names {
             };
             v.insert(named);
         }
-        Ok(match &self.methods[&(f.method, f.kind)] {
-            None => format!("[unknown method {}]", f.method),
-            Some((name, Style::Symbol)) => name.clone(),
-            Some((name, Style::NativeJava)) => format!("{name}:-2"),
-            Some((name, Style::Java)) => format!("{name}:{}", f.line),
-        })
+        match &self.methods[&(f.method, f.kind)] {
+            None => out.push(format_args!("[unknown method {}]", f.method)),
+            Some((name, Style::Symbol)) => out.push(name),
+            Some((name, Style::NativeJava)) => out.push(format_args!("{name}:-2")),
+            Some((name, Style::Java)) => out.push(format_args!("{name}:{}", f.line)),
+        }
+        Ok(())
     }
 }
 
