@@ -43,6 +43,13 @@ pub struct Metrics {
     pub jfr_file_failed: prometheus::IntGaugeVec,
 }
 
+/// A metric of one of stackd's fixed families, registered.
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, made: prometheus::Result<C>) -> C {
+    let c = made.expect("valid metric name");
+    registry.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -128,15 +135,13 @@ impl Metrics {
                 "Flink flame graph snapshots with samples stored, by endpoint (each new endTimestamp of each graph once).",
                 &["endpoint"],
             ),
-            flink_last_success: {
-                let g = prometheus::GaugeVec::new(
+            flink_last_success: register(
+                &registry,
+                prometheus::GaugeVec::new(
                     Opts::new("stackd_flink_last_success_timestamp_seconds", "When the last poll of a Flink JobManager went through, Unix seconds."),
                     &["endpoint"],
-                )
-                .expect("valid metric name");
-                registry.register(Box::new(g.clone())).expect("registered once");
-                g
-            },
+                ),
+            ),
             jfr_chunks: {
                 let c = counter_vec(
                     "stackd_jfr_chunks_total",
@@ -150,15 +155,13 @@ impl Metrics {
                 }
                 c
             },
-            jfr_file_failed: {
-                let g = prometheus::IntGaugeVec::new(
+            jfr_file_failed: register(
+                &registry,
+                prometheus::IntGaugeVec::new(
                     Opts::new("stackd_jfr_file_failed", "1 for each --jfr-dir file given up (unreadable, damaged, shrunk; the log says why); at most 100 named."),
                     &["file"],
-                )
-                .expect("valid metric name");
-                registry.register(Box::new(g.clone())).expect("registered once");
-                g
-            },
+                ),
+            ),
             render_seconds,
             registry,
         }

@@ -262,11 +262,7 @@ async fn a_recording_of_a_quarter_million_distinct_stacks() {
         .output()
         .expect("java");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let summary = Command::new("jfr").arg("summary").arg(&file).output().expect("jfr summary");
-    let events: u64 = String::from_utf8_lossy(&summary.stdout)
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("jdk.ObjectAllocationInNewTLAB").and_then(|r| r.split_whitespace().next()?.parse().ok()))
-        .expect("allocation events");
+    let events = common::jfr_summary_count(&file, "jdk.ObjectAllocationInNewTLAB");
     assert!(events > 150_000, "{events} allocations recorded");
 
     let data = common::TempDir::new("many-stacks-data");

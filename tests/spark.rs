@@ -91,17 +91,7 @@ async fn spark_statsd_sink_metrics_agree_with_spark() {
     let r = svc.client.post(svc.url(&format!("/import/jfr?app={app}&executor=driver"))).body(recording).send().await.expect("import");
     assert_eq!(r.status(), 200);
     let answer: serde_json::Value = r.json().await.expect("json");
-    let summary = Command::new("jfr").arg("summary").arg(&jfr).output().expect("jfr summary");
-    let count = |event: &str| -> u64 {
-        String::from_utf8_lossy(&summary.stdout)
-            .lines()
-            .find_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next() == Some(event)).then(|| w.next().and_then(|n| n.parse().ok())).flatten()
-            })
-            .unwrap_or(0)
-    };
-    let samples = count("jdk.ExecutionSample");
+    let samples = common::jfr_summary_count(&jfr, "jdk.ExecutionSample");
     assert!(samples > 0, "the recorder sampled the job");
     assert_eq!(answer["types"]["cpu"]["total"].as_u64(), Some(samples), "{answer}");
     let print =

@@ -330,3 +330,16 @@ pub fn sorted_tree(mut node: serde_json::Value) -> serde_json::Value {
     }
     node
 }
+
+/// How many `event` events the JDK's `jfr summary` counts in a recording.
+pub fn jfr_summary_count(path: &std::path::Path, event: &str) -> u64 {
+    let out = Command::new("jfr").arg("summary").arg(path).output().expect("jfr summary (Java 17, installed by .ci/run)");
+    assert!(out.status.success(), "jfr summary {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(event)).then(|| w.next().and_then(|n| n.parse().ok())).flatten()
+        })
+        .unwrap_or(0)
+}

@@ -104,6 +104,24 @@ impl Target {
     }
 }
 
+/// One of the `--max-concurrent-imports` slots, taken before the body is read (the body, the
+/// parsed document and the stacks being stored all count against it); waited for up to
+/// `--http-request-timeout`, then a 503.
+async fn import_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, HttpError> {
+    let limits = &state.settings.limits;
+    match tokio::time::timeout(limits.request_timeout, Arc::clone(&state.imports).acquire_owned()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        _ => {
+            state.metrics.request_rejected(RequestReject::ImportBusy);
+            state.metrics.limit_hit(crate::outcome::Limit::Imports);
+            Err(HttpError::V1(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{} imports are being read already (--max-concurrent-imports); retry later", limits.max_concurrent_imports),
+            ))
+        }
+    }
+}
+
 /// Read the body and the target, then parse and store on the blocking pool with `parse`, which
 /// returns the document's own time (if any) and calls its sink with each stack.
 async fn import(
@@ -117,15 +135,7 @@ async fn import(
     let target = Target::from_query(params, now).map_err(|m| bad(&state, m))?;
     // A slot before the body is read: the body, the parsed document and the stacks being stored
     // all count against it.
-    let limits = &state.settings.limits;
-    let Ok(Ok(_slot)) = tokio::time::timeout(limits.request_timeout, Arc::clone(&state.imports).acquire_owned()).await else {
-        state.metrics.request_rejected(RequestReject::ImportBusy);
-        state.metrics.limit_hit(crate::outcome::Limit::Imports);
-        return Err(HttpError::V1(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} imports are being read already (--max-concurrent-imports); retry later", limits.max_concurrent_imports),
-        ));
-    };
+    let _slot = import_slot(&state).await?;
     let body = read_body(&headers, body, state.settings.limits.max_body_size, state.settings.limits.request_timeout)
         .await
         .map_err(|e| e.into_http(&state, false))?;
@@ -327,14 +337,7 @@ pub async fn jfr(
         return Err(bad(&state, "unsupported Content-Encoding: send the recording as it is or gzip-compressed".to_string()));
     }
     let limits = state.settings.limits;
-    let Ok(Ok(slot)) = tokio::time::timeout(limits.request_timeout, Arc::clone(&state.imports).acquire_owned()).await else {
-        state.metrics.request_rejected(RequestReject::ImportBusy);
-        state.metrics.limit_hit(crate::outcome::Limit::Imports);
-        return Err(HttpError::V1(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} imports are being read already (--max-concurrent-imports); retry later", limits.max_concurrent_imports),
-        ));
-    };
+    let slot = import_slot(&state).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let pumping = tokio::spawn(pump(body, tx, limits.request_timeout));
     let work = Arc::clone(&state);
