@@ -92,6 +92,12 @@ async fn recordings_of_the_jdk_and_async_profiler_read_as_jfr_print_reads_them()
         ]
     );
     assert_eq!(info["default_type"], "cpu");
+    // The JDK samples on-CPU stacks every 10 ms (settings=profile): the samples read as time.
+    let cpu_total = info["types"][0]["total"].as_u64().expect("cpu total");
+    assert_eq!(info["types"][0]["time_ns"].as_u64(), Some(cpu_total * 10_000_000), "{info}");
+    let (_, svg) = svc.get_text("/flamegraph/jdk-profile.svg").await;
+    let at = format!("{cpu_total} samples ≈ {} at 10.0 ms", seconds(cpu_total * 10_000_000));
+    assert!(svg.contains(&at), "the subtitle says {at:?}");
     let cpu = svc.get_text("/flamegraph/jdk-profile.folded").await.1;
     assert_eq!(cpu, svc.get_text("/flamegraph/jdk-profile.folded?type=cpu").await.1);
     let wall_only: Value = serde_json::from_str(&svc.get_text("/apps/ap-wall").await.1).expect("json");
@@ -111,6 +117,19 @@ async fn recordings_of_the_jdk_and_async_profiler_read_as_jfr_print_reads_them()
     let series = "stackd_profile_total{app=\"ap-lock\",type=\"lock_ns\",unit=\"nanoseconds\"}";
     assert_eq!(svc.metric(series).await, total as f64, "each type in its unit on /metrics");
     svc.stop().await;
+}
+
+/// Nanoseconds as stackd writes them (`1.23 s`, `680 ms`): three significant digits.
+fn seconds(ns: u64) -> String {
+    let (v, unit) = if ns >= 1_000_000_000 { (ns as f64 / 1e9, "s") } else { (ns as f64 / 1e6, "ms") };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$} {unit}")
 }
 
 async fn info_total(svc: &Service, app: &str, t: &str) -> u64 {
@@ -283,7 +302,7 @@ async fn a_recording_of_a_quarter_million_distinct_stacks() {
     let lines = common::parse_folded(&folded);
     assert_eq!(lines.iter().map(|(_, c)| c).sum::<u64>(), events, "totals stay right");
     let overflow = lines.iter().find(|(s, _)| s == "[stackd: unique stack limit reached]").map(|(_, c)| *c).expect("the overflow frame");
-    assert!(overflow >= events - 100_000, "{overflow} allocations over the limit");
+    assert!(overflow > 0 && events - overflow >= 100_000, "{overflow} allocations over the limit, the rest in 100,000 stacks");
     let metrics = bin.get_text("/metrics").await.1;
     assert!(common::series_value(&metrics, "stackd_limit_hits_total{limit=\"stacks\"}").unwrap_or(0.0) > 0.0);
     let status = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id())).expect("status");

@@ -43,7 +43,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn origin(&self, profile: ProfileType) -> u64 {
+    fn origin(&self, profile: ProfileType, period_ns: Option<u64>) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(b"jfr\0");
         h.update(self.app.as_bytes());
@@ -54,6 +54,9 @@ impl Target {
             }
         }
         h.update(&[profile as u8]);
+        if let Some(p) = period_ns {
+            h.update(&p.to_le_bytes());
+        }
         h.digest()
     }
 }
@@ -63,6 +66,20 @@ impl Target {
 pub struct FileState {
     /// async-profiler ran in wall mode: its execution samples are wall-clock samples.
     pub wall: bool,
+    /// The sampling period of execution samples (the JDK's `period` of `jdk.ExecutionSample`,
+    /// async-profiler's `interval` when one was given), ns.
+    #[serde(default)]
+    pub execution_period_ns: Option<u64>,
+    /// The same of native method samples.
+    #[serde(default)]
+    pub native_period_ns: Option<u64>,
+}
+
+/// A recording setting's duration (`10 ms`, `20 ms`, `1 s`), in ns; `None` for anything else
+/// (`everyChunk`, `0`).
+fn setting_ns(value: &str) -> Option<u64> {
+    let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+    humantime::parse_duration(&compact).ok().and_then(|d| u64::try_from(d.as_nanos()).ok()).filter(|ns| *ns > 0)
 }
 
 /// What was stored of one type.
@@ -74,6 +91,10 @@ pub struct TypeStored {
     pub events: u64,
     /// Refused (older than the retention, ahead of the clock, a limit): in the type's unit.
     pub refused: u64,
+    /// Samples stored × their sampling period, for the samples whose period is known.
+    pub time_ns: u64,
+    /// Samples stored whose period is not known.
+    pub untimed: u64,
 }
 
 /// What was stored of one or more chunks, per profile type.
@@ -95,12 +116,28 @@ impl Stored {
             a.total = a.total.saturating_add(b.total);
             a.events += b.events;
             a.refused = a.refused.saturating_add(b.refused);
+            a.time_ns = a.time_ns.saturating_add(b.time_ns);
+            a.untimed = a.untimed.saturating_add(b.untimed);
         }
         self.stacks += other.stacks;
         self.first_ms = self.first_ms.into_iter().chain(other.first_ms).min();
         self.last_ms = self.last_ms.into_iter().chain(other.last_ms).max();
         self.refused = self.refused.or(other.refused);
     }
+}
+
+/// What an aggregate of a chunk's events is worth in one profile type.
+struct Entry {
+    bucket: i64,
+    profile: ProfileType,
+    /// The sampling period of its samples, when the recording says it.
+    period_ns: Option<u64>,
+    /// The stack and (for allocations) the class keys.
+    stack: u64,
+    class: u64,
+    /// In the type's unit.
+    value: u64,
+    events: u64,
 }
 
 /// Aggregated events of one chunk: (bucket, kind, stack key, class key) → (events, weight).
@@ -110,14 +147,21 @@ type Aggregate = HashMap<(i64, Kind, u64, u64), (u64, u64), ahash::RandomState>;
 /// chunk is read whole first: an error stores nothing.
 pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state: &mut FileState, now_ms: i64) -> Result<Stored, Error> {
     let bucket_ms = w.bucket_ms();
+    let (execution, native) = (chunk.event_type("jdk.ExecutionSample"), chunk.event_type("jdk.NativeMethodSample"));
     let mut agg = Aggregate::default();
     let mut has_allocation_samples = false;
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     chunk.events(|e| {
         if e.kind == Kind::Setting {
             if let Some((name, value)) = &e.setting {
-                if name == "event" {
-                    state.wall = value == "wall";
+                match &**name {
+                    "event" => state.wall = value == "wall",
+                    // The JDK: the period of each event type (`id` names it).
+                    "period" if Some(e.weight) == execution => state.execution_period_ns = setting_ns(value),
+                    "period" if Some(e.weight) == native => state.native_period_ns = setting_ns(value),
+                    // async-profiler: its sampling interval in ns (0: its default, not said).
+                    "interval" => state.execution_period_ns = value.parse().ok().filter(|ns| *ns > 0),
+                    _ => {}
                 }
             }
             return;
@@ -131,13 +175,17 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         cell.0 += 1;
         cell.1 = cell.1.saturating_add(e.weight);
     })?;
-    // What each aggregate is worth in each type.
-    let mut entries: Vec<(i64, ProfileType, u64, u64, u64, u64)> = Vec::with_capacity(agg.len()); // bucket, type, stack, class, value, events
+    // What each aggregate is worth in each type (and at which sampling period).
+    let mut entries: Vec<Entry> = Vec::with_capacity(agg.len());
     for ((bucket, kind, stack, class), (events, weight)) in agg {
-        let mut put = |t: ProfileType, value: u64| entries.push((bucket, t, stack, class, value, events));
+        let entry = |profile, period_ns, value| Entry { bucket, profile, period_ns, stack, class, value, events };
+        let mut put = |t: ProfileType, value: u64| entries.push(entry(t, None, value));
         match kind {
-            Kind::Execution => put(if state.wall { ProfileType::Wall } else { ProfileType::Cpu }, events),
-            Kind::NativeMethod => put(ProfileType::Wall, events),
+            Kind::Execution => {
+                let t = if state.wall { ProfileType::Wall } else { ProfileType::Cpu };
+                entries.push(entry(t, state.execution_period_ns, events));
+            }
+            Kind::NativeMethod => entries.push(entry(ProfileType::Wall, state.native_period_ns, events)),
             Kind::WallClock => put(ProfileType::Wall, weight),
             Kind::AllocationSample => {
                 put(ProfileType::AllocBytes, weight);
@@ -155,7 +203,7 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         }
     }
     // In bucket order (a run holds one bucket at a time).
-    entries.sort_unstable_by_key(|e| (e.0, e.1 as u8, e.2, e.3));
+    entries.sort_unstable_by_key(|e| (e.bucket, e.profile as u8, e.period_ns, e.stack, e.class));
     // Every distinct stack read once before anything is stored (a damaged pool refuses the
     // chunk whole), and again as it is stored: no stack's names are held beyond its turn, so a
     // chunk of a million distinct stacks costs its methods' names, not its stacks'.
@@ -163,8 +211,8 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
     let mut frames = FrameText::default();
     let mut checked: std::collections::HashSet<(u64, u64), ahash::RandomState> = Default::default();
     for e in &entries {
-        if checked.insert((e.2, e.3)) {
-            names.stack(chunk, e.2, e.3, &mut frames)?;
+        if checked.insert((e.stack, e.class)) {
+            names.stack(chunk, e.stack, e.class, &mut frames)?;
         }
     }
     drop(checked);
@@ -173,18 +221,29 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
     if first <= last {
         (stored.first_ms, stored.last_ms) = (Some(first), Some(last));
     }
-    let mut sources: [Option<Result<crate::store::SourceId, Reject>>; ProfileType::ALL.len()] = Default::default();
-    for (bucket, t, stack, class, value, events) in entries {
+    let mut sources: HashMap<(ProfileType, Option<u64>), Result<crate::store::SourceId, Reject>, ahash::RandomState> = HashMap::default();
+    for Entry { bucket, profile: t, period_ns, stack, class, value, events } in entries {
         let slot = &mut stored.types[t as usize];
         slot.events += events;
-        let source = *sources[t as usize].get_or_insert_with(|| {
-            w.source(target.origin(t), || SourceSpec { app: target.app.clone(), labels: target.labels.clone(), profile: t })
+        let source = *sources.entry((t, period_ns)).or_insert_with(|| {
+            w.source(target.origin(t, period_ns), || SourceSpec {
+                app: target.app.clone(),
+                labels: target.labels.clone(),
+                profile: t,
+                period_ns,
+            })
         });
         names.stack(chunk, stack, class, &mut frames)?;
         let refs: Vec<&str> = frames.each().collect();
         let result = source.and_then(|id| w.add_count(id, &Stack::Frames(&refs), value, bucket * bucket_ms, now_ms));
         match result {
-            Ok(()) => slot.total = slot.total.saturating_add(value),
+            Ok(()) => {
+                slot.total = slot.total.saturating_add(value);
+                match period_ns {
+                    Some(p) => slot.time_ns = slot.time_ns.saturating_add(value.saturating_mul(p)),
+                    None => slot.untimed = slot.untimed.saturating_add(value),
+                }
+            }
             Err(r) => {
                 slot.refused = slot.refused.saturating_add(value);
                 stored.refused = stored.refused.or(Some(r));
@@ -434,6 +493,39 @@ mod tests {
     fn jdk_recording_as_jfr_print_reads_it() {
         let e = check("jdk-profile");
         assert!(["cpu", "wall", "alloc_bytes", "alloc_objects"].iter().all(|t| e.contains_key(*t)), "{:?}", e.keys());
+    }
+
+    /// The JDK's `profile` settings sample on-CPU stacks every 10 ms and native methods every
+    /// 20 ms: stored with each sample's period, so that samples read as time.
+    #[test]
+    fn sampling_periods_of_the_jdk_make_samples_time() {
+        let store = Arc::new(Store::new(Limits::default(), std::time::Duration::from_secs(60)));
+        let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
+        let bytes = fixture("jdk-profile.jfr");
+        let chunk = Chunk::parse(&bytes).expect("chunk");
+        let mut state = FileState::default();
+        let target = Target { app: "p".into(), labels: vec![] };
+        let stored = store_chunk(&mut ingest.writer(None), &target, &chunk, &mut state, crate::now_ms()).expect("stored");
+        assert_eq!((state.execution_period_ns, state.native_period_ns), (Some(10_000_000), Some(20_000_000)));
+        let cpu = stored.types[ProfileType::Cpu as usize];
+        assert_eq!((cpu.time_ns, cpu.untimed), (cpu.total * 10_000_000, 0));
+        let app = store.app("p").expect("app");
+        let types = app.types();
+        let time = |t: ProfileType| types.iter().find(|x| x.profile == t).and_then(|x| x.time_ns);
+        assert_eq!(time(ProfileType::Cpu), Some(cpu.total * 10_000_000));
+        assert_eq!(time(ProfileType::Wall), Some(stored.types[ProfileType::Wall as usize].total * 20_000_000));
+        assert_eq!(time(ProfileType::AllocBytes), None, "bytes are no samples");
+        let profile = store.query(&app, &Query::default()).expect("readable").expect("some");
+        assert_eq!(profile.period_ns, Some(10_000_000));
+        assert!(app.info().labels.is_empty(), "the period is no label");
+        // async-profiler's default interval is not written down: samples stay samples.
+        let bytes = fixture("ap-itimer.jfr");
+        let chunk = Chunk::parse(&bytes).expect("chunk");
+        let mut state = FileState::default();
+        let target = Target { app: "ap".into(), labels: vec![] };
+        store_chunk(&mut ingest.writer(None), &target, &chunk, &mut state, crate::now_ms()).expect("stored");
+        assert_eq!(state.execution_period_ns, None);
+        assert_eq!(store.app("ap").expect("app").types()[0].time_ns, None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{profile_of, Labels, Limits, Map, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE, TYPE_LABEL};
+use super::{is_reserved_label, period_of, profile_of, Labels, Limits, Map, Stored, OVERFLOW_FRAME, OVERFLOW_LABEL, OVERFLOW_LABEL_VALUE};
 use crate::sample::{GaugeFamily, Origin, ProfileType, Series, SeriesKind, Stack, Unit};
 
 /// Samples and first/last sample time of one label set.
@@ -325,6 +325,8 @@ pub struct Query {
 pub struct Profile {
     pub stacks: Vec<(Box<[u32]>, u64)>,
     pub total: u64,
+    /// The sampling period (ns) every matching label set was sampled at, when they share one.
+    pub period_ns: Option<u64>,
 }
 
 /// Samples over time ([`super::Store::timeline`]).
@@ -363,6 +365,10 @@ pub struct TypeTotal {
     pub profile: ProfileType,
     pub unit: Unit,
     pub total: u64,
+    /// For samples: the time they stand for (samples × sampling period), when every label set
+    /// of the type has a known period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_ns: Option<u64>,
 }
 
 /// A summary of an app for listings.
@@ -459,7 +465,7 @@ impl App {
         }
         let mut overflow = false;
         for (k, v) in &mut labels {
-            if k == TYPE_LABEL {
+            if is_reserved_label(k) {
                 continue;
             }
             let known = sets.values.get(k.as_str()).is_some_and(|vs| vs.contains(v.as_str()));
@@ -471,8 +477,8 @@ impl App {
         // Distinct label names (tags) multiply label sets without any one label's values
         // growing: past the series limit, new sets share one overflow set.
         if !sets.index.contains_key(&labels) && sets.list.len() >= sets.max_sets {
-            // One overflow set per profile type: types are never summed.
-            let profile = labels.iter().find(|(k, _)| k == TYPE_LABEL).cloned();
+            // One overflow set per profile type (and period): types are never summed.
+            let profile: Vec<(String, String)> = labels.iter().filter(|(k, _)| is_reserved_label(k)).cloned().collect();
             labels = vec![(OVERFLOW_LABEL.to_string(), OVERFLOW_LABEL_VALUE.to_string())];
             labels.extend(profile);
             labels.sort();
@@ -503,16 +509,36 @@ impl App {
     /// order.
     pub fn types(&self) -> Vec<TypeTotal> {
         let mut totals = [0u64; ProfileType::ALL.len()];
+        let mut times: [Option<u64>; ProfileType::ALL.len()] = [Some(0); ProfileType::ALL.len()];
         for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
-            let t = &mut totals[profile_of(set) as usize];
-            *t = t.saturating_add(st.samples.load(Ordering::Relaxed));
+            let samples = st.samples.load(Ordering::Relaxed);
+            if samples == 0 {
+                continue;
+            }
+            let i = profile_of(set) as usize;
+            totals[i] = totals[i].saturating_add(samples);
+            times[i] = times[i].zip(period_of(set)).map(|(t, p)| t.saturating_add(samples.saturating_mul(p)));
         }
         ProfileType::ALL
             .iter()
             .zip(totals)
-            .filter(|(_, total)| *total > 0)
-            .map(|(&profile, total)| TypeTotal { profile, unit: profile.unit(), total })
+            .zip(times)
+            .filter(|((_, total), _)| *total > 0)
+            .map(|((&profile, total), time)| TypeTotal {
+                profile,
+                unit: profile.unit(),
+                total,
+                time_ns: time.filter(|_| profile.unit() == Unit::Samples),
+            })
             .collect()
+    }
+
+    /// The sampling period every `matching` label set was sampled at, when they share one.
+    pub(super) fn period(&self, matching: &[bool]) -> Option<u64> {
+        let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
+        let mut periods = sets.list.iter().zip(matching).filter(|(_, m)| **m).map(|((set, _), _)| period_of(set));
+        let first = periods.next()??;
+        periods.all(|p| p == Some(first)).then_some(first)
     }
 
     /// The type a graph shows when none is asked for: `cpu` when the app has it, else its first.
@@ -578,7 +604,7 @@ impl App {
         for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
             let (samples, first, last) =
                 (st.samples.load(Ordering::Relaxed), st.first_ms.load(Ordering::Relaxed), st.last_ms.load(Ordering::Relaxed));
-            for (k, v) in set.iter().filter(|(k, _)| k != TYPE_LABEL) {
+            for (k, v) in set.iter().filter(|(k, _)| !is_reserved_label(k)) {
                 let e = out.entry(k.clone()).or_default().entry(v.clone()).or_insert(ValueStats {
                     samples: 0,
                     first_seen_ms: i64::MAX,

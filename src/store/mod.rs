@@ -158,6 +158,21 @@ pub type Labels = Vec<(String, String)>;
 /// its own, as Pyroscope's `__name__` is.
 pub const TYPE_LABEL: &str = "__type__";
 
+/// The label that holds the sampling period, in nanoseconds, of a label set whose samples were
+/// taken at a known one (a JFR recording's `period` setting): what turns its samples into time.
+/// Hidden like [`TYPE_LABEL`]; sets sampled at different periods are different sets.
+pub const PERIOD_LABEL: &str = "__period_ns__";
+
+/// The sampling period (ns) of a label set, when known.
+pub fn period_of(labels: &[(String, String)]) -> Option<u64> {
+    labels.iter().find(|(k, _)| k == PERIOD_LABEL).and_then(|(_, v)| v.parse().ok()).filter(|p| *p > 0)
+}
+
+/// A label stackd keeps for itself (the type, the period), never listed or matched as a label.
+pub fn is_reserved_label(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 /// The profile type of a label set.
 pub fn profile_of(labels: &[(String, String)]) -> ProfileType {
     labels.iter().find(|(k, _)| k == TYPE_LABEL).and_then(|(_, v)| ProfileType::from_name(v)).unwrap_or_default()
@@ -170,12 +185,14 @@ pub struct SourceSpec {
     pub labels: Labels,
     /// What its stack counts measure (gauges and engine series: the default, unused).
     pub profile: ProfileType,
+    /// The sampling period of its samples in ns, when the sender says it.
+    pub period_ns: Option<u64>,
 }
 
 impl SourceSpec {
     /// An origin whose stacks (if any) are `cpu` samples.
     pub fn new(app: impl Into<String>, labels: Labels) -> Self {
-        SourceSpec { app: app.into(), labels, profile: ProfileType::Cpu }
+        SourceSpec { app: app.into(), labels, profile: ProfileType::Cpu, period_ns: None }
     }
 
     /// What every origin is made into, whichever input resolved it: a non-empty app name
@@ -195,6 +212,9 @@ impl SourceSpec {
         }
         if self.profile != ProfileType::Cpu {
             self.labels.push((TYPE_LABEL.to_string(), self.profile.name().to_string()));
+        }
+        if let Some(p) = self.period_ns.filter(|p| *p > 0) {
+            self.labels.push((PERIOD_LABEL.to_string(), p.to_string()));
         }
         (self, cut)
     }
@@ -565,7 +585,7 @@ impl Store {
                 }
             }
         })?;
-        let mut profile = Profile::default();
+        let mut profile = Profile { period_ns: app.period(&matching), ..Profile::default() };
         for (id, count) in per_stack.into_iter().enumerate() {
             if count > 0 {
                 profile.total = profile.total.saturating_add(count);

@@ -575,3 +575,26 @@ fn folded_or_none(store: &Store, app: &str, q: &Query) -> Vec<(String, u64)> {
         None => Vec::new(),
     }
 }
+
+#[test]
+fn a_shared_sampling_period_makes_samples_time() {
+    let s = store(10, 10);
+    let at = |app: &str, n: u64, period: Option<u64>| {
+        let src = s.source(n, || SourceSpec { period_ns: period, ..spec(app, &[("executor", &n.to_string())]) }).expect("src");
+        add(&s, &src, "m;f", 100, 1_000);
+    };
+    at("a", 1, Some(10_000_000));
+    at("a", 2, Some(10_000_000));
+    at("b", 3, Some(10_000_000));
+    at("b", 4, Some(20_000_000));
+    at("b", 5, None);
+    let a = s.app("a").expect("a");
+    assert_eq!(a.types()[0].time_ns, Some(200 * 10_000_000));
+    assert_eq!(s.query(&a, &Query::default()).expect("readable").expect("some").period_ns, Some(10_000_000));
+    let b = s.app("b").expect("b");
+    assert_eq!(b.types()[0].time_ns, None, "one label set's period is unknown");
+    assert_eq!(s.query(&b, &Query::default()).expect("readable").expect("some").period_ns, None, "periods differ");
+    let one = Query { labels: vec![("executor".into(), "4".into())], ..Query::default() };
+    assert_eq!(s.query(&b, &one).expect("readable").expect("some").period_ns, Some(20_000_000));
+    assert_eq!(a.label_values().keys().collect::<Vec<_>>(), ["executor"], "the period is no label");
+}

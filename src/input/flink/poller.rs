@@ -194,7 +194,7 @@ impl Graph<'_> {
             labels.push(("subtask".to_string(), s.to_string()));
         }
         labels.sort();
-        SourceSpec { app: self.job.name.clone(), labels, profile: self.kind.profile() }
+        SourceSpec { profile: self.kind.profile(), ..SourceSpec::new(self.job.name.clone(), labels) }
     }
 
     fn origin(&self) -> u64 {

@@ -181,7 +181,8 @@ pub struct Event<'a> {
     pub weight: u64,
     /// `objectClass` of allocations (0: none).
     pub class: u64,
-    /// A setting's name and value ([`Kind::Setting`]).
+    /// A setting's name and value ([`Kind::Setting`]; its `id`, the event type it is of, is in
+    /// `weight`).
     pub setting: Option<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
 }
 
@@ -353,6 +354,8 @@ impl<'a> Chunk<'a> {
                         "stackTrace" => Role::Stack,
                         "objectClass" => Role::Class,
                         "name" if kind == Kind::Setting => Role::SettingName,
+                        // The event type the setting is of (its class id).
+                        "id" if kind == Kind::Setting => Role::Weight,
                         "value" if kind == Kind::Setting => Role::SettingValue,
                         n if Some(n) == weight => Role::Weight,
                         _ => Role::Skip,
@@ -503,6 +506,11 @@ impl<'a> Chunk<'a> {
         let Some(&at) = self.pools.symbols.get(&key) else { return Ok(String::new()) };
         let mut r = self.reader(at as usize);
         Ok(self.string(&mut r)?.into_owned())
+    }
+
+    /// The type id of the event class `name` (what a `jdk.ActiveSetting`'s `id` names).
+    pub fn event_type(&self, name: &str) -> Option<u64> {
+        self.meta.classes().find(|c| c.name == name).map(|c| c.id)
     }
 
     /// Unix milliseconds of a tick count of this chunk.

@@ -243,6 +243,9 @@ pub struct JfrType {
     pub events: u64,
     /// Refused (older than the retention, ahead of the clock, a limit), in the unit.
     pub refused: u64,
+    /// For samples taken at a period the recording states: the time they stand for, ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_ns: Option<u64>,
 }
 
 /// What `POST /import/jfr` stored.
@@ -385,7 +388,12 @@ pub async fn jfr(
         .filter(|(_, t)| t.events > 0)
         .map(|(p, t)| {
             let unit = p.unit();
-            (p.name(), JfrType { unit, total: t.total, display: unit.format(t.total), events: t.events, refused: t.refused })
+            let time_ns = (unit == crate::sample::Unit::Samples && t.untimed == 0 && t.total > 0).then_some(t.time_ns);
+            let display = match time_ns {
+                Some(ns) => format!("{} ({})", unit.format(t.total), crate::sample::seconds(ns)),
+                None => unit.format(t.total),
+            };
+            (p.name(), JfrType { unit, total: t.total, display, events: t.events, refused: t.refused, time_ns })
         })
         .collect();
     Ok(Json(JfrImported {

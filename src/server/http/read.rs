@@ -405,7 +405,8 @@ async fn render_once(
         let shape = &request.options.shape;
         let profile = request.selection.profile.unwrap_or_else(|| app.default_type());
         let unit = profile.unit();
-        let current = shaped_stacks(&store, &metrics, &app, &request.selection, profile, shape, "")?;
+        let (stacks_now, total_now, period_ns) = shaped_stacks(&store, &metrics, &app, &request.selection, profile, shape, "")?;
+        let current = (stacks_now, total_now);
         let bytes = match &request.base {
             None => {
                 let (stacks, total) = current;
@@ -418,7 +419,13 @@ async fn render_once(
                             count_name: unit.name(),
                             ..Titles::new(
                                 app.name.to_string(),
-                                Some(format!("{} {}: {}, {} stacks", profile.name(), request.selection.range(), total_text(unit, total), stacks.len())),
+                                Some(format!(
+                                    "{} {}: {}, {} stacks",
+                                    profile.name(),
+                                    request.selection.range(),
+                                    timed_text(unit, total, period_ns),
+                                    stacks.len()
+                                )),
                             )
                         };
                         drawn(render::svg_styled(&stacks, &titles, &request.options.style))?
@@ -426,7 +433,7 @@ async fn render_once(
                 }
             }
             Some(base_selection) => {
-                let (base, base_total) = shaped_stacks(&store, &metrics, &app, base_selection, profile, shape, "baseline: ")?;
+                let (base, base_total, _) = shaped_stacks(&store, &metrics, &app, base_selection, profile, shape, "baseline: ")?;
                 let (stacks, total) = current;
                 match format {
                     Format::Svg => {
@@ -467,7 +474,7 @@ fn shaped_stacks(
     profile_type: ProfileType,
     shape: &render::Shape,
     what: &str,
-) -> Result<(render::Stacks, u64), (StatusCode, String)> {
+) -> Result<(render::Stacks, u64, Option<u64>), (StatusCode, String)> {
     let profile = store.query(app, &selection.query(profile_type)).map_err(|e| {
         metrics.request_rejected(RequestReject::StoreUnreadable);
         tracing::error!(app = %app.name, error = %e, "a profile could not be read from the store");
@@ -508,7 +515,7 @@ fn shaped_stacks(
             ),
         ));
     }
-    Ok((stacks, total))
+    Ok((stacks, total, profile.period_ns))
 }
 
 /// A total in its unit as a person reads it; the exact number beside it when that reads
@@ -517,6 +524,17 @@ fn total_text(unit: crate::sample::Unit, total: u64) -> String {
     match unit {
         crate::sample::Unit::Samples => format!("{total} samples"),
         unit => format!("{} ({total} {})", unit.format(total), unit.name()),
+    }
+}
+
+/// [`total_text`], with the time samples stand for when their sampling period is known
+/// (`1234 samples ≈ 12.3 s at 10.0 ms`).
+fn timed_text(unit: crate::sample::Unit, total: u64, period_ns: Option<u64>) -> String {
+    match period_ns {
+        Some(p) if unit == crate::sample::Unit::Samples => {
+            format!("{} ≈ {} at {}", total_text(unit, total), crate::sample::seconds(total.saturating_mul(p)), crate::sample::seconds(p))
+        }
+        _ => total_text(unit, total),
     }
 }
 

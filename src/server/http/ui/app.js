@@ -110,9 +110,14 @@
     return v.toLocaleString("en") + (unit === "count" ? "" : " " + unit);
   }
 
+  // A type's total as a person reads it, with the time its samples stand for when known.
+  function amount(t) {
+    return human(t.total, t.unit) + (t.time_ns ? " (" + human(t.time_ns, "nanoseconds") + ")" : "");
+  }
+
   function buildControls() {
     const type = $("type");
-    for (const t of info.types) type.append(make("option", { value: t.type }, t.type + " · " + human(t.total, t.unit)));
+    for (const t of info.types) type.append(make("option", { value: t.type }, t.type + " · " + amount(t)));
     if (info.types.length === 0) type.append(make("option", { value: "cpu" }, "cpu · no samples yet"));
     const keys = Object.keys(info.labels).sort();
     const labels = $("labels"), baseLabels = $("base-labels"), by = $("by");
@@ -138,7 +143,7 @@
     for (const p of PALETTES.slice(1)) colors.append(make("option", { value: p }, p));
     text($("app-name"), visible(APP));
     const t = currentType();
-    text($("summary"), (t.unit === "samples" ? info.total_samples + " samples" : human(t.total, t.unit)) + " · " + info.unique_stacks + " stacks" +
+    text($("summary"), (t.unit === "samples" && !t.time_ns ? info.total_samples + " samples" : amount(t)) + " · " + info.unique_stacks + " stacks" +
       (info.last_seen_ms > 0 ? " · last sample " + iso(info.last_seen_ms) : ""));
     document.title = visible(APP) + " · stackd";
   }
