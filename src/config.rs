@@ -243,7 +243,7 @@ pub struct Config {
     /// spark.profiler.dfsDir (`DIR/<appId>[_<attempt>]/profile-exec-<id>.jfr`,
     /// `profile-driver.jfr`; app: the app id, labels executor and attempt), and plain
     /// `DIR/<name>.jfr` files (app: the name). Each whole chunk is read once, also across
-    /// restarts (progress in <data-dir>/jfr-progress.json).
+    /// restarts and crashes (the progress is kept in the store with the samples it covers).
     #[arg(long = "jfr-dir", env = "STACKD_JFR_DIRS", value_delimiter = ',')]
     pub jfr_dirs: Vec<PathBuf>,
 

@@ -6,12 +6,13 @@
 //!
 //! Every `--jfr-scan-interval` each file is read from where the last scan stopped, one whole
 //! chunk at a time: a chunk still being written (cut off, or its size not yet written) is left
-//! for a later scan. How far each file was read is kept in `<data-dir>/jfr-progress.json`,
-//! written after the chunks read are durable in the store, so a chunk is counted once across
-//! restarts (a crash between the two writes counts that scan's chunks again on restart). A
-//! file that cannot be read, is damaged or shrinks is reported once (log, and
-//! `stackd_jfr_chunks_total{input="dir"}`, and `stackd_jfr_file_failed{file}`) and never
+//! for a later scan. How far each file was read is a note in the store ([`Store::note`]),
+//! written in the same transaction as the chunk's samples, so a chunk is counted exactly once
+//! across restarts and crashes. A file that cannot be read, is damaged or shrinks is reported
+//! once (log, `stackd_jfr_chunks_total{input="dir"}`, `stackd_jfr_file_failed{file}`) and never
 //! retried; its earlier chunks stay.
+//!
+//! [`Store::note`]: crate::store::Store::note
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -25,10 +26,9 @@ use tokio_util::sync::CancellationToken;
 use super::jfr::{self, FileState, Target};
 use crate::ingest::Ingest;
 use crate::protocol::jfr::{header, Chunk, Error, HEADER_SIZE};
-use crate::server::flush::Flusher;
 
-/// The progress file's name, in the data dir.
-pub const PROGRESS_FILE: &str = "jfr-progress.json";
+/// The store notes' key prefix: `jfr-dir:<path>`.
+const NOTE_PREFIX: &str = "jfr-dir:";
 
 /// Failed files named in `/metrics` at most.
 const MAX_FAILED_NAMED: usize = 100;
@@ -52,8 +52,6 @@ pub struct DirConfig {
     pub dirs: Vec<PathBuf>,
     pub interval: Duration,
     pub max_chunk: usize,
-    /// Where the progress is kept (`None`: memory only).
-    pub progress_file: Option<PathBuf>,
 }
 
 /// Where a file's samples go, from its path: `None` when it is not a recording stackd reads.
@@ -112,22 +110,18 @@ fn split_attempt(folder: &str) -> (&str, Option<&str>) {
 }
 
 /// Watch the dirs until `token` is cancelled.
-pub async fn watch(config: DirConfig, ingest: Arc<Ingest>, flusher: Flusher, token: CancellationToken) {
-    let mut progress: BTreeMap<String, Progress> = config
-        .progress_file
-        .as_ref()
-        .and_then(|f| std::fs::read(f).ok())
-        .and_then(|b| match serde_json::from_slice(&b) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::error!(error = %e, "the JFR progress file cannot be read; files are read from their start");
-                None
+pub async fn watch(config: DirConfig, ingest: Arc<Ingest>, token: CancellationToken) {
+    let mut progress: BTreeMap<String, Progress> = BTreeMap::new();
+    for (key, value) in ingest.store.notes(NOTE_PREFIX) {
+        let file = key[NOTE_PREFIX.len()..].to_string();
+        match serde_json::from_slice::<Progress>(&value) {
+            Ok(p) => {
+                if p.failed.is_some() {
+                    named_failure(&ingest, &file);
+                }
+                progress.insert(file, p);
             }
-        })
-        .unwrap_or_default();
-    for (file, p) in &progress {
-        if p.failed.is_some() {
-            named_failure(&ingest, file);
+            Err(e) => tracing::error!(file, error = %e, "the stored progress of a JFR file cannot be read; it is read from its start"),
         }
     }
     let mut tick = tokio::time::interval(config.interval);
@@ -137,31 +131,27 @@ pub async fn watch(config: DirConfig, ingest: Arc<Ingest>, flusher: Flusher, tok
             _ = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let (cfg, ing, before) = (config.clone(), Arc::clone(&ingest), progress.clone());
-        let Ok((after, stored)) = tokio::task::spawn_blocking(move || scan(&cfg, &ing, before)).await else { continue };
-        if after == progress {
-            continue;
-        }
-        if stored > 0 {
-            // The chunks are durable before the progress that skips them is.
-            if let Err(e) = flusher.sync().await {
-                tracing::warn!(error = %e, "JFR chunks read but not yet durable; they are read again next time");
-                continue;
-            }
-        }
-        progress = after;
-        if let Some(file) = &config.progress_file {
-            if let Err(e) = save(file, &progress) {
-                tracing::error!(file = %file.display(), error = %e, "the JFR progress cannot be written");
+        let (cfg, ing, before) = (config.clone(), Arc::clone(&ingest), std::mem::take(&mut progress));
+        match tokio::task::spawn_blocking(move || scan(&cfg, &ing, before)).await {
+            Ok((after, _)) => progress = after,
+            Err(e) => {
+                tracing::error!(error = %e, "a scan of the JFR directories failed; the stored progress is read again");
+                progress = ingest
+                    .store
+                    .notes(NOTE_PREFIX)
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k[NOTE_PREFIX.len()..].to_string(), serde_json::from_slice(&v).ok()?)))
+                    .collect();
             }
         }
     }
 }
 
-fn save(file: &Path, progress: &BTreeMap<String, Progress>) -> std::io::Result<()> {
-    let tmp = file.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(progress).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&tmp, file)
+/// Note a file's progress in the store (with the samples it covers: see [`read_file`]).
+fn note(ingest: &Ingest, file: &str, p: &Progress) {
+    if let Ok(value) = serde_json::to_vec(p) {
+        ingest.store.note(&format!("{NOTE_PREFIX}{file}"), value);
+    }
 }
 
 fn named_failure(ingest: &Ingest, file: &str) {
@@ -188,11 +178,12 @@ pub fn scan(config: &DirConfig, ingest: &Ingest, mut progress: BTreeMap<String, 
             if p.failed.is_some() {
                 continue;
             }
-            match read_file(&file, &target, p, config.max_chunk, ingest) {
+            match read_file(&file, &key, &target, p, config.max_chunk, ingest) {
                 Ok(n) => stored += n,
                 Err(why) => {
                     tracing::error!(file = %key, error = %why, offset = p.offset, "a JFR file is not read any further; the chunks before stay");
                     p.failed = Some(why);
+                    note(ingest, &key, p);
                     named_failure(ingest, &key);
                 }
             }
@@ -223,7 +214,7 @@ fn recordings(dir: &Path) -> Vec<PathBuf> {
 
 /// Read the whole chunks a file has past `p.offset`; the number stored. An error names why the
 /// file is given up.
-fn read_file(path: &Path, target: &Target, p: &mut Progress, max_chunk: usize, ingest: &Ingest) -> Result<usize, String> {
+fn read_file(path: &Path, key: &str, target: &Target, p: &mut Progress, max_chunk: usize, ingest: &Ingest) -> Result<usize, String> {
     let chunks = &ingest.metrics.jfr_chunks;
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
     let size = f.metadata().map_err(|e| format!("cannot be read: {e}"))?.len();
@@ -262,6 +253,8 @@ fn read_file(path: &Path, target: &Target, p: &mut Progress, max_chunk: usize, i
             format!("at byte {}: {e}", p.offset)
         })?;
         let mut state = p.state;
+        // The chunk's samples and the note that it was read reach the disk together.
+        let noting = ingest.store.noting();
         let mut w = ingest.writer(None);
         let result = jfr::store_chunk(&mut w, target, &chunk, &mut state, crate::now_ms());
         drop(w);
@@ -269,9 +262,11 @@ fn read_file(path: &Path, target: &Target, p: &mut Progress, max_chunk: usize, i
             chunks.with_label_values(&["dir", "damaged"]).inc();
             return Err(format!("at byte {}: {e}", p.offset));
         }
-        chunks.with_label_values(&["dir", "stored"]).inc();
         p.state = state;
         p.offset += h.size;
+        note(ingest, key, p);
+        drop(noting);
+        chunks.with_label_values(&["dir", "stored"]).inc();
         stored += 1;
     }
     Ok(stored)

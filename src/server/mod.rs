@@ -126,10 +126,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
                 dirs: config.jfr_dirs.clone(),
                 interval: config.jfr_scan_interval,
                 max_chunk: config.max_jfr_chunk_size,
-                progress_file: Some(config.data_dir.join(crate::input::jfr_dir::PROGRESS_FILE)),
             },
             Arc::clone(&inputs.ingest),
-            flusher.clone(),
             token.clone(),
         ))
     });

@@ -273,6 +273,18 @@ pub struct Store {
     flushing: Mutex<usize>,
     /// Gauge and engine series of all apps ([`Limits::max_series`]).
     series_total: std::sync::atomic::AtomicUsize,
+    /// Inputs' notes of their progress ([`Store::note`]).
+    notes: Mutex<Notes>,
+    /// Held shared while an input adds samples and notes their progress ([`Store::noting`]),
+    /// exclusively by a flush: a flush writes a note with all the samples it covers, or neither.
+    note_gate: std::sync::RwLock<()>,
+}
+
+/// Notes by key: those on disk, and those the next flush writes.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    pub(crate) saved: BTreeMap<String, Vec<u8>>,
+    pub(crate) pending: BTreeMap<String, Vec<u8>>,
 }
 
 /// `cell = max(cell, t)`, without a write when `t` is not larger.
@@ -306,6 +318,8 @@ impl Store {
             family: config.family,
             flushing: Mutex::new(0),
             series_total: std::sync::atomic::AtomicUsize::new(0),
+            notes: Mutex::new(Notes::default()),
+            note_gate: std::sync::RwLock::new(()),
         };
         let Some(dir) = config.data_dir.as_deref() else { return Ok(store) };
         let path = dir.join(disk::FILE_NAME);
@@ -342,6 +356,30 @@ impl Store {
 
     pub fn bucket_ms(&self) -> i64 {
         self.bucket_ms
+    }
+
+    /// Hold this while adding the samples a note will cover, and while making the note: no
+    /// flush runs in between, so a note reaches the disk in the same transaction as exactly the
+    /// samples it covers (drop every [`Writes`] run before dropping it).
+    pub fn noting(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.note_gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep `value` under `key` (an input's progress: how far a file was read), written by the
+    /// next flush in the same transaction as every sample added before this call (see
+    /// [`Store::noting`]): after a crash, a note is on disk with the samples it covers or not at
+    /// all.
+    pub fn note(&self, key: &str, value: Vec<u8>) {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).pending.insert(key.to_string(), value);
+    }
+
+    /// Every note whose key starts with `prefix`, the newest of each.
+    pub fn notes(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<&String, &Vec<u8>> =
+            notes.saved.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).collect();
+        out.extend(notes.pending.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)));
+        out.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn limits(&self) -> &Limits {

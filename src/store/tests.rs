@@ -598,3 +598,26 @@ fn a_shared_sampling_period_makes_samples_time() {
     assert_eq!(s.query(&b, &one).expect("readable").expect("some").period_ns, Some(20_000_000));
     assert_eq!(a.label_values().keys().collect::<Vec<_>>(), ["executor"], "the period is no label");
 }
+
+#[test]
+fn notes_are_written_with_the_flush_and_read_back() {
+    let dir = TestDir::new("notes");
+    let now = 100 * 60_000;
+    {
+        let s = on_disk(&dir, Duration::from_secs(120));
+        let src = s.source(1, || spec("a", &[])).expect("src");
+        {
+            let _noting = s.noting();
+            s.add_stack_now(&src, &raw("r;x"), 3, now, now).expect("ok");
+            s.note("jfr-dir:/p/a.jfr", b"{\"offset\":68}".to_vec());
+        }
+        s.note("other:x", b"1".to_vec());
+        assert_eq!(s.notes("jfr-dir:").len(), 1, "pending notes are seen at once");
+        s.flush(now).expect("flush");
+        s.note("jfr-dir:/p/a.jfr", b"{\"offset\":99}".to_vec());
+        // Not flushed: the newer note is lost with the samples it would cover.
+    }
+    let s = on_disk(&dir, Duration::from_secs(120));
+    assert_eq!(s.notes("jfr-dir:"), [("jfr-dir:/p/a.jfr".to_string(), b"{\"offset\":68}".to_vec())]);
+    assert_eq!(folded(&s, "a", &Query::default()), [("r;x".to_string(), 3)]);
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, MutexGuard};
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 
 use super::codec::{encode_bucket, encode_gauge_row, encode_labelset_row, encode_series_row, encode_stack_row, GaugeRow, SeriesRow};
-use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, SERIES, STACKS};
+use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, NOTES, SERIES, STACKS};
 use crate::store::app::{App, Bucket, LabelStats};
 use crate::store::Store;
 
@@ -124,17 +124,22 @@ impl Store {
         let now_bucket = now_ms.div_euclid(self.bucket_ms);
         let evict_before = now_bucket.saturating_sub(self.window_ms / self.bucket_ms + 1);
         let delete_before = (now_ms.saturating_sub(self.retention_ms)).div_euclid(self.bucket_ms);
+        // No input adds noted samples during the flush: the notes and the buckets it writes
+        // agree (a note is written with every sample it covers, and no sample without its note).
+        let _gate = self.note_gate.write().unwrap_or_else(|e| e.into_inner());
+        let notes = std::mem::take(&mut self.notes.lock().unwrap_or_else(|e| e.into_inner()).pending);
         let apps = self.apps();
         let evicting = Evicting::seal(&apps, evict_before);
         let mut stats = FlushStats::default();
         let mut written = Written { frames: *frames_on_disk, ..Written::default() };
-        let mut batch = Batch { blob: Vec::with_capacity(64 * 1024), stats: &mut stats, written: &mut written };
+        let mut batch = Batch { blob: Vec::with_capacity(64 * 1024), stats: &mut stats, written: &mut written, notes: &notes };
         let result = db
             .begin_write()
             .map_err(StoreError::write)
             .and_then(|w| self.write_changes(w, &apps, now_ms, delete_before, *frames_on_disk, &mut batch));
         match result {
             Ok(()) => {
+                self.notes.lock().unwrap_or_else(|e| e.into_inner()).saved.extend(notes);
                 for app in &written.expired {
                     app.deletions.fetch_add(1, Ordering::AcqRel);
                 }
@@ -147,6 +152,11 @@ impl Store {
                 Ok(stats)
             }
             Err(e) => {
+                let mut kept = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+                for (k, v) in notes {
+                    kept.pending.entry(k).or_insert(v); // unless noted again since
+                }
+                drop(kept);
                 written.restore();
                 evicting.unseal();
                 // redb accepts no writes after an I/O error until reopened: reopen now, so that
@@ -191,6 +201,11 @@ impl Store {
             }
             let mut frames_t = w.open_table(FRAMES).map_err(StoreError::write)?;
             batch.frames(&mut frames_t, &self.frames(), frames_on_disk)?;
+            let mut notes_t = w.open_table(NOTES).map_err(StoreError::write)?;
+            for (k, v) in batch.notes {
+                notes_t.insert(k.as_str(), v.as_slice()).map_err(StoreError::write)?;
+                batch.stats.rows += 1;
+            }
         }
         let stats = &batch.stats;
         if stats.buckets + stats.rows + stats.deleted == 0 {
@@ -205,6 +220,8 @@ struct Batch<'a> {
     blob: Vec<u8>,
     stats: &'a mut FlushStats,
     written: &'a mut Written,
+    /// Inputs' notes, written in this transaction.
+    notes: &'a std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Batch<'_> {

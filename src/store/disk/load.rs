@@ -9,7 +9,7 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::codec::{decode_gauge_row, decode_labelset_row, decode_series_row, decode_stack_row};
-use super::{StoreError, APPS, FRAMES, GAUGES, LABELSETS, SERIES, STACKS};
+use super::{StoreError, APPS, FRAMES, GAUGES, LABELSETS, NOTES, SERIES, STACKS};
 use crate::sample::{FamilyKind, Origin, ProfileType, Series, SeriesKind};
 use crate::store::app::{saturating_add, series_suffix, App, GaugeCell, LabelStats, SeriesCell, StackEntry};
 use crate::store::{Labels, Store, OVERFLOW_FRAME, TYPE_LABEL};
@@ -37,6 +37,21 @@ impl Store {
             self.load_gauges(&read, &app)?;
             load_series(&read, &app)?;
             self.apps.insert(name, Arc::new(app));
+        }
+        self.load_notes(&read)
+    }
+
+    /// `notes`, when the file has the table.
+    fn load_notes(&self, read: &ReadTransaction) -> Result<(), StoreError> {
+        let notes_t = match read.open_table(NOTES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(corrupt(e)),
+        };
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in notes_t.iter().map_err(corrupt)? {
+            let (k, v) = entry.map_err(corrupt)?;
+            notes.saved.insert(k.value().to_string(), v.value().to_vec());
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! | `buckets` | (app, bucket number) | (label-set id, stack id, count) varint triples |
 //! | `gauges` | (app, gauge key) | family, label value, label-set id, value, updated |
 //! | `series` | (app, series key) | engine, family, kind, suffix, labels, value, updated |
+//! | `notes` | key | what an input keeps about its progress ([`Store::note`](crate::store::Store::note)) |
 //!
 //! Ids are append-only, so a flush writes the new tail of each id space plus every bucket that
 //! changed. A bucket is always written whole. Row encodings are in [`codec`]; [`flush`] has one
@@ -42,6 +43,8 @@ const BUCKETS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("bucke
 const GAUGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("gauges");
 /// Added after format 1 was first written: a file without it simply has no engine series.
 const SERIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("series");
+/// Added after format 1 was first written: a file without it has no notes.
+const NOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("notes");
 
 /// Why the store could not be opened, read or written. Each keeps the error it came from.
 #[derive(Debug, thiserror::Error)]
