@@ -231,7 +231,7 @@ fn three_digits(v: f64) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
+fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -281,19 +281,6 @@ impl ProfileType {
             Self::AllocObjects => Unit::Objects,
             Self::LockNs => Unit::Nanoseconds,
             Self::LockCount => Unit::Count,
-        }
-    }
-
-    /// What the type measures, for titles (`on-CPU samples`, `bytes allocated`).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Cpu => "on-CPU samples",
-            Self::Wall => "wall-clock samples",
-            Self::OffCpu => "off-CPU samples",
-            Self::AllocBytes => "bytes allocated",
-            Self::AllocObjects => "objects allocated",
-            Self::LockNs => "time blocked on locks",
-            Self::LockCount => "lock waits",
         }
     }
 

@@ -209,8 +209,9 @@ impl Metadata {
         Ok(meta)
     }
 
-    pub(super) fn class(&self, id: u64) -> Option<&Class> {
-        self.by_id.get(&id).map(|i| &self.classes[*i])
+    /// The class at `index` ([`Metadata::index_of`]).
+    pub(super) fn class_at(&self, index: usize) -> &Class {
+        &self.classes[index]
     }
 
     pub(super) fn classes(&self) -> impl Iterator<Item = &Class> {

@@ -313,7 +313,7 @@ impl<'a> Chunk<'a> {
                 let type_id = r.long()?;
                 let count = r.int()?;
                 let index = self.meta.index_of(type_id).ok_or_else(|| corrupt(format!("a constant pool of the unknown type {type_id}")))?;
-                let slot = want(self.meta.class(type_id).map_or("", |c| c.name.as_str()));
+                let slot = want(&self.meta.class_at(index).name);
                 for _ in 0..count {
                     let key = r.long()?;
                     let value_at = r.pos() as u32;
