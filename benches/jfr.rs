@@ -5,7 +5,9 @@
 //!
 //! * `stackd/decode_and_store`: what `POST /import/jfr` does per chunk: read the chunk, every
 //!   sample event by type and time bucket, name each distinct stack's frames, store them in a
-//!   fresh in-memory store (so every stack is new, as in a first import).
+//!   fresh in-memory store. Each repetition of the five recordings is filed as another executor
+//!   of the app (as `--jfr-dir` files one per executor): stacks repeat across executors as on a
+//!   cluster, label sets do not.
 //! * `stackd/decode`: the same without the store (events walked, every event's stack read).
 //! * `jfrs/generic_api`: the `jfrs` crate (the one other Rust JFR reader) reading the same
 //!   sample events and, through its generic accessor API, each one's frames (class, method,
@@ -27,13 +29,13 @@ use stackd::metrics::Metrics;
 use stackd::protocol::jfr::Chunk;
 use stackd::store::{Limits, Store};
 
+/// The recordings of tests/fixtures/jfr, one chunk each.
+const FIXTURES: [&str; 5] = ["jdk-profile", "ap-itimer", "ap-wall", "ap-alloc", "ap-lock"];
+
 /// The fixtures one after another, repeated to at least `size` bytes.
 pub fn recording(size: usize) -> Vec<u8> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/");
-    let one: Vec<u8> = ["jdk-profile", "ap-itimer", "ap-wall", "ap-alloc", "ap-lock"]
-        .iter()
-        .flat_map(|n| std::fs::read(format!("{dir}{n}.jfr")).expect("fixture"))
-        .collect();
+    let one: Vec<u8> = FIXTURES.iter().flat_map(|n| std::fs::read(format!("{dir}{n}.jfr")).expect("fixture")).collect();
     let mut out = Vec::with_capacity(size + one.len());
     while out.len() < size {
         out.extend_from_slice(&one);
@@ -114,14 +116,15 @@ fn stackd_frames(bytes: &[u8]) -> usize {
     n
 }
 
-/// What an import does: decode and store every chunk into a fresh store.
+/// What an import does: decode and store every chunk into a fresh store, each repetition of
+/// the recordings as another executor.
 fn stackd_import(bytes: &[u8]) -> u64 {
     let store = Arc::new(Store::new(Limits { max_stacks_per_app: 1_000_000, ..Limits::default() }, Duration::from_secs(60)));
     let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
-    let target = Target { app: "bench".into(), labels: vec![("executor".into(), "1".into())] };
     let mut state = FileState::default();
     let now = stackd::now_ms();
-    for c in chunks(bytes) {
+    for (i, c) in chunks(bytes).into_iter().enumerate() {
+        let target = Target { app: "bench".into(), labels: vec![("executor".into(), (i / FIXTURES.len()).to_string())] };
         let chunk = Chunk::parse(c).expect("chunk");
         let mut w = ingest.writer(None);
         store_chunk(&mut w, &target, &chunk, &mut state, now).expect("stored");
