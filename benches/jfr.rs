@@ -124,7 +124,7 @@ fn stackd_import(bytes: &[u8]) -> u64 {
     let mut state = FileState::default();
     let now = stackd::now_ms();
     for (i, c) in chunks(bytes).into_iter().enumerate() {
-        let target = Target { app: "bench".into(), labels: vec![("executor".into(), (i / FIXTURES.len()).to_string())] };
+        let target = Target::new("bench".into(), vec![("executor".into(), (i / FIXTURES.len()).to_string())]);
         let chunk = Chunk::parse(c).expect("chunk");
         let mut w = ingest.writer(None);
         store_chunk(&mut w, &target, &chunk, &mut state, now).expect("stored");

@@ -249,7 +249,7 @@ pub fn jfr(data: &[u8]) {
     use crate::sample::ProfileType;
     let store = Arc::new(Store::new(Limits::default(), Duration::from_secs(60)));
     let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
-    let target = Target { app: "fuzz".into(), labels: Vec::new() };
+    let target = Target::new("fuzz".into(), Vec::new());
     let mut state = FileState::default();
     let mut stored = crate::input::jfr::Stored::default();
     let mut reader = data;

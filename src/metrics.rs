@@ -41,6 +41,8 @@ pub struct Metrics {
     pub flink_last_success: prometheus::GaugeVec,
     pub jfr_chunks: IntCounterVec,
     pub jfr_file_failed: prometheus::IntGaugeVec,
+    pub pyroscope_requests: IntCounterVec,
+    pub pyroscope_skipped: IntCounterVec,
 }
 
 /// A metric of one of stackd's fixed families, registered.
@@ -145,10 +147,10 @@ impl Metrics {
             jfr_chunks: {
                 let c = counter_vec(
                     "stackd_jfr_chunks_total",
-                    "JFR chunks read, by input (import: POST /import/jfr; dir: --jfr-dir) and outcome: stored, incomplete (cut off or still being written), damaged, too_large (--max-jfr-chunk-size). A chunk is stored whole or not at all.",
+                    "JFR chunks read, by input (import: POST /import/jfr; dir: --jfr-dir; pyroscope: /ingest?format=jfr) and outcome: stored, incomplete (cut off or still being written), damaged, too_large (--max-jfr-chunk-size). A chunk is stored whole or not at all.",
                     &["input", "outcome"],
                 );
-                for input in ["import", "dir"] {
+                for input in ["import", "dir", "pyroscope"] {
                     for outcome in ["stored", "incomplete", "damaged", "too_large"] {
                         c.with_label_values(&[input, outcome]);
                     }
@@ -162,6 +164,32 @@ impl Metrics {
                     &["file"],
                 ),
             ),
+            pyroscope_requests: {
+                let c = counter_vec(
+                    "stackd_pyroscope_requests_total",
+                    "Requests of Pyroscope clients, by API (ingest: /ingest; push: /push.v1.PusherService/Push), format (folded, lines, jfr, pprof) and outcome: stored, bad (malformed, nothing stored), too_large, limit (refused by a limit: 429), busy (no import slot: 429).",
+                    &["api", "format", "outcome"],
+                );
+                for (api, formats) in [("ingest", &["folded", "lines", "jfr", "pprof"][..]), ("push", &["pprof"][..])] {
+                    for format in formats {
+                        for outcome in ["stored", "bad", "too_large", "limit", "busy"] {
+                            c.with_label_values(&[api, format, outcome]);
+                        }
+                    }
+                }
+                c
+            },
+            pyroscope_skipped: {
+                let c = counter_vec(
+                    "stackd_pyroscope_skipped_total",
+                    "Values of Pyroscope profiles left out, by reason: sample_type (a pprof sample type stackd has no profile type for, such as goroutine; counted once a profile), negative (a value below zero).",
+                    &["reason"],
+                );
+                for reason in ["sample_type", "negative"] {
+                    c.with_label_values(&[reason]);
+                }
+                c
+            },
             render_seconds,
             registry,
         }

@@ -160,6 +160,12 @@ pub enum ProfileType {
     LockNs = 5,
     /// Times blocked on monitors or parked.
     LockCount = 6,
+    /// Bytes live on the heap when the profile was taken (pprof's `inuse_space`: Go, Node.js,
+    /// Python). Profiles of several moments add up, as in Pyroscope: divide by their number
+    /// for the average.
+    InuseBytes = 7,
+    /// Objects live on the heap when the profile was taken (pprof's `inuse_objects`).
+    InuseObjects = 8,
 }
 
 /// The unit a profile type counts in.
@@ -244,8 +250,17 @@ fn thousands(n: u64) -> String {
 }
 
 impl ProfileType {
-    pub const ALL: [ProfileType; 7] =
-        [Self::Cpu, Self::Wall, Self::OffCpu, Self::AllocBytes, Self::AllocObjects, Self::LockNs, Self::LockCount];
+    pub const ALL: [ProfileType; 9] = [
+        Self::Cpu,
+        Self::Wall,
+        Self::OffCpu,
+        Self::AllocBytes,
+        Self::AllocObjects,
+        Self::LockNs,
+        Self::LockCount,
+        Self::InuseBytes,
+        Self::InuseObjects,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -256,6 +271,8 @@ impl ProfileType {
             Self::AllocObjects => "alloc_objects",
             Self::LockNs => "lock_ns",
             Self::LockCount => "lock_count",
+            Self::InuseBytes => "inuse_bytes",
+            Self::InuseObjects => "inuse_objects",
         }
     }
 
@@ -270,6 +287,8 @@ impl ProfileType {
             "alloc_objects" => Self::AllocObjects,
             "lock_ns" => Self::LockNs,
             "lock_count" => Self::LockCount,
+            "inuse_bytes" => Self::InuseBytes,
+            "inuse_objects" => Self::InuseObjects,
             _ => return None,
         })
     }
@@ -277,8 +296,8 @@ impl ProfileType {
     pub fn unit(self) -> Unit {
         match self {
             Self::Cpu | Self::Wall | Self::OffCpu => Unit::Samples,
-            Self::AllocBytes => Unit::Bytes,
-            Self::AllocObjects => Unit::Objects,
+            Self::AllocBytes | Self::InuseBytes => Unit::Bytes,
+            Self::AllocObjects | Self::InuseObjects => Unit::Objects,
             Self::LockNs => Unit::Nanoseconds,
             Self::LockCount => Unit::Count,
         }

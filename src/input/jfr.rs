@@ -35,19 +35,32 @@ pub const TRUNCATED_FRAME: &str = "[truncated stack]";
 /// The one frame of a sample the recorder took without a stack.
 pub const NO_STACK_FRAME: &str = "[no stack]";
 
-/// Where a recording's samples go: an app and labels (each type a label set of its own).
+/// Where a recording's samples go: an app and labels (each type a label set of its own), and
+/// the labels of each context id (the Pyroscope Java agent's `labels` snapshot; samples of a
+/// context not in it, or of none, get `labels` alone).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub app: String,
     pub labels: Labels,
+    /// Context id → the whole label set of its samples (`labels` and the context's own).
+    pub contexts: HashMap<u64, Labels>,
 }
 
 impl Target {
-    fn origin(&self, profile: ProfileType, period_ns: Option<u64>) -> u64 {
+    pub fn new(app: String, labels: Labels) -> Self {
+        Target { app, labels, contexts: HashMap::new() }
+    }
+
+    /// The label set of a sample of `context`.
+    fn labels_of(&self, context: u64) -> &Labels {
+        self.contexts.get(&context).unwrap_or(&self.labels)
+    }
+
+    fn origin(&self, profile: ProfileType, period_ns: Option<u64>, context: u64) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(b"jfr\0");
         h.update(self.app.as_bytes());
-        for (k, v) in &self.labels {
+        for (k, v) in self.labels_of(context) {
             for part in [k, v] {
                 h.update(&(part.len() as u64).to_le_bytes());
                 h.update(part.as_bytes());
@@ -135,18 +148,40 @@ struct Entry {
     /// The stack and (for allocations) the class keys.
     stack: u64,
     class: u64,
+    /// The context id of its samples (0: none).
+    context: u64,
     /// In the type's unit.
     value: u64,
     events: u64,
 }
 
-/// Aggregated events of one chunk: (bucket, kind, stack key, class key) → (events, weight).
-type Aggregate = HashMap<(i64, Kind, u64, u64), (u64, u64), ahash::RandomState>;
+/// Aggregated events of one chunk: (bucket, kind, stack key, class key, context) → (events,
+/// weight).
+type Aggregate = HashMap<(i64, Kind, u64, u64, u64), (u64, u64), ahash::RandomState>;
 
 /// Read one chunk and store its samples in the run `w` (each type under its own source). The
 /// chunk is read whole first: an error stores nothing.
 pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state: &mut FileState, now_ms: i64) -> Result<Stored, Error> {
-    let bucket_ms = w.bucket_ms();
+    prepare(w.bucket_ms(), chunk, state)?.store(w, target, chunk, now_ms)
+}
+
+/// A chunk read whole and checked (every sample's stack named once), ready to store.
+pub struct Prepared {
+    entries: Vec<Entry>,
+    names: Names,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("entries", &self.entries.len()).finish()
+    }
+}
+
+/// Read one chunk whole and check it, storing nothing: what [`Prepared::store`] then stores
+/// (several chunks can be prepared first, so that a damaged one stores none of them).
+pub fn prepare(bucket_ms: i64, chunk: &Chunk<'_>, state: &mut FileState) -> Result<Prepared, Error> {
     let (execution, native) = (chunk.event_type("jdk.ExecutionSample"), chunk.event_type("jdk.NativeMethodSample"));
     let mut agg = Aggregate::default();
     let mut has_allocation_samples = false;
@@ -171,14 +206,14 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         (first, last) = (first.min(ms), last.max(ms));
         let class =
             if matches!(e.kind, Kind::AllocationSample | Kind::AllocationInNewTlab | Kind::AllocationOutsideTlab) { e.class } else { 0 };
-        let cell = agg.entry((ms.div_euclid(bucket_ms), e.kind, e.stack, class)).or_default();
+        let cell = agg.entry((ms.div_euclid(bucket_ms), e.kind, e.stack, class, e.context)).or_default();
         cell.0 += 1;
         cell.1 = cell.1.saturating_add(e.weight);
     })?;
     // What each aggregate is worth in each type (and at which sampling period).
     let mut entries: Vec<Entry> = Vec::with_capacity(agg.len());
-    for ((bucket, kind, stack, class), (events, weight)) in agg {
-        let entry = |profile, period_ns, value| Entry { bucket, profile, period_ns, stack, class, value, events };
+    for ((bucket, kind, stack, class, context), (events, weight)) in agg {
+        let entry = |profile, period_ns, value| Entry { bucket, profile, period_ns, stack, class, context, value, events };
         let mut put = |t: ProfileType, value: u64| entries.push(entry(t, None, value));
         match kind {
             Kind::Execution => {
@@ -203,7 +238,7 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         }
     }
     // In bucket order (a run holds one bucket at a time).
-    entries.sort_unstable_by_key(|e| (e.bucket, e.profile as u8, e.period_ns, e.stack, e.class));
+    entries.sort_unstable_by_key(|e| (e.bucket, e.profile as u8, e.period_ns, e.context, e.stack, e.class));
     // Every distinct stack read once before anything is stored (a damaged pool refuses the
     // chunk whole), and again as it is stored: no stack's names are held beyond its turn, so a
     // chunk of a million distinct stacks costs its methods' names, not its stacks'.
@@ -216,41 +251,55 @@ pub fn store_chunk(w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, state
         }
     }
     drop(checked);
-    // Everything is read: now store.
-    let mut stored = Stored { stacks: entries.len(), ..Stored::default() };
-    if first <= last {
-        (stored.first_ms, stored.last_ms) = (Some(first), Some(last));
+    let (first_ms, last_ms) = if first <= last { (Some(first), Some(last)) } else { (None, None) };
+    Ok(Prepared { entries, names, first_ms, last_ms })
+}
+
+impl Prepared {
+    /// Unix ms of its first and last sample event.
+    pub fn span(&self) -> (Option<i64>, Option<i64>) {
+        (self.first_ms, self.last_ms)
     }
-    let mut sources: HashMap<(ProfileType, Option<u64>), Result<crate::store::SourceId, Reject>, ahash::RandomState> = HashMap::default();
-    for Entry { bucket, profile: t, period_ns, stack, class, value, events } in entries {
-        let slot = &mut stored.types[t as usize];
-        slot.events += events;
-        let source = *sources.entry((t, period_ns)).or_insert_with(|| {
-            w.source(target.origin(t, period_ns), || SourceSpec {
-                app: target.app.clone(),
-                labels: target.labels.clone(),
-                profile: t,
-                period_ns,
-            })
-        });
-        names.stack(chunk, stack, class, &mut frames)?;
-        let refs: Vec<&str> = frames.each().collect();
-        let result = source.and_then(|id| w.add_count(id, &Stack::Frames(&refs), value, bucket * bucket_ms, now_ms));
-        match result {
-            Ok(()) => {
-                slot.total = slot.total.saturating_add(value);
-                match period_ns {
-                    Some(p) => slot.time_ns = slot.time_ns.saturating_add(value.saturating_mul(p)),
-                    None => slot.untimed = slot.untimed.saturating_add(value),
+
+    /// Store a prepared chunk in the run `w`, its samples going to `target` (each type, period
+    /// and context under its own source).
+    pub fn store(self, w: &mut Writer<'_>, target: &Target, chunk: &Chunk<'_>, now_ms: i64) -> Result<Stored, Error> {
+        let Prepared { entries, mut names, first_ms, last_ms } = self;
+        let bucket_ms = w.bucket_ms();
+        let mut frames = FrameText::default();
+        let mut stored = Stored { stacks: entries.len(), first_ms, last_ms, ..Stored::default() };
+        type SourceKey = (ProfileType, Option<u64>, u64);
+        let mut sources: HashMap<SourceKey, Result<crate::store::SourceId, Reject>, ahash::RandomState> = HashMap::default();
+        for Entry { bucket, profile: t, period_ns, stack, class, context, value, events } in entries {
+            let slot = &mut stored.types[t as usize];
+            slot.events += events;
+            let source = *sources.entry((t, period_ns, context)).or_insert_with(|| {
+                w.source(target.origin(t, period_ns, context), || SourceSpec {
+                    app: target.app.clone(),
+                    labels: target.labels_of(context).clone(),
+                    profile: t,
+                    period_ns,
+                })
+            });
+            names.stack(chunk, stack, class, &mut frames)?;
+            let refs: Vec<&str> = frames.each().collect();
+            let result = source.and_then(|id| w.add_count(id, &Stack::Frames(&refs), value, bucket * bucket_ms, now_ms));
+            match result {
+                Ok(()) => {
+                    slot.total = slot.total.saturating_add(value);
+                    match period_ns {
+                        Some(p) => slot.time_ns = slot.time_ns.saturating_add(value.saturating_mul(p)),
+                        None => slot.untimed = slot.untimed.saturating_add(value),
+                    }
+                }
+                Err(r) => {
+                    slot.refused = slot.refused.saturating_add(value);
+                    stored.refused = stored.refused.or(Some(r));
                 }
             }
-            Err(r) => {
-                slot.refused = slot.refused.saturating_add(value);
-                stored.refused = stored.refused.or(Some(r));
-            }
         }
+        Ok(stored)
     }
-    Ok(stored)
 }
 
 /// Why a stream of chunks stopped before its end.
@@ -446,7 +495,7 @@ mod tests {
         let store = Arc::new(Store::new(Limits { max_stacks_per_app: 1_000_000, ..Limits::default() }, std::time::Duration::from_secs(60)));
         let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
         let bytes = fixture(&format!("{name}.jfr"));
-        let target = Target { app: "app".into(), labels: vec![("executor".into(), "1".into())] };
+        let target = Target::new("app".into(), vec![("executor".into(), "1".into())]);
         let (mut at, mut state, mut total) = (0, FileState::default(), Stored::default());
         let mut w = ingest.writer(None);
         while at < bytes.len() {
@@ -504,7 +553,7 @@ mod tests {
         let bytes = fixture("jdk-profile.jfr");
         let chunk = Chunk::parse(&bytes).expect("chunk");
         let mut state = FileState::default();
-        let target = Target { app: "p".into(), labels: vec![] };
+        let target = Target::new("p".into(), vec![]);
         let stored = store_chunk(&mut ingest.writer(None), &target, &chunk, &mut state, crate::now_ms()).expect("stored");
         assert_eq!((state.execution_period_ns, state.native_period_ns), (Some(10_000_000), Some(20_000_000)));
         let cpu = stored.types[ProfileType::Cpu as usize];
@@ -522,7 +571,7 @@ mod tests {
         let bytes = fixture("ap-itimer.jfr");
         let chunk = Chunk::parse(&bytes).expect("chunk");
         let mut state = FileState::default();
-        let target = Target { app: "ap".into(), labels: vec![] };
+        let target = Target::new("ap".into(), vec![]);
         store_chunk(&mut ingest.writer(None), &target, &chunk, &mut state, crate::now_ms()).expect("stored");
         assert_eq!(state.execution_period_ns, None);
         assert_eq!(store.app("ap").expect("app").types()[0].time_ns, None);

@@ -72,7 +72,7 @@ pub fn target_of(dir: &Path, file: &Path) -> Option<Target> {
                 },
             };
             let labels = executor.map(|e| vec![("executor".to_string(), e.to_string())]).unwrap_or_default();
-            Some(Target { app: app.to_string(), labels })
+            Some(Target::new(app.to_string(), labels))
         }
         [folder, name] => {
             let executor = if *name == "profile-driver.jfr" {
@@ -86,7 +86,7 @@ pub fn target_of(dir: &Path, file: &Path) -> Option<Target> {
                 labels.push(("attempt".to_string(), a.to_string()));
             }
             labels.sort();
-            Some(Target { app: app.to_string(), labels })
+            Some(Target::new(app.to_string(), labels))
         }
         _ => None,
     }

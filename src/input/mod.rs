@@ -16,6 +16,7 @@
 //! | Flink's flame graphs | polled from the JobManager's REST API | [`flink::poller`], [`flink::flamegraph`] |
 //! | saved profiles (`POST /import/flink`, `/import/folded`) | HTTP body, one document | [`flink::flamegraph`], [`folded`] |
 //! | JFR recordings (`POST /import/jfr`, `--jfr-dir`) | HTTP body or files, one chunk at a time | [`jfr`], [`jfr_dir`] |
+//! | Grafana Pyroscope clients (`/ingest`, the Push API) | collapsed stacks, pprof, JFR with labels | [`pyroscope`], [`jfr`] |
 //!
 //! A statsd line is offered to each statsd input in turn, a line-protocol point to each
 //! line-protocol input in turn; the first that claims it handles it, and a line nobody claims
@@ -43,6 +44,7 @@ pub mod jfr;
 pub mod jfr_dir;
 pub mod line_protocol;
 pub mod profiler;
+pub mod pyroscope;
 pub mod spark;
 pub mod uber;
 

@@ -4,4 +4,6 @@
 
 pub mod influx;
 pub mod jfr;
+pub mod pprof;
+pub mod pyroscope;
 pub mod statsd;

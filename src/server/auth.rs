@@ -1,7 +1,9 @@
 //! Optional authentication, off by default (stackd then accepts anything, like InfluxDB with
 //! `auth-enabled = false`).
 //!
-//! * `--write-credentials`: who may write (`/write`, `/api/v2/write`, `/query`, `/import/…`). Credentials are
+//! * `--write-credentials`: who may write (`/write`, `/api/v2/write`, `/query`, `/import/…`, and
+//!   Pyroscope's `/ingest`, `/pyroscope/ingest` and `/push.v1.PusherService/Push`; its clients'
+//!   `X-Scope-OrgID` is accepted and ignored). Credentials are
 //!   read the way InfluxDB 1.x reads them: `u`/`p` query parameters, HTTP Basic, or
 //!   `Authorization: Token <user>:<password>` (also `Token <token>` and `Bearer <token>` for a
 //!   configured token without a colon).
@@ -65,6 +67,7 @@ enum Class {
 fn class(path: &str, auth: &Auth) -> Class {
     match path {
         "/write" | "/api/v2/write" | "/query" | "/import/flink" | "/import/folded" | "/import/jfr" => Class::Write,
+        "/ingest" | "/pyroscope/ingest" | super::http::pyroscope::PUSH_PATH => Class::Write,
         "/metrics" | "/ping" | "/health" if !auth.protect_metrics => Class::Open,
         _ => Class::Read,
     }
@@ -138,6 +141,12 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
             r
         }
+        "/ingest" | "/pyroscope/ingest" | super::http::pyroscope::PUSH_PATH => HttpError::Connect(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            if missing { "authentication required (--write-credentials)" } else { "authorization failed" }.into(),
+        )
+        .into_response(),
         "/import/flink" | "/import/folded" | "/import/jfr" => {
             HttpError::Plain(StatusCode::UNAUTHORIZED, "authentication required (--write-credentials)".into()).into_response()
         }

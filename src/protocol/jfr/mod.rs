@@ -181,6 +181,9 @@ pub struct Event<'a> {
     pub weight: u64,
     /// `objectClass` of allocations (0: none).
     pub class: u64,
+    /// `contextId`: the Pyroscope Java agent's async-profiler tags samples with the context
+    /// (label set) the thread ran in (0: none, and in every recording without the field).
+    pub context: u64,
     /// A setting's name and value ([`Kind::Setting`]; its `id`, the event type it is of, is in
     /// `weight`).
     pub setting: Option<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
@@ -194,6 +197,7 @@ enum Role {
     Stack,
     Weight,
     Class,
+    Context,
     SettingName,
     SettingValue,
 }
@@ -353,6 +357,7 @@ impl<'a> Chunk<'a> {
                         "startTime" => Role::Time,
                         "stackTrace" => Role::Stack,
                         "objectClass" => Role::Class,
+                        "contextId" if kind != Kind::Setting => Role::Context,
                         "name" if kind == Kind::Setting => Role::SettingName,
                         // The event type the setting is of (its class id).
                         "id" if kind == Kind::Setting => Role::Weight,
@@ -388,7 +393,7 @@ impl<'a> Chunk<'a> {
     }
 
     fn read_event(&self, r: &mut Reader<'a>, plan: &Plan) -> Result<Event<'a>> {
-        let mut e = Event { kind: plan.kind, ticks: 0, stack: 0, weight: 1, class: 0, setting: None };
+        let mut e = Event { kind: plan.kind, ticks: 0, stack: 0, weight: 1, class: 0, context: 0, setting: None };
         let (mut name, mut value) = (None, None);
         for (ty, role) in &plan.fields {
             match role {
@@ -396,6 +401,7 @@ impl<'a> Chunk<'a> {
                 Role::Time => e.ticks = self.meta.number(r, *ty)? as i64,
                 Role::Stack => e.stack = self.meta.number(r, *ty)?,
                 Role::Class => e.class = self.meta.number(r, *ty)?,
+                Role::Context => e.context = self.meta.number(r, *ty)?,
                 Role::Weight => e.weight = self.meta.number(r, *ty)?,
                 Role::SettingName => name = Some(self.string(r)?),
                 Role::SettingValue => value = Some(self.string(r)?),

@@ -344,7 +344,7 @@ pub async fn jfr(
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let pumping = tokio::spawn(pump(body, tx, limits.request_timeout));
     let work = Arc::clone(&state);
-    let jfr_target = crate::input::jfr::Target { app: target.app.clone(), labels: target.labels };
+    let jfr_target = crate::input::jfr::Target::new(target.app.clone(), target.labels);
     let result = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let state = work;

@@ -3,6 +3,7 @@
 //! ([`ui`]: the index at `/`, `/app/<app>`, `/apps/<app>/timeline`), and imports ([`import`]).
 
 pub mod import;
+pub mod pyroscope;
 pub mod read;
 pub mod ui;
 pub mod write;
@@ -146,6 +147,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/import/flink", post(import::flink))
         .route("/import/folded", post(import::folded))
         .route("/import/jfr", post(import::jfr))
+        // Grafana Pyroscope's clients.
+        .route("/ingest", post(pyroscope::ingest))
+        .route("/pyroscope/ingest", post(pyroscope::ingest))
+        .route(pyroscope::PUSH_PATH, post(pyroscope::push))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_requests))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), super::auth::check))
@@ -181,6 +186,8 @@ pub enum HttpError {
     /// InfluxDB 2.x: `{"code": "...", "message": "..."}` and `X-Platform-Error-Code`.
     V2(StatusCode, &'static str, String),
     Plain(StatusCode, String),
+    /// Pyroscope and connect-RPC: `{"code": "<connect code>", "message": "..."}`.
+    Connect(StatusCode, &'static str, String),
 }
 
 impl IntoResponse for HttpError {
@@ -201,6 +208,7 @@ impl IntoResponse for HttpError {
                 r
             }
             HttpError::Plain(status, msg) => (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg + "\n").into_response(),
+            HttpError::Connect(status, code, msg) => (status, Json(serde_json::json!({ "code": code, "message": msg }))).into_response(),
         }
     }
 }
