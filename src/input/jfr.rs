@@ -182,7 +182,6 @@ impl std::fmt::Debug for Prepared {
 /// Read one chunk whole and check it, storing nothing: what [`Prepared::store`] then stores
 /// (several chunks can be prepared first, so that a damaged one stores none of them).
 pub fn prepare(bucket_ms: i64, chunk: &Chunk<'_>, state: &mut FileState) -> Result<Prepared, Error> {
-    let (execution, native) = (chunk.event_type("jdk.ExecutionSample"), chunk.event_type("jdk.NativeMethodSample"));
     let mut agg = Aggregate::default();
     let mut has_allocation_samples = false;
     let (mut first, mut last) = (i64::MAX, i64::MIN);
@@ -192,8 +191,10 @@ pub fn prepare(bucket_ms: i64, chunk: &Chunk<'_>, state: &mut FileState) -> Resu
                 match &**name {
                     "event" => state.wall = value == "wall",
                     // The JDK: the period of each event type (`id` names it).
-                    "period" if Some(e.weight) == execution => state.execution_period_ns = setting_ns(value),
-                    "period" if Some(e.weight) == native => state.native_period_ns = setting_ns(value),
+                    "period" if chunk.is_event_type(e.weight, "jdk.ExecutionSample") => {
+                        state.execution_period_ns = setting_ns(value)
+                    }
+                    "period" if chunk.is_event_type(e.weight, "jdk.NativeMethodSample") => state.native_period_ns = setting_ns(value),
                     // async-profiler: its sampling interval in ns (0: its default, not said).
                     "interval" => state.execution_period_ns = value.parse().ok().filter(|ns| *ns > 0),
                     _ => {}

@@ -519,6 +519,12 @@ impl<'a> Chunk<'a> {
         self.meta.classes().find(|c| c.name == name).map(|c| c.id)
     }
 
+    /// Whether the type `id` has this name (a recording may hold two types of one name: the
+    /// JDK's and one a program declared).
+    pub fn is_event_type(&self, id: u64, name: &str) -> bool {
+        self.meta.index_of(id).is_some_and(|i| self.meta.class_at(i).name == name)
+    }
+
     /// Unix milliseconds of a tick count of this chunk.
     pub fn unix_ms(&self, ticks: i64) -> i64 {
         let h = &self.header;
