@@ -274,3 +274,57 @@ pub fn jfr(data: &[u8]) {
         assert_eq!(total, stored.types[t as usize].total, "{t}: the store holds what the import counted");
     }
 }
+
+/// A pprof profile read as the Pyroscope inputs read it, into a fresh store: a profile the
+/// checks refuse leaves nothing behind; one they accept is stored whole, each type's total in
+/// the store is what the batch held.
+pub fn pprof(data: &[u8]) {
+    use crate::input::pyroscope::{Batch, Series};
+    use crate::sample::ProfileType;
+    let store = Arc::new(Store::new(Limits::default(), Duration::from_secs(60)));
+    let ingest = Ingest::new(Arc::clone(&store), Metrics::new());
+    let Ok(profile) = crate::protocol::pprof::decode(data) else { return };
+    let series = Series { app: "fuzz".into(), labels: Vec::new(), time_ms: Some(0), sample_rate: None, wall: false };
+    let mut batch = Batch::new(64);
+    if batch.add_pprof(&series, &profile, Some(&profile), &Default::default(), 0).is_err() {
+        return;
+    }
+    let stored = batch.store(&ingest, 0);
+    let Some(app) = store.app("fuzz") else {
+        assert!(stored.totals.iter().all(|t| *t == 0), "stored totals without an app");
+        return;
+    };
+    for t in ProfileType::ALL {
+        let q = Query { profile: t, ..Query::default() };
+        let total = store.query(&app, &q).expect("in memory").map_or(0, |p| p.total);
+        assert_eq!(total, stored.totals[t as usize], "{t}: the store holds what the batch counted");
+    }
+}
+
+/// Pyroscope's wires around the profiles: the name with tags, a multipart body, a Push
+/// request and a labels snapshot never panic, and what they give back is inside the input.
+pub fn pyroscope(data: &[u8]) {
+    use crate::protocol::pyroscope as wire;
+    use prost::Message as _;
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(name) = wire::parse_name(text) {
+            assert!(!name.name.is_empty() && text.contains(&name.name));
+            for (k, _) in &name.tags {
+                assert!(!k.is_empty() && text.contains(k.as_str()));
+            }
+        }
+    }
+    if let Ok(parts) = wire::multipart(data, "b") {
+        let range = data.as_ptr_range();
+        for p in parts {
+            assert!(p.data.is_empty() || (range.contains(&p.data.as_ptr()) && p.data.len() <= data.len()), "a part outside the body");
+        }
+    }
+    if let Ok(request) = wire::PushRequest::decode(data) {
+        let bytes: usize = request.series.iter().flat_map(|s| &s.samples).map(|s| s.raw_profile.len()).sum();
+        assert!(bytes <= data.len());
+    }
+    if let Ok(snapshot) = wire::LabelsSnapshot::decode(data) {
+        let _ = snapshot.resolve();
+    }
+}

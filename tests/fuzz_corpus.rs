@@ -51,6 +51,16 @@ fn jfr_corpus() {
     assert!(each_input("jfr", stackd::invariants::jfr) > 0, "the corpus is kept");
 }
 
+#[test]
+fn pprof_corpus() {
+    assert!(each_input("pprof", stackd::invariants::pprof) > 0, "the corpus is kept");
+}
+
+#[test]
+fn pyroscope_corpus() {
+    assert!(each_input("pyroscope", stackd::invariants::pyroscope) > 0, "the corpus is kept");
+}
+
 /// The inputs of the hardening findings, as fuzz inputs: each must hold every invariant.
 #[test]
 fn hardening_findings_hold_the_invariants() {

@@ -306,7 +306,10 @@ fn pprof_profile(time_nanos: i64) -> Profile {
     }
 }
 
-fn push_request(series: &[(&[(&str, &str)], Vec<u8>)]) -> Vec<u8> {
+/// A series of a Push request: its labels and one raw profile.
+type RawSeries<'a> = (&'a [(&'a str, &'a str)], Vec<u8>);
+
+fn push_request(series: &[RawSeries<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for (labels, raw) in series {
         let mut s = Vec::new();
@@ -351,7 +354,8 @@ async fn push_api_in_protobuf_and_json_and_ingest_pprof_store_the_same() {
     let r = svc.client.post(svc.url("/push.v1.PusherService/Push")).json(&json).send().await.expect("push");
     assert_eq!(r.status(), 200);
     // /ingest?format=pprof with a gzip body (the Node.js client).
-    let r = svc.client.post(svc.url("/ingest?name=ingest-app%7Bjob%3Detl%7D&format=pprof")).body(gzip(&pprof)).send().await.expect("ingest");
+    let r =
+        svc.client.post(svc.url("/ingest?name=ingest-app%7Bjob%3Detl%7D&format=pprof")).body(gzip(&pprof)).send().await.expect("ingest");
     assert_eq!(r.status(), 200);
     for app in ["proto-app", "json-app", "ingest-app"] {
         let (_, folded) = svc.get_text(&format!("/flamegraph/{app}.folded?job=etl")).await;
@@ -406,7 +410,9 @@ async fn malformed_input_gets_pyroscopes_4xx_is_counted_and_stores_nothing() {
     use prost::Message as _;
     let svc = Service::start(&["--max-body-size", "1000000"]).await;
     let now = now_ms();
-    let push = |body: Vec<u8>| svc.client.post(svc.url("/push.v1.PusherService/Push")).header("Content-Type", "application/proto").body(body).send();
+    let push = |body: Vec<u8>| {
+        svc.client.post(svc.url("/push.v1.PusherService/Push")).header("Content-Type", "application/proto").body(body).send()
+    };
     let good = pprof_profile(now * 1_000_000).encode_to_vec();
     let mut dangling = pprof_profile(now * 1_000_000);
     dangling.sample[0].location_id.push(99);

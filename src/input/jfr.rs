@@ -191,9 +191,7 @@ pub fn prepare(bucket_ms: i64, chunk: &Chunk<'_>, state: &mut FileState) -> Resu
                 match &**name {
                     "event" => state.wall = value == "wall",
                     // The JDK: the period of each event type (`id` names it).
-                    "period" if chunk.is_event_type(e.weight, "jdk.ExecutionSample") => {
-                        state.execution_period_ns = setting_ns(value)
-                    }
+                    "period" if chunk.is_event_type(e.weight, "jdk.ExecutionSample") => state.execution_period_ns = setting_ns(value),
                     "period" if chunk.is_event_type(e.weight, "jdk.NativeMethodSample") => state.native_period_ns = setting_ns(value),
                     // async-profiler: its sampling interval in ns (0: its default, not said).
                     "interval" => state.execution_period_ns = value.parse().ok().filter(|ns| *ns > 0),

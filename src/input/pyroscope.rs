@@ -234,6 +234,20 @@ impl Batch {
         Ok(())
     }
 
+    /// [`Batch::add`] of borrowed frames (copied only for a stack not in the group yet).
+    fn add_ref(&mut self, group: usize, frames: &[u32], value: u64) -> Result<(), String> {
+        let stacks = &mut self.groups[group].stacks;
+        let cell = match stacks.get_mut(frames) {
+            Some(cell) => cell,
+            None => stacks.entry(frames.to_vec()).or_default(),
+        };
+        *cell = cell.saturating_add(value);
+        if *cell > MAX_SAMPLE_COUNT {
+            return Err(format!("a stack's value adds up to over {MAX_SAMPLE_COUNT}"));
+        }
+        Ok(())
+    }
+
     /// Collapsed stacks (`frame;frame count`, `/ingest`'s default `format=folded`, or one stack
     /// per line with `lines`), of `profile` (`cpu` unless the name's suffix said otherwise).
     pub fn add_text(&mut self, series: &Series, profile: ProfileType, text: &str, lines: bool, now_ms: i64) -> Result<(), String> {
@@ -329,11 +343,15 @@ impl Batch {
         if taken.is_empty() {
             return Ok(());
         }
-        let mut groups: HashMap<(Labels, ProfileType), usize, ahash::RandomState> = HashMap::default();
+        // Each location's frame names, interned once per profile.
+        let mut located: Vec<Option<Vec<u32>>> = vec![None; profile.locations()];
+        // Label set → the group of each profile type.
+        let mut groups: HashMap<Labels, [Option<usize>; ProfileType::ALL.len()], ahash::RandomState> = HashMap::default();
+        let mut frames: Vec<u32> = Vec::new();
         for s in &p.sample {
-            let frames = self.frames(profile, s);
+            self.sample_frames(profile, s, &mut located, &mut frames);
             let labels = self.sample_labels(series, profile, s)?;
-            let prior = before.remove(&(frames.clone(), labels.clone()));
+            let prior = if before.is_empty() { None } else { before.remove(&(frames.clone(), labels.clone())) };
             for &(i, t, convert, cumulative) in &taken {
                 let mut raw = s.value[i];
                 if cumulative {
@@ -355,19 +373,40 @@ impl Batch {
                 if value == 0 {
                     continue;
                 }
-                let group = match groups.get(&(labels.clone(), t)) {
-                    Some(g) => *g,
+                let slots = match groups.get_mut(&labels) {
+                    Some(slots) => slots,
+                    None => groups.entry(labels.clone()).or_insert([None; ProfileType::ALL.len()]),
+                };
+                let group = match slots[t as usize] {
+                    Some(g) => g,
                     None => {
                         let spec = SourceSpec { app: series.app.clone(), labels: labels.clone(), profile: t, period_ns: period };
                         let g = self.group(spec, time_ms)?;
-                        groups.insert((labels.clone(), t), g);
+                        slots[t as usize] = Some(g);
                         g
                     }
                 };
-                self.add(group, frames.clone(), value)?;
+                self.add_ref(group, &frames, value)?;
             }
         }
         Ok(())
+    }
+
+    /// A sample's frames as name ids, root first, at most `max_depth`; each location's names
+    /// looked up once a profile.
+    fn sample_frames(&mut self, profile: &Checked, s: &pprof::Sample, located: &mut [Option<Vec<u32>>], out: &mut Vec<u32>) {
+        out.clear();
+        for at in profile.locations_of(s) {
+            if located[at].is_none() {
+                let names: Vec<u32> = profile.location_frames(at).collect::<Vec<_>>().into_iter().map(|f| self.name(f)).collect();
+                located[at] = Some(names);
+            }
+            out.extend(located[at].iter().flatten());
+            if out.len() >= self.max_depth {
+                out.truncate(self.max_depth);
+                break;
+            }
+        }
     }
 
     fn frames(&mut self, profile: &Checked, s: &pprof::Sample) -> Vec<u32> {

@@ -157,20 +157,34 @@ impl Checked {
     /// returns how many there were in all.
     pub fn frames_of<'s>(&'s self, sample: &Sample, max: usize, f: &mut impl FnMut(&'s str)) -> usize {
         let mut n = 0;
-        for id in sample.location_id.iter().rev() {
-            let at = if self.dense { (*id - 1) as usize } else { self.by_id[id] as usize };
-            let (start, end) = self.location_frames[at];
-            for frame in self.frames[start as usize..end as usize].iter().rev() {
+        for at in self.locations_of(sample) {
+            for frame in self.location_frames(at) {
                 if n < max {
-                    f(match *frame {
-                        FrameName::Table(i) => self.profile.string_table[i as usize].as_str(),
-                        FrameName::Made(i) => self.made[i as usize].as_str(),
-                    });
+                    f(frame);
                 }
                 n += 1;
             }
         }
         n
+    }
+
+    /// The positions (in `profile.location`) of a sample's locations, root first.
+    pub fn locations_of<'s>(&'s self, sample: &'s Sample) -> impl Iterator<Item = usize> + 's {
+        sample.location_id.iter().rev().map(|id| if self.dense { (*id - 1) as usize } else { self.by_id[id] as usize })
+    }
+
+    /// The frames of the location at position `at`, root first.
+    pub fn location_frames(&self, at: usize) -> impl Iterator<Item = &str> {
+        let (start, end) = self.location_frames[at];
+        self.frames[start as usize..end as usize].iter().rev().map(|frame| match *frame {
+            FrameName::Table(i) => self.profile.string_table[i as usize].as_str(),
+            FrameName::Made(i) => self.made[i as usize].as_str(),
+        })
+    }
+
+    /// Locations in the profile.
+    pub fn locations(&self) -> usize {
+        self.location_frames.len()
     }
 }
 
