@@ -151,6 +151,9 @@ pub enum Limit {
     /// A flame graph's frames or bytes beyond `--max-render-frames`: the narrowest frames are
     /// left out, and the subtitle says so.
     RenderOutput,
+    /// A Pyroscope profile with more samples, locations, functions or strings than stackd
+    /// decodes in one profile: the request is refused (413).
+    ProfileSize,
 }
 
 impl Limit {
@@ -172,6 +175,7 @@ impl Limit {
             Self::StackDepth => "stack_depth",
             Self::Query => "query",
             Self::RenderOutput => "render_output",
+            Self::ProfileSize => "profile_size",
         }
     }
 }

@@ -469,3 +469,18 @@ async fn malformed_input_gets_pyroscopes_4xx_is_counted_and_stores_nothing() {
     assert_eq!(svc.metric("stackd_pyroscope_requests_total{api=\"ingest\",format=\"jfr\",outcome=\"bad\"}").await, 2.0);
     assert!(svc.metric("stackd_requests_rejected_total{reason=\"bad_document\"}").await >= 12.0);
 }
+
+#[tokio::test]
+async fn a_profile_of_over_a_million_samples_is_refused_before_it_is_decoded() {
+    let svc = Service::start(&[]).await;
+    // 1,000,001 empty samples (field 2, length 0): 2 MB that would decode to far more.
+    let bytes: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], 1_000_001).flatten().collect();
+    let r = svc.client.post(svc.url("/ingest?name=huge&format=pprof")).body(gzip(&bytes)).send().await.expect("ingest");
+    assert_eq!(r.status(), 413);
+    let answer: Value = r.json().await.expect("JSON");
+    assert_eq!(answer["code"], "resource_exhausted");
+    assert!(answer["message"].as_str().is_some_and(|m| m.contains("1000001 samples")), "{answer}");
+    assert_eq!(svc.metric("stackd_limit_hits_total{limit=\"profile_size\"}").await, 1.0);
+    assert_eq!(svc.metric("stackd_pyroscope_requests_total{api=\"ingest\",format=\"pprof\",outcome=\"limit\"}").await, 1.0);
+    assert_eq!(svc.get("/apps/huge").await.status(), 404);
+}

@@ -119,6 +119,61 @@ pub enum Error {
     Protobuf(String),
     #[error("the pprof profile is inconsistent: {0}")]
     Inconsistent(String),
+    #[error("the pprof profile holds {count} {what}, over the {MAX_ELEMENTS} stackd decodes in one profile")]
+    TooLarge { what: &'static str, count: usize },
+}
+
+/// Samples, locations, functions and strings (each) that one profile may hold: a profile is
+/// counted before it is decoded, so that its decoded form (several times its bytes) stays
+/// bounded.
+pub const MAX_ELEMENTS: usize = 1_000_000;
+
+/// Count the samples, locations, functions and strings of an encoded profile (its top-level
+/// fields 2, 4, 5 and 6) without decoding them; refuse more than [`MAX_ELEMENTS`] of any.
+pub fn count_elements(bytes: &[u8]) -> Result<[usize; 4], Error> {
+    let bad = |why: &str| Error::Protobuf(why.to_string());
+    let mut at = 0usize;
+    let mut counts = [0usize; 4];
+    let varint = |at: &mut usize| -> Result<u64, Error> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = *bytes.get(*at).ok_or_else(|| bad("cut off inside a varint"))?;
+            *at += 1;
+            v |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(bad("a varint of more than 10 bytes"))
+    };
+    while at < bytes.len() {
+        let tag = varint(&mut at)?;
+        match tag & 7 {
+            0 => {
+                varint(&mut at)?;
+            }
+            1 => at = at.checked_add(8).filter(|e| *e <= bytes.len()).ok_or_else(|| bad("cut off inside a fixed64"))?,
+            5 => at = at.checked_add(4).filter(|e| *e <= bytes.len()).ok_or_else(|| bad("cut off inside a fixed32"))?,
+            2 => {
+                let len = varint(&mut at)?;
+                let end = usize::try_from(len).ok().and_then(|l| at.checked_add(l)).filter(|e| *e <= bytes.len());
+                at = end.ok_or_else(|| bad("a length beyond the end of the profile"))?;
+            }
+            _ => return Err(bad("an unknown wire type")),
+        }
+        let slot = match tag >> 3 {
+            2 => 0,
+            4 => 1,
+            5 => 2,
+            6 => 3,
+            _ => continue,
+        };
+        counts[slot] += 1;
+        if counts[slot] > MAX_ELEMENTS {
+            return Err(Error::TooLarge { what: ["samples", "locations", "functions", "strings"][slot], count: counts[slot] });
+        }
+    }
+    Ok(counts)
 }
 
 /// The frame of a location that has neither a function nor a mapping with a file name.
@@ -190,6 +245,7 @@ impl Checked {
 
 /// Decode a pprof profile (not compressed) and check it.
 pub fn decode(bytes: &[u8]) -> Result<Checked, Error> {
+    count_elements(bytes)?;
     let profile = Profile::decode(bytes).map_err(|e| Error::Protobuf(e.to_string()))?;
     check(profile)
 }
@@ -377,6 +433,14 @@ mod tests {
             assert!(matches!(e, Error::Inconsistent(_)), "{e}");
             assert!(e.to_string().contains(says), "{e} should say {says:?}");
         }
+    }
+
+    #[test]
+    fn a_profile_of_too_many_samples_is_refused_before_it_is_decoded() {
+        // A million and one empty samples: two bytes each.
+        let bytes: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], MAX_ELEMENTS + 1).flatten().collect();
+        assert_eq!(count_elements(&bytes[..bytes.len() - 2]).expect("at the limit")[0], MAX_ELEMENTS);
+        assert_eq!(decode(&bytes).expect_err("over"), Error::TooLarge { what: "samples", count: MAX_ELEMENTS + 1 });
     }
 
     #[test]

@@ -274,7 +274,7 @@ fn ingest_body(state: &AppState, q: &IngestQuery, format: Format, boundary: Opti
                     .map_err(|e| bad(format!("sample_type_config is not the JSON of sample types: {e}")))?,
             };
             let decode = |data: &[u8], what: &str| -> Result<pprof::Checked, Failure> {
-                pprof::decode(&gunzipped(data, what, limit)?).map_err(|e| bad(format!("{what}: {e}")))
+                pprof::decode(&gunzipped(data, what, limit)?).map_err(|e| pprof_failure(state, what, e))
             };
             let profile = decode(profile, "the profile")?;
             let prev = prev.map(|p| decode(p, "prev_profile")).transpose()?;
@@ -283,6 +283,18 @@ fn ingest_body(state: &AppState, q: &IngestQuery, format: Format, boundary: Opti
         Format::Jfr => return ingest_jfr(state, q, parts.as_ref(), body, now),
     }
     store(state, &batch, now)
+}
+
+/// Why a pprof profile was refused: malformed (400), or over the elements stackd decodes in one
+/// profile (413, counted as the `profile_size` limit).
+fn pprof_failure(state: &AppState, what: &str, e: pprof::Error) -> Failure {
+    match e {
+        pprof::Error::TooLarge { .. } => {
+            state.metrics.limit_hit(crate::outcome::Limit::ProfileSize);
+            Failure { status: StatusCode::PAYLOAD_TOO_LARGE, code: "resource_exhausted", message: format!("{what}: {e}"), outcome: "limit" }
+        }
+        _ => bad(format!("{what}: {e}")),
+    }
 }
 
 /// Store a checked batch, its times checked first.
@@ -432,7 +444,7 @@ fn push_body(state: &AppState, body: &[u8], json: bool, now: i64) -> Result<(), 
         for (j, raw) in s.samples.iter().enumerate() {
             let what = format!("series {i}, profile {j}");
             let bytes = gunzipped(&raw.raw_profile, &what, limit)?;
-            let profile = pprof::decode(&bytes).map_err(|e| bad(format!("{what}: {e}")))?;
+            let profile = pprof::decode(&bytes).map_err(|e| pprof_failure(state, &what, e))?;
             batch.add_pprof(&series, &profile, None, &HashMap::new(), now).map_err(|e| bad(format!("{what}: {e}")))?;
         }
     }
