@@ -31,7 +31,8 @@ trap cleanup EXIT
 
 for round in $(seq "$ROUNDS"); do
   echo "== round $round"
-  cargo bench --bench pyroscope 2>/dev/null | grep -E '^(pprof|push|jfr_multipart)/|thrpt:' | grep -B1 thrpt | grep -v '^--' | paste - - | awk '{print $1, $(NF-3), $(NF-2)}' | sed 's/thrpt://' || true
+  # Criterion's median throughput of each benchmark.
+  cargo bench --bench pyroscope 2>/dev/null | tr '\r' '\n' | awk '/^(pprof|push|jfr_multipart)\// {name=$1} /thrpt:/ && name {print name ": " $4 " " $5; name=""}' 
   GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$DIR/gocache" go run benches/pprof_go/main.go -rounds 3
 
   rm -rf "$DIR/data"; mkdir -p "$DIR/data"
@@ -47,12 +48,12 @@ for round in $(seq "$ROUNDS"); do
     local reqs bytes
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     bytes=$(cat "$@" | wc -c)
-    echo "$out" | awk -v n="$name" -v b="$bytes" -v f="$#" '/Requests\/sec/ {printf "%s: %s requests/s, %.1f MB/s of bodies\n", n, $2, $2 * b / f / 1e6}'
+    echo "$out" | awk -v n="$name" -v b="$bytes" -v f="$#" '/Requests\/sec/ {printf "%s: %s requests/s, %.1f MB/s of bodies\n", n, $2, $2 * b / f / 1e6}' >&2
     echo "$reqs"
   }
-  pushed=$(run push /push.v1.PusherService/Push application/proto 1 target/pyroscope-bench/push-*.bin | tee /dev/stderr | tail -1)
+  pushed=$(run push /push.v1.PusherService/Push application/proto 1 target/pyroscope-bench/push-*.bin)
   jfr=$(run jfr_multipart "/ingest?name=spark-job%7Bexecutor%3D1%7D&format=jfr&spyName=javaspy&sampleRate=100" \
-    "multipart/form-data; boundary=bench-boundary-1" 0 target/pyroscope-bench/agent-jfr.multipart | tee /dev/stderr | tail -1)
+    "multipart/form-data; boundary=bench-boundary-1" 0 target/pyroscope-bench/agent-jfr.multipart)
   metrics=$(curl -s http://127.0.0.1:14040/metrics)
   stored_push=$(echo "$metrics" | awk '/^stackd_pyroscope_requests_total\{api="push",format="pprof",outcome="stored"\}/ {print $2}')
   stored_jfr=$(echo "$metrics" | awk '/^stackd_pyroscope_requests_total\{api="ingest",format="jfr",outcome="stored"\}/ {print $2}')
