@@ -240,7 +240,8 @@ async fn the_java_agents_request_multipart_jfr_with_its_labels_snapshot() {
     assert_eq!((ctx1, ctx2), (30, 20), "the program records 30 and 20 samples of contexts 1 and 2");
     assert!(expected > ctx1 + ctx2, "the JDK's own samples are there too");
 
-    let svc = Service::start(&["--write-credentials", "agent:s3cret"]).await;
+    // The async-profiler fixture below was recorded on the day it was made.
+    let svc = Service::start(&["--write-credentials", "agent:s3cret", "--retention", "36500d"]).await;
     let snapshot = labels_snapshot(&[(1, &[(1, 2)]), (2, &[(1, 3)])], &[(1, "span_name"), (2, "checkout"), (3, "payment")]);
     let boundary = "9d3c2a0e-6f1b-4b7e-8c55-0a1b2c3d4e5f";
     let body = agent_multipart(boundary, &gzip(&std::fs::read(&jfr).expect("jfr")), &gzip(&snapshot));
@@ -284,6 +285,25 @@ async fn the_java_agents_request_multipart_jfr_with_its_labels_snapshot() {
     let (_, folded) = svc.get_text("/flamegraph/spark-executor.folded?span_name=checkout").await;
     assert!(parse_folded(&folded).iter().all(|(s, _)| s.contains(";ContextSamples.checkout:")), "{folded}");
     assert_eq!(svc.metric("stackd_jfr_chunks_total{input=\"pyroscope\",outcome=\"stored\"}").await, 1.0);
+
+    // async-profiler does not write its default interval into a recording: the request's
+    // sampleRate (the agent sends its 100 Hz) is the period of its samples.
+    let ap = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/ap-itimer.jfr")).expect("fixture");
+    let expected = summary_total(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/ap-itimer.jfr")),
+        "jdk.ExecutionSample",
+    );
+    let r = svc
+        .client
+        .post(svc.url("/ingest?name=ap-agent&format=jfr&sampleRate=100"))
+        .basic_auth("agent", Some("s3cret"))
+        .body(gzip(&ap))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let cpu = type_total(&svc, "ap-agent", "cpu").await;
+    assert_eq!((cpu["total"].as_u64(), cpu["time_ns"].as_u64()), (Some(expected), Some(expected * 10_000_000)));
 }
 
 /// A pprof profile built here: `main;work` ×3 and `main;idle` ×1 at a 10 ms period, values in

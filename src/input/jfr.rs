@@ -193,8 +193,13 @@ pub fn prepare(bucket_ms: i64, chunk: &Chunk<'_>, state: &mut FileState) -> Resu
                     // The JDK: the period of each event type (`id` names it).
                     "period" if chunk.is_event_type(e.weight, "jdk.ExecutionSample") => state.execution_period_ns = setting_ns(value),
                     "period" if chunk.is_event_type(e.weight, "jdk.NativeMethodSample") => state.native_period_ns = setting_ns(value),
-                    // async-profiler: its sampling interval in ns (0: its default, not said).
-                    "interval" => state.execution_period_ns = value.parse().ok().filter(|ns| *ns > 0),
+                    // async-profiler: its sampling interval in ns (0: its default, not said; a
+                    // period known otherwise, such as a Pyroscope agent's sampleRate, stays).
+                    "interval" => {
+                        if let Some(ns) = value.parse().ok().filter(|ns: &u64| *ns > 0) {
+                            state.execution_period_ns = Some(ns);
+                        }
+                    }
                     _ => {}
                 }
             }

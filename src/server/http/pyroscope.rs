@@ -364,7 +364,12 @@ fn ingest_jfr(state: &AppState, q: &IngestQuery, parts: Option<&HashMap<String, 
         .iter()
         .map(|(a, e)| jfr::Chunk::parse(&recording[*a..*e]).map_err(|err| bad(format!("the recording's chunk at byte {a}: {err}"))))
         .collect::<Result<_, _>>()?;
-    let mut file = crate::input::jfr::FileState::default();
+    // The request's sampleRate is the period of execution samples until the recording states
+    // its own (async-profiler leaves its default interval out).
+    let mut file = crate::input::jfr::FileState {
+        execution_period_ns: q.series.sample_rate.map(|r| 1_000_000_000 / r),
+        ..crate::input::jfr::FileState::default()
+    };
     let mut prepared = Vec::with_capacity(parsed.len());
     for (chunk, (a, _)) in parsed.iter().zip(&chunks) {
         let p = crate::input::jfr::prepare(bucket_ms, chunk, &mut file)
