@@ -465,6 +465,7 @@ async fn malformed_input_gets_pyroscopes_4xx_is_counted_and_stores_nothing() {
         ("name=victim&format=speedscope", b"{}".to_vec(), "format=speedscope"),
         ("name=victim&from=86400", b"a;b 1".to_vec(), "nothing stored"),
         ("from=1", b"a;b 1".to_vec(), "missing parameter name"),
+        ("name=victim&from=%ZZ", b"a;b 1".to_vec(), "from: "),
     ];
     for (query, body, says) in ingest_cases {
         let r = ingest(query, body).await.expect("ingest");

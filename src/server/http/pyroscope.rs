@@ -23,7 +23,7 @@ use std::io::Read as _;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -180,11 +180,17 @@ fn ingest_query(params: &HashMap<String, String>, now: i64) -> Result<IngestQuer
 /// `POST /ingest`: a profile of one application (see the module's documentation).
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
     let now = now_ms();
+    // Read here rather than by an extractor, so that a malformed query string gets Pyroscope's
+    // error shape too.
+    let params: HashMap<String, String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or(""))
+        .map_err(|e| bad(format!("the query string cannot be read: {e}")).answer(&state, "ingest", "folded"))?
+        .into_iter()
+        .collect();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let boundary = wire::boundary(content_type);
     let format = match params.get("format").map(String::as_str) {
