@@ -186,11 +186,12 @@ async fn index_and_app_page_escape_names_and_sort_by_activity() {
     let html = r.text().await.expect("body");
     assert!(!html.contains("<img"), "markup from a name: {html}");
     let evil = html.find("&lt;img src=x onerror=alert(1)&gt;").expect("the name as text");
+    assert!(html.contains(" title=\""), "last seen carries its exact time: {html}");
     let older = html.find(">older<").expect("older");
     assert!(evil < older, "most recent first");
     assert!(
         html.contains(
-            "<td>spark.gauges-only.1 <span class=badge title=\"this app sends metrics but no stack samples\">metrics only</span>"
+            "<td><a class=app href=\"/app/spark.gauges-only.1\">spark.gauges-only.1</a> <span class=badge title=\"this app sends metrics but no stack samples\">metrics only</span>"
         ),
         "{html}"
     );
@@ -203,11 +204,117 @@ async fn index_and_app_page_escape_names_and_sort_by_activity() {
     let page = r.text().await.expect("body");
     assert!(page.contains("<title>&lt;img src=x onerror=alert(1)&gt; · stackd</title>"), "{page}");
     assert!(page.contains("<script src=\"/ui/app.js\"></script>") && !page.contains("<img"));
-    assert_eq!(svc.get("/app/unknown").await.status(), 404);
+    // An unknown app: a page with the closest names, the way home and the setup page.
+    let r = svc.get("/app/olde").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let page = r.text().await.expect("body");
+    assert!(page.contains("<h1>No app named “olde”</h1>"), "{page}");
+    assert!(page.contains("<ul class=suggestions>\n<li><a href=\"/app/older\">older</a></li>\n</ul>"), "{page}");
+    assert!(page.contains("<a href=\"/\">All apps</a>") && page.contains("<a href=\"/setup\">"), "{page}");
+    let r = svc.get("/app/%3Cscript%3Exyz").await;
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.expect("body");
+    assert!(page.contains("No app named “&lt;script&gt;xyz”") && page.contains("No app has a name close to it."), "{page}");
+    // Other unknown paths: a page for a browser, text for everything else.
+    let r = svc.client.get(svc.url("/nothing/here")).header("accept", "text/html,*/*").send().await.expect("GET");
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.expect("body").contains("<h1>Nothing at /nothing/here</h1>"));
+    assert_eq!(svc.get_text("/nothing/here").await, (404, "not found; see / for what stackd serves\n".to_string()));
+    let (status, setup) = svc.get_text("/setup").await;
+    assert_eq!(status, 200);
+    assert!(
+        setup.contains("<h1>Send profiles to stackd</h1>")
+            && setup.contains("/import/jfr?app=")
+            && setup.contains("PYROSCOPE_SERVER_ADDRESS")
+    );
+    assert_eq!(svc.get("/ui/setup.js").await.status(), 200);
+    // /metrics?app= keeps that app's series.
+    let (status, metrics) = svc.get_text("/metrics?app=spark.gauges-only.1").await;
+    assert_eq!(status, 200);
+    let samples: Vec<&str> = metrics.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!samples.is_empty() && samples.iter().all(|l| l.contains("app=\"spark.gauges-only.1\"")), "{metrics}");
+    let helps = metrics.lines().filter(|l| l.starts_with("# HELP ")).count();
+    assert!(helps >= 1 && helps <= samples.len(), "each family kept has its HELP line: {metrics}");
+    let (_, all) = svc.get_text("/metrics").await;
+    assert!(all.lines().filter(|l| !l.starts_with('#')).count() > samples.len(), "the filter left other apps' series out");
     let js = svc.get("/ui/app.js").await;
     assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(js.text().await.expect("js").contains("textContent"));
     assert_eq!(svc.get("/ui/style.css").await.headers()["content-type"], "text/css; charset=utf-8");
     assert_eq!(svc.get("/ui/nothing.js").await.status(), 404);
+    svc.stop().await;
+}
+
+/// The explorer's `.tree` format against the folded text of the same selection: the root's
+/// total, every level's totals adding up, each function's self and total, the sandwich; label
+/// matchers with several values and negation.
+#[tokio::test]
+async fn tree_format_and_label_matchers() {
+    let svc = Service::start(&[]).await;
+    import(&svc, "app=t&executor=1", "main;parse 30\nmain;parse;split 10\nmain;compute;parse 50\n").await;
+    import(&svc, "app=t&executor=2", "main;parse 5\nmain;io 7\n").await;
+    import(&svc, "app=t&executor=driver", "driver;plan 11\n").await;
+    let tree = |q: &'static str| {
+        let svc = &svc;
+        async move {
+            let (status, body) = svc.get_text(&format!("/flamegraph/t.tree{q}")).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).expect("JSON")
+        }
+    };
+    let a = tree("").await;
+    let names: Vec<&str> = a["names"].as_array().expect("names").iter().map(|n| n.as_str().expect("a name")).collect();
+    assert_eq!(a["total"], 113);
+    let level = |a: &serde_json::Value, key: &str, l: usize| -> Vec<(String, u64, u64, u64)> {
+        let names: Vec<String> = a["names"].as_array().expect("names").iter().map(|n| n.as_str().expect("name").to_string()).collect();
+        let flat: Vec<u64> = a[key]["levels"][l].as_array().expect("level").iter().map(|v| v.as_u64().expect("u64")).collect();
+        flat.chunks(5).map(|n| (names[n[3] as usize].clone(), n[0], n[1], n[2])).collect()
+    };
+    assert_eq!(level(&a, "tree", 0), [("all".to_string(), 0, 113, 0)]);
+    assert_eq!(level(&a, "tree", 1), [("driver".to_string(), 0, 11, 0), ("main".to_string(), 11, 102, 0)]);
+    assert_eq!(
+        level(&a, "tree", 2),
+        [
+            ("plan".to_string(), 0, 11, 11),
+            ("compute".to_string(), 11, 50, 0),
+            ("io".to_string(), 61, 7, 7),
+            ("parse".to_string(), 68, 45, 35)
+        ]
+    );
+    let functions: Vec<(String, u64, u64)> = a["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .map(|r| (names[r[0].as_u64().expect("id") as usize].to_string(), r[1].as_u64().expect("self"), r[2].as_u64().expect("total")))
+        .collect();
+    assert_eq!(functions[0], ("parse".to_string(), 85, 95));
+    assert!(functions.contains(&("main".to_string(), 0, 102)) && functions.contains(&("split".to_string(), 10, 10)));
+    assert_eq!(a["functions_count"], 7);
+    // The sandwich of parse: its callers (main 45, compute 50) and callees (split 10).
+    let s = tree("?focus=parse").await;
+    let focus = &s["focus"];
+    let sub = |key: &str, l: usize| -> Vec<(String, u64)> {
+        let names: Vec<String> = s["names"].as_array().expect("names").iter().map(|n| n.as_str().expect("name").to_string()).collect();
+        let flat: Vec<u64> = focus[key]["levels"][l].as_array().expect("level").iter().map(|v| v.as_u64().expect("u64")).collect();
+        flat.chunks(5).map(|n| (names[n[3] as usize].clone(), n[1])).collect()
+    };
+    assert_eq!(sub("callers", 0), [("parse".to_string(), 95)]);
+    assert_eq!(sub("callers", 1), [("compute".to_string(), 50), ("main".to_string(), 45)]);
+    assert_eq!(sub("callees", 1), [("split".to_string(), 10)]);
+    // Matchers: several values, negation, as the timeline and the graph take them.
+    for (q, want) in [("executor=1,2", 102u64), ("executor!=driver", 102), ("executor!=1,driver", 12), ("executor=2&executor=driver", 23)] {
+        let (status, body) = svc.get_text(&format!("/apps/t/timeline?{q}")).await;
+        assert_eq!(status, 200, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["total"], want, "{q}");
+        let (_, folded) = svc.get_text(&format!("/flamegraph/t.folded?{q}")).await;
+        let sum: u64 = folded.lines().map(|l| l.rsplit_once(' ').expect("count").1.parse::<u64>().expect("n")).sum();
+        assert_eq!(sum, want, "{q}");
+    }
+    // A diff in the tree format carries the baseline's figures too.
+    let d = tree("?executor=2&base.executor=1").await;
+    assert_eq!((d["total"].as_u64(), d["base_total"].as_u64()), (Some(12), Some(90)));
+    assert_eq!(d["tree"]["levels"][0], serde_json::json!([0, 12, 0, 0, 0, 90, 0]));
     svc.stop().await;
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub mod diff;
 pub mod narrow;
 pub mod options;
+pub mod tree;
 
 pub use options::{ColorHash, Options, Shape, Style};
 
@@ -23,6 +24,8 @@ pub enum Format {
     Svg,
     Folded,
     Json,
+    /// The explorer's: levels of the merged tree, functions, the sandwich ([`tree`]).
+    Tree,
 }
 
 impl Format {
@@ -33,6 +36,7 @@ impl Format {
             "svg" => Format::Svg,
             "folded" | "txt" => Format::Folded,
             "json" => Format::Json,
+            "tree" => Format::Tree,
             _ => return None,
         };
         (!name.is_empty()).then_some((name, format))
@@ -42,7 +46,7 @@ impl Format {
         match self {
             Format::Svg => "image/svg+xml",
             Format::Folded => "text/plain; charset=utf-8",
-            Format::Json => "application/json",
+            Format::Json | Format::Tree => "application/json",
         }
     }
 
@@ -51,6 +55,7 @@ impl Format {
             Format::Svg => "svg",
             Format::Folded => "folded",
             Format::Json => "json",
+            Format::Tree => "tree",
         }
     }
 }

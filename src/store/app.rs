@@ -310,14 +310,55 @@ pub struct GaugeReading {
     pub updated_ms: i64,
 }
 
-/// What to aggregate: a time range (ms, `from` inclusive, `to` exclusive), label matchers and
-/// the one profile type.
+/// What to aggregate: a time range (ms, `from` inclusive, `to` exclusive), label matchers (all
+/// must hold) and the one profile type.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<Matcher>,
     pub profile: ProfileType,
+}
+
+/// One label condition of a query: the label's value is one of `values` (`executor=1,3`), or
+/// with `negate` none of them (`executor!=driver`, which label sets without the label meet too,
+/// as in PromQL).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Matcher {
+    pub name: String,
+    pub values: Vec<String>,
+    pub negate: bool,
+}
+
+impl Matcher {
+    /// `name=value`: exactly that value.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Matcher {
+        Matcher { name: name.into(), values: vec![value.into()], negate: false }
+    }
+
+    /// A URL's `name=a,b` (or `name!=a,b` with `negate`): any of the comma-separated values, or
+    /// the whole text (a value may hold a comma).
+    pub fn parse(name: impl Into<String>, text: &str, negate: bool) -> Matcher {
+        let mut values: Vec<String> = Vec::new();
+        if text.contains(',') {
+            values.extend(text.split(',').map(str::to_string));
+        }
+        values.push(text.to_string());
+        values.dedup();
+        Matcher { name: name.into(), values, negate }
+    }
+
+    /// Whether a label set meets this condition.
+    pub fn matches(&self, set: &[(String, String)]) -> bool {
+        let value = set.iter().find(|(k, _)| *k == self.name).map(|(_, v)| v);
+        value.is_some_and(|v| self.values.contains(v)) != self.negate
+    }
+
+    /// `executor=1|3`, `executor!=driver`.
+    pub fn describe(&self) -> String {
+        let values: Vec<&str> = self.values.iter().map(String::as_str).filter(|v| !v.contains(',') || self.values.len() == 1).collect();
+        format!("{}{}={}", self.name, if self.negate { "!" } else { "" }, values.join("|"))
+    }
 }
 
 /// Aggregated stacks: frame ids root first, and their sample counts.
@@ -495,13 +536,10 @@ impl App {
     }
 
     /// Which label sets of type `profile` match all `matchers`; `None` when none does.
-    pub(super) fn matching_labelsets(&self, matchers: &[(String, String)], profile: ProfileType) -> Option<Vec<bool>> {
+    pub(super) fn matching_labelsets(&self, matchers: &[Matcher], profile: ProfileType) -> Option<Vec<bool>> {
         let sets = self.labelsets.read().unwrap_or_else(|e| e.into_inner());
-        let matching: Vec<bool> = sets
-            .list
-            .iter()
-            .map(|(set, _)| profile_of(set) == profile && matchers.iter().all(|(k, v)| set.iter().any(|(sk, sv)| sk == k && sv == v)))
-            .collect();
+        let matching: Vec<bool> =
+            sets.list.iter().map(|(set, _)| profile_of(set) == profile && matchers.iter().all(|m| m.matches(set))).collect();
         (matchers.is_empty() || matching.contains(&true)).then_some(matching)
     }
 

@@ -42,7 +42,9 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use app::{gauge_key, mark, series_key, Bucket, GaugeCell, Interner, LabelStats, SeriesCell};
-pub use app::{App, AppInfo, GaugeReading, Profile, Query, SeriesReading, SeriesView, Timeline, TimelineSeries, TypeTotal, ValueStats};
+pub use app::{
+    App, AppInfo, GaugeReading, Matcher, Profile, Query, SeriesReading, SeriesView, Timeline, TimelineSeries, TypeTotal, ValueStats,
+};
 use disk::Disk;
 pub use disk::{FlushStats, StoreError};
 pub use writes::{SourceId, Writes};

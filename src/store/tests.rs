@@ -82,7 +82,7 @@ fn queries_filter_by_time_and_labels() {
     let q = |from, to, labels: &[(&str, &str)]| Query {
         from_ms: from,
         to_ms: to,
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels.iter().map(|(k, v)| Matcher::equal(*k, *v)).collect(),
         ..Query::default()
     };
     assert_eq!(folded(&s, "a", &q(None, None, &[])), [("m".to_string(), 111)]);
@@ -90,6 +90,27 @@ fn queries_filter_by_time_and_labels() {
     assert_eq!(folded(&s, "a", &q(None, Some(60_000), &[])), [("m".to_string(), 1)]);
     assert_eq!(folded(&s, "a", &q(None, None, &[("executor", "1")])), [("m".to_string(), 11)]);
     assert!(s.query(&s.app("a").expect("a"), &q(None, None, &[("executor", "9")])).expect("readable").is_none());
+}
+
+#[test]
+fn matchers_take_several_values_and_negation() {
+    let s = store(10, 10);
+    for (id, e) in [(1, "1"), (2, "2"), (3, "3")] {
+        let src = s.source(id, || spec("a", &[("executor", e)])).expect("source");
+        add(&s, &src, "m", 10u64.pow(id as u32 - 1), 0);
+    }
+    let driver = s.source(4, || spec("a", &[("role", "driver")])).expect("driver");
+    add(&s, &driver, "m", 1000, 0);
+    let total = |matchers: Vec<Matcher>| {
+        let q = Query { labels: matchers, ..Query::default() };
+        s.query(&s.app("a").expect("a"), &q).expect("readable").map_or(0, |p| p.total)
+    };
+    assert_eq!(total(vec![Matcher::parse("executor", "1,3", false)]), 101);
+    assert_eq!(total(vec![Matcher::parse("executor", "1", true)]), 1110, "sets without the label meet a negation");
+    assert_eq!(total(vec![Matcher::parse("executor", "1,3", true)]), 1010);
+    assert_eq!(total(vec![Matcher::parse("executor", "2", false), Matcher::parse("executor", "2,3", false)]), 10);
+    assert_eq!(total(vec![Matcher::parse("role", "driver", true), Matcher::parse("executor", "3", true)]), 11);
+    assert_eq!(Matcher::parse("executor", "1,3", true).describe(), "executor!=1|3");
 }
 
 #[test]
@@ -374,10 +395,10 @@ fn timeline_per_step_and_label_from_memory_and_disk() {
         "largest total first"
     );
     // Label filters select as in queries; no match is None.
-    let q = Query { labels: vec![("host".into(), "h".into())], ..Query::default() };
+    let q = Query { labels: vec![Matcher::equal("host", "h")], ..Query::default() };
     let h = s.timeline(&app, &q, Some("executor"), 60_000).expect("readable").expect("matches");
     assert_eq!((h.series.len(), h.series[0].value.as_deref(), h.series[0].total), (1, Some(""), 7));
-    let q = Query { labels: vec![("executor".into(), "9".into())], ..Query::default() };
+    let q = Query { labels: vec![Matcher::equal("executor", "9")], ..Query::default() };
     assert!(s.timeline(&app, &q, None, 60_000).expect("readable").is_none());
     drop(s);
 }
@@ -495,7 +516,7 @@ fn profile_types_are_never_summed() {
     add(&s, &wall, "m;f", 7, 1_000);
     let q = |profile, labels: &[(&str, &str)]| Query {
         profile,
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels.iter().map(|(k, v)| Matcher::equal(*k, *v)).collect(),
         ..Query::default()
     };
     assert_eq!(folded(&s, "a", &q(ProfileType::Cpu, &[])), [("m;f".to_string(), 3)]);
@@ -594,7 +615,7 @@ fn a_shared_sampling_period_makes_samples_time() {
     let b = s.app("b").expect("b");
     assert_eq!(b.types()[0].time_ns, None, "one label set's period is unknown");
     assert_eq!(s.query(&b, &Query::default()).expect("readable").expect("some").period_ns, None, "periods differ");
-    let one = Query { labels: vec![("executor".into(), "4".into())], ..Query::default() };
+    let one = Query { labels: vec![Matcher::equal("executor", "4")], ..Query::default() };
     assert_eq!(s.query(&b, &one).expect("readable").expect("some").period_ns, Some(20_000_000));
     assert_eq!(a.label_values().keys().collect::<Vec<_>>(), ["executor"], "the period is no label");
 }

@@ -131,6 +131,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(ui::index))
         .route("/app/{app}", get(ui::app_page))
         .route("/ui/{file}", get(ui::asset))
+        .route("/setup", get(ui::setup))
         .route("/apps", get(read::apps))
         .route("/apps/{app}", get(read::app_info))
         .route("/apps/{app}/timeline", get(ui::timeline))
@@ -173,9 +174,14 @@ async fn influx_headers(mut response: Response) -> Response {
     response
 }
 
-async fn not_found(State(state): State<Arc<AppState>>) -> HttpError {
+/// Unknown paths: a page for a browser (it asks for HTML), plain text for everything else.
+async fn not_found(State(state): State<Arc<AppState>>, uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
     state.metrics.http_requests.with_label_values(&["unmatched", "404"]).inc();
-    HttpError::Plain(StatusCode::NOT_FOUND, "not found; see / for what stackd serves".into())
+    let browser = headers.get(axum::http::header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if browser {
+        return ui::not_found_page(&state, &format!("Nothing at {}", uri.path()), None);
+    }
+    HttpError::Plain(StatusCode::NOT_FOUND, "not found; see / for what stackd serves".into()).into_response()
 }
 
 /// Every error response stackd sends.

@@ -18,10 +18,12 @@ use crate::outcome::{Limit, RequestReject};
 use crate::render::{self, Format, Titles};
 use crate::sample::ProfileType;
 use crate::server::udp;
-use crate::store::Query as StoreQuery;
+use crate::store::{Matcher, Query as StoreQuery};
 
-/// `GET /metrics`: stackd's own metrics, per-app totals and the JVM gauges of live executors.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`: stackd's own metrics, per-app totals and the JVM gauges of live executors;
+/// `?app=<app>` keeps only that app's series (and the `# HELP`/`# TYPE` lines of their
+/// families).
+pub async fn metrics(State(state): State<Arc<AppState>>, Query(params): Query<Vec<(String, String)>>) -> Response {
     let cutoff = now_ms().saturating_sub(i64::try_from(state.settings.limits.gauge_ttl.as_millis()).unwrap_or(i64::MAX));
     let host = HostFigures {
         udp_recv_buffer: state.settings.statsd.map(|s| s.recv_buffer),
@@ -29,7 +31,46 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         udp_kernel_drops: state.settings.statsd.and_then(|s| udp::kernel_drops(s.port)),
     };
     let body = state.metrics.render(&state.store, cutoff, &host);
+    let body = match params.iter().find(|(k, _)| k == "app") {
+        Some((_, app)) => only_app(&String::from_utf8_lossy(&body), app).into_bytes(),
+        None => body,
+    };
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// The series of Prometheus text `body` labelled `app="<app>"`, each family's comment lines
+/// kept before its first such series.
+pub fn only_app(body: &str, app: &str) -> String {
+    let escaped = app.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let label = format!("app=\"{escaped}\"");
+    let mut out = String::new();
+    let mut comments = String::new();
+    for line in body.lines() {
+        if line.starts_with('#') {
+            if line.starts_with("# HELP ") {
+                comments.clear();
+            }
+            comments.push_str(line);
+            comments.push('\n');
+            continue;
+        }
+        let labels = match (line.find('{'), line.rfind('}')) {
+            (Some(a), Some(b)) if a < b => &line[a..=b],
+            _ => continue,
+        };
+        let holds = labels.match_indices(&label).any(|(i, _)| {
+            let before = labels.as_bytes()[i - 1];
+            let after = labels.as_bytes().get(i + label.len()).copied();
+            (before == b'{' || before == b',') && matches!(after, Some(b',') | Some(b'}'))
+        });
+        if holds {
+            out.push_str(&comments);
+            comments.clear();
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `GET /apps`: every app's summary.
@@ -81,7 +122,7 @@ const CREDENTIALS: [&str; 2] = ["u", "p"];
 pub struct Selection {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<Matcher>,
     /// `type=`; without it, the app's default ([`crate::store::App::default_type`]).
     pub profile: Option<ProfileType>,
 }
@@ -92,8 +133,10 @@ pub fn parse_type(value: &str) -> Result<ProfileType, String> {
 }
 
 impl Selection {
-    /// Take one parameter of a selection: `from`, `to`, or a label (`label.<name>` always a
-    /// label).
+    /// Take one parameter of a selection: `from`, `to`, `type`, or a label matcher:
+    /// `executor=1` or `executor=1,3` (any of), `executor!=driver` (none of; the URL's name is
+    /// then `executor!`), `label.<name>` always a label. Repeating a label adds values to its
+    /// matcher of the same kind.
     pub fn take(&mut self, name: &str, value: String, now: i64) -> Result<(), String> {
         match name {
             // Credentials in InfluxDB's form (`u`, `p`) are never labels, and never echoed:
@@ -103,14 +146,25 @@ impl Selection {
             "to" => self.to_ms = Some(parse_time(&value, now).map_err(|e| format!("invalid to: {e}"))?),
             "type" => self.profile = Some(parse_type(&value)?),
             _ => {
-                let label = name.strip_prefix("label.").unwrap_or(name);
-                if label.is_empty() {
-                    return Err("invalid label.: name a label, like label.executor=1".to_string());
-                }
-                self.labels.push((label.to_string(), value));
+                let (label, negate) = label_of(name)?;
+                self.add_matcher(Matcher::parse(label, &value, negate));
             }
         }
         Ok(())
+    }
+
+    /// Add a matcher; one of the same label and kind takes its values instead.
+    fn add_matcher(&mut self, m: Matcher) {
+        match self.labels.iter_mut().find(|l| l.name == m.name && l.negate == m.negate) {
+            Some(l) => {
+                for v in m.values {
+                    if !l.values.contains(&v) {
+                        l.values.push(v);
+                    }
+                }
+            }
+            None => self.labels.push(m),
+        }
     }
 
     /// The store query of this selection, of its type or else `default`.
@@ -140,8 +194,22 @@ impl Selection {
         if self.labels.is_empty() {
             return "all labels".to_string();
         }
-        self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        self.labels.iter().map(Matcher::describe).collect::<Vec<_>>().join(", ")
     }
+}
+
+/// A label matcher's parameter name: the label (`label.` taken off) and whether it is negated
+/// (`executor!`, as a URL's `executor!=driver` reads).
+fn label_of(name: &str) -> Result<(String, bool), String> {
+    let (name, negate) = match name.strip_suffix('!') {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let label = name.strip_prefix("label.").unwrap_or(name);
+    if label.is_empty() {
+        return Err("invalid label.: name a label, like label.executor=1 or executor!=driver".to_string());
+    }
+    Ok((label.to_string(), negate))
 }
 
 /// Query parameters that the SVG's own script keeps its state in (search term, zoomed frame):
@@ -159,6 +227,8 @@ pub struct GraphRequest {
     pub options: render::Options,
     /// `normalize=false`: a differential `.folded` keeps both columns as stored.
     pub normalize: bool,
+    /// `focus=<function>`: the `.tree` format adds its callers and callees (the sandwich).
+    pub focus: Option<String>,
 }
 
 impl GraphRequest {
@@ -169,7 +239,7 @@ impl GraphRequest {
         let mut req = GraphRequest { normalize: true, ..GraphRequest::default() };
         let mut base_from = None;
         let mut base_to = None;
-        let mut base_labels: Vec<(String, String)> = Vec::new();
+        let mut base_labels: Vec<(String, String, bool)> = Vec::new();
         let mut any_base = false;
         for (k, v) in params {
             if req.options.take(&k, &v)? {
@@ -177,6 +247,7 @@ impl GraphRequest {
             }
             match k.as_str() {
                 "normalize" => req.normalize = render::options::flag("normalize", &v)?,
+                "focus" => req.focus = Some(v).filter(|f| !f.is_empty()),
                 "base.from" => {
                     any_base = true;
                     base_from = Some(parse_time(&v, now).map_err(|e| format!("invalid base.from: {e}"))?);
@@ -193,11 +264,8 @@ impl GraphRequest {
                     }
                     if let Some(label) = k.strip_prefix("base.") {
                         any_base = true;
-                        let label = label.strip_prefix("label.").unwrap_or(label);
-                        if label.is_empty() {
-                            return Err("invalid base.: name a label, like base.executor=1".to_string());
-                        }
-                        base_labels.push((label.to_string(), v));
+                        let (label, negate) = label_of(label).map_err(|e| format!("base.: {e}"))?;
+                        base_labels.push((label, v, negate));
                     } else {
                         req.selection.take(k, v, now)?;
                     }
@@ -213,10 +281,14 @@ impl GraphRequest {
             if base_to.is_some() {
                 base.to_ms = base_to;
             }
-            for (k, _) in &base_labels {
-                base.labels.retain(|(bk, _)| bk != k);
+            for (k, _, _) in &base_labels {
+                base.labels.retain(|m| m.name != *k);
             }
-            base.labels.extend(base_labels.into_iter().filter(|(_, v)| v != "*"));
+            for (k, v, negate) in base_labels {
+                if v != "*" {
+                    base.add_matcher(Matcher::parse(k, &v, negate));
+                }
+            }
             base.check("base.")?;
             req.base = Some(base);
         }
@@ -232,8 +304,9 @@ pub async fn flamegraph(
     Query(params): Query<Vec<(String, String)>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, HttpError> {
-    let (name, format) = Format::from_file_name(&file)
-        .ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("{file:?}: ask for <app>.svg, <app>.folded or <app>.json")))?;
+    let (name, format) = Format::from_file_name(&file).ok_or_else(|| {
+        HttpError::Plain(StatusCode::NOT_FOUND, format!("{file:?}: ask for <app>.svg, <app>.folded, <app>.json or <app>.tree"))
+    })?;
     let app =
         state.store.app(name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
     let bad = |m: String| HttpError::Plain(StatusCode::BAD_REQUEST, m);
@@ -311,7 +384,9 @@ impl RenderKey {
 
     /// Bytes the key holds, roughly (for the cache's bound).
     fn size(&self) -> usize {
-        let labels = |s: &Selection| s.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+        let labels = |s: &Selection| {
+            s.labels.iter().map(|m| m.name.len() + m.values.iter().map(|v| v.len() + 24).sum::<usize>() + 48).sum::<usize>()
+        };
         let r = &self.request;
         self.app.len()
             + labels(&r.selection)
@@ -413,6 +488,7 @@ async fn render_once(
                 match format {
                     Format::Folded => render::folded(&stacks).into_bytes(),
                     Format::Json => render::json(&stacks).into_bytes(),
+                    Format::Tree => tree_json(&render::tree::answer(&stacks, None, request.focus.as_deref(), render::tree::MAX_NODES))?,
                     Format::Svg => {
                         let titles = Titles {
                             max_frames,
@@ -453,6 +529,7 @@ async fn render_once(
                         };
                         drawn(render::diff::svg(&base, &stacks, &titles, &request.options.style))?
                     }
+                    Format::Tree => tree_json(&render::tree::answer(&stacks, Some(&base), request.focus.as_deref(), render::tree::MAX_NODES))?,
                     _ => render::diff::folded(&base, &stacks, request.normalize).into_bytes(),
                 }
             }
@@ -462,6 +539,10 @@ async fn render_once(
     })
     .await
     .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}"))))
+}
+
+fn tree_json(answer: &render::tree::Answer) -> Result<Vec<u8>, (StatusCode, String)> {
+    serde_json::to_vec(answer).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("writing the tree failed: {e}")))
 }
 
 /// The stacks of one selection, shaped by the render options, and their total; an error when
@@ -546,3 +627,41 @@ pub async fn app_info(State(state): State<Arc<AppState>>, Path(name): Path<Strin
 }
 
 pub use crate::percent_encode;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_app_keeps_that_apps_series_and_their_families_comments() {
+        let body = "# HELP a_total A.\n# TYPE a_total counter\na_total{app=\"x\"} 1\na_total{app=\"x2\"} 2\n\
+# HELP b B.\n# TYPE b gauge\nb{app=\"y\",app_x=\"x\"} 3\nb 4\n\
+# HELP c C.\n# TYPE c gauge\nc{executor=\"1\",app=\"x\"} 5\nc{app=\"q\\\"x\"} 6\n";
+        assert_eq!(
+            only_app(body, "x"),
+            "# HELP a_total A.\n# TYPE a_total counter\na_total{app=\"x\"} 1\n# HELP c C.\n# TYPE c gauge\nc{executor=\"1\",app=\"x\"} 5\n"
+        );
+        assert_eq!(only_app(body, "q\"x"), "# HELP c C.\n# TYPE c gauge\nc{app=\"q\\\"x\"} 6\n");
+        assert_eq!(only_app(body, "none"), "");
+    }
+
+    #[test]
+    fn label_matchers_from_a_url() {
+        let q = GraphRequest::parse(
+            vec![
+                ("executor".into(), "1,3".into()),
+                ("executor".into(), "5".into()),
+                ("host!".into(), "driver".into()),
+                ("base.executor".into(), "*".into()),
+                ("base.label.host!".into(), "a,b".into()),
+                ("focus".into(), "f".into()),
+            ],
+            0,
+        )
+        .expect("parses");
+        assert_eq!(q.selection.describe_labels(), "executor=1|3|5, host!=driver");
+        assert_eq!(q.base.expect("a baseline").describe_labels(), "host!=a|b");
+        assert_eq!(q.focus.as_deref(), Some("f"));
+        assert!(GraphRequest::parse(vec![("!".into(), "x".into())], 0).is_err());
+    }
+}

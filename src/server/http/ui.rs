@@ -51,6 +51,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "app.js" => (include_str!("ui/app.js"), "text/javascript; charset=utf-8"),
         "search.js" => (crate::render::SEARCH_JS, "text/javascript; charset=utf-8"),
         "index.js" => (include_str!("ui/index.js"), "text/javascript; charset=utf-8"),
+        "setup.js" => (include_str!("ui/setup.js"), "text/javascript; charset=utf-8"),
         "style.css" => (include_str!("ui/style.css"), "text/css; charset=utf-8"),
         _ => return HttpError::Plain(StatusCode::NOT_FOUND, format!("no such file {file:?}")).into_response(),
     };
@@ -78,18 +79,24 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
             let last = info.last_seen_ms;
             let link = percent_encode(&info.name);
             let name = html_escape(&info.name);
-            let seen = if last > 0 { crate::rfc3339_ms(last) } else { "never".to_string() };
+            // The script rewrites it as "3 min ago"; the exact time stays in its title.
+            let seen = if last > 0 {
+                let at = crate::rfc3339_ms(last);
+                format!("<time datetime=\"{at}\" title=\"{at}\">{at}</time>")
+            } else {
+                "never".to_string()
+            };
             if info.total_samples == 0 {
                 rows.push_str(&format!(
-                    "<tr data-name=\"{filter}\"><td>{name} <span class=badge title=\"this app sends metrics but no stack samples\">metrics only</span></td>\
-<td><time>{seen}</time></td><td class=num>0</td><td class=num>0</td><td></td><td><a href=\"/metrics\">metrics</a></td></tr>\n",
+                    "<tr data-name=\"{filter}\"><td><a class=app href=\"/app/{link}\">{name}</a> <span class=badge title=\"this app sends metrics but no stack samples\">metrics only</span></td>\
+<td>{seen}</td><td class=num>0</td><td class=num>0</td><td></td><td><a href=\"/app/{link}\">its metrics</a></td></tr>\n",
                     filter = html_escape(&info.name.to_lowercase()),
                 ));
                 continue;
             }
             let spark = sparkline(&store, &app, info.last_seen_ms);
             rows.push_str(&format!(
-                "<tr data-name=\"{filter}\"><td><a class=app href=\"/app/{link}\">{name}</a></td><td><time>{seen}</time></td>\
+                "<tr data-name=\"{filter}\"><td><a class=app href=\"/app/{link}\">{name}</a></td><td>{seen}</td>\
 <td class=num>{samples}</td><td class=num>{stacks}</td><td>{spark}</td>\
 <td><a href=\"/flamegraph/{link}.svg\">svg</a> <a href=\"/flamegraph/{link}.folded\">folded</a> <a href=\"/flamegraph/{link}.json\">json</a></td></tr>\n",
                 filter = html_escape(&info.name.to_lowercase()),
@@ -102,7 +109,9 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
     .await
     .unwrap_or_default();
     let rows = if rows.is_empty() {
-        "<tr><td colspan=6>No profiles yet: point statsd-jvm-profiler agents at this host.</td></tr>\n".to_string()
+        "<tr class=empty><td colspan=6>No profiles yet. <a href=\"/setup\">Send profiles to stackd</a>: statsd-jvm-profiler agents, \
+JFR recordings, Pyroscope clients, Spark's and Flink's own metrics.</td></tr>\n"
+            .to_string()
     } else {
         rows
     };
@@ -110,9 +119,9 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
         "stackd",
         format!(
             "<body class=index><header><h1>stackd</h1><input id=filter type=search placeholder=\"filter apps\" aria-label=\"filter apps\" autofocus></header>\n\
-<table id=apps>\n<thead><tr><th>app</th><th>last seen (UTC)</th><th class=num>samples</th><th class=num>stacks</th><th>last hour</th><th>flame graph</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n\
+<table id=apps>\n<thead><tr><th>app</th><th>last seen</th><th class=num>samples</th><th class=num>stacks</th><th>last hour</th><th>flame graph</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n\
 <p id=nomatch class=hidden>No app matches the filter.</p>\n\
-<footer><a href=\"/apps\">/apps</a> (JSON) · <a href=\"/flink\">/flink</a> (Flink pollers) · <a href=\"/metrics\">/metrics</a></footer>\n\
+<footer><a href=\"/setup\">send profiles</a> · <a href=\"/apps\">/apps</a> (JSON) · <a href=\"/flink\">/flink</a> (Flink pollers) · <a href=\"/metrics\">/metrics</a></footer>\n\
 <script src=\"/ui/index.js\"></script></body>\n"
         ),
     )
@@ -147,17 +156,85 @@ fn sparkline(store: &crate::store::Store, app: &App, last_ms: i64) -> String {
 }
 
 /// `GET /app/<app>`: the explorer page of one app (the script fills it).
-pub async fn app_page(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, HttpError> {
-    let app =
-        state.store.app(&name).ok_or_else(|| HttpError::Plain(StatusCode::NOT_FOUND, format!("no data for app {name:?}; see /apps")))?;
+pub async fn app_page(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    let Some(app) = state.store.app(&name) else {
+        return not_found_page(&state, &format!("No app named \u{201c}{}\u{201d}", name), Some(&name));
+    };
     // The script takes the app's name from the page's path, exactly.
-    Ok(page(
+    page(
         &format!("{} · stackd", app.name),
         format!(
             "<body class=app>\n{}<script src=\"/ui/search.js\"></script><script src=\"/ui/app.js\"></script></body>\n",
             include_str!("ui/app.html")
         ),
-    ))
+    )
+}
+
+/// A 404 page for a person: what was not found, the closest app names, and the way home.
+pub fn not_found_page(state: &AppState, heading: &str, near: Option<&str>) -> Response {
+    let mut body = format!(
+        "<body class=notfound><header><a href=\"/\" class=home>stackd</a></header>\n<main class=message><h1>{}</h1>\n",
+        html_escape(heading)
+    );
+    if let Some(name) = near {
+        let names: Vec<String> = state.store.apps().iter().map(|a| a.name.to_string()).collect();
+        let close = closest(name, &names, 5);
+        if close.is_empty() {
+            body.push_str("<p>No app has a name close to it.</p>\n");
+        } else {
+            body.push_str("<p>Apps with a close name:</p>\n<ul class=suggestions>\n");
+            for c in close {
+                body.push_str(&format!("<li><a href=\"/app/{}\">{}</a></li>\n", percent_encode(c), html_escape(c)));
+            }
+            body.push_str("</ul>\n");
+        }
+    }
+    body.push_str("<p><a href=\"/\">All apps</a> · <a href=\"/setup\">How to send profiles to stackd</a></p></main></body>\n");
+    let mut r = page("Not found · stackd", body);
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// Up to `n` of `names` closest to `name`: those containing it (or contained in it) first,
+/// then by edit distance (case ignored), only those within half the name's length.
+fn closest<'a>(name: &str, names: &'a [String], n: usize) -> Vec<&'a str> {
+    let want: Vec<char> = name.to_lowercase().chars().collect();
+    let mut scored: Vec<(usize, &str)> = names
+        .iter()
+        .filter_map(|candidate| {
+            let lower = candidate.to_lowercase();
+            let have: Vec<char> = lower.chars().collect();
+            let contains = !want.is_empty() && (lower.contains(&name.to_lowercase()) || name.to_lowercase().contains(&lower));
+            let d = edit_distance(&want, &have);
+            (contains || d <= (want.len().max(4) / 2)).then_some((if contains { 0 } else { d }, candidate.as_str()))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(n).map(|(_, c)| c).collect()
+}
+
+/// Levenshtein distance, in one row.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `GET /setup`: how to send each kind of profile to this stackd (the page fills in its own
+/// address).
+pub async fn setup() -> Response {
+    page(
+        "Send profiles to stackd",
+        format!("<body class=setup>\n{}<script src=\"/ui/setup.js\"></script></body>\n", include_str!("ui/setup.html")),
+    )
 }
 
 /// `GET /apps/<app>/timeline?from=…&to=…&<label>=<value>…&by=<label>&step=<duration>`: samples
