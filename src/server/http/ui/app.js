@@ -397,7 +397,7 @@
     const box = $("timeline");
     box.replaceChildren();
     if (!timeline) return;
-    const W = Math.max(box.clientWidth, 200), H = Math.max(box.clientHeight, 60), top = 8, bottom = 16, left = 64;
+    const W = Math.max(box.clientWidth, 200), H = Math.max(box.clientHeight, 60), top = 8, bottom = 16, left = 88;
     const step = timeline.step_ms;
     let t0 = timeline.from_ms, t1 = timeline.to_ms;
     for (const s of timeline.series) for (const [t] of s.points) { t0 = Math.min(t0, t); t1 = Math.max(t1, t + step); }
@@ -803,14 +803,17 @@
   // ---- the sandwich ---------------------------------------------------------------------------
 
   let sandwichOpened = false;
-  function openSandwich(name) { sandwichOpened = true; update((p) => p.set("sandwich", name), "view"); }
+  function openSandwich(name) { update((p) => p.set("sandwich", name), "view"); }
 
   async function loadSandwich() {
     const name = params.get("sandwich");
     $("sandwich").classList.toggle("hidden", !name);
+    $("sandwich-close").classList.toggle("hidden", !name);
     $("flame").classList.toggle("hidden", !!name);
     if (!name) { sandwichData = null; return; }
     const token = ++sandwichToken;
+    // A sandwich newly shown is scrolled to where its two graphs meet.
+    sandwichOpened = !sandwichData || sandwichData.name !== name;
     const p = graphParams();
     p.set("focus", name);
     loading(1);
