@@ -303,6 +303,12 @@ def main():
         want = api_json(f"/apps/{q(APP)}/timeline?from=-1h")["total"]
         check(0 < want < info["total_samples"], f"the last hour holds some samples: {want}")
         wait_total(driver, want, "last hour")
+        # The breakdown covers the selected range: each executor's amount in the last hour.
+        Select(driver.find_element(By.ID, "by")).select_by_value("executor")
+        want_rows = {s["value"]: s["total"] for s in api_json(f"/apps/{q(APP)}/timeline?from=-1h&by=executor")["series"]}
+        got_rows = wait("the last hour's breakdown", lambda: {r.get_attribute("data-value"): int(r.get_attribute("data-total")) for r in driver.find_elements(By.CSS_SELECTOR, "#breakdown tbody tr")} == want_rows and want_rows)
+        check(sum(want_rows.values()) == want, f"the breakdown adds up to the range's total: {got_rows}")
+        Select(driver.find_element(By.ID, "by")).select_by_value("")
         Select(driver.find_element(By.ID, "tz")).select_by_value("local")
         wait("tz=local", lambda: ("tz", "local") in page_query(driver) and "local time" in driver.find_element(By.ID, "summary").text)
         driver.find_element(By.ID, "live").click()
@@ -331,6 +337,9 @@ def main():
         check(first.get_attribute("data-name") == top[0], f"biggest growth {top} but the table shows {first.get_attribute('data-name')}")
         check(f"+{100 * top[1]:.2f} pp" in first.text, f"{first.text} lacks +{100 * top[1]:.2f} pp")
         shot(driver, "diff.png")
+        Select(driver.find_element(By.ID, "by")).select_by_value("executor")
+        cells = wait("the diff breakdown", lambda: [[c.text for c in r.find_elements(By.CSS_SELECTOR, "td")] for r in driver.find_elements(By.CSS_SELECTOR, "#breakdown tbody tr")])
+        check(len(cells) == 1 and cells[0][1] == "2" and cells[0][3] == "100.00%" and cells[0][4] == "0.00%" and cells[0][5] == "+100.00 pp", f"executor 2 against executor 1, per executor: {cells}")
 
         # ---- a Flink-shaped app: On-CPU by default, the type in the URL when switched.
         driver.get(f"{BASE}/app/{q(FLINK)}")
@@ -379,6 +388,7 @@ def main():
         Select(driver.find_element(By.ID, "type")).select_by_value("off_cpu")
         wait("the loading indicator", lambda: driver.find_element(By.ID, "loading").is_displayed(), timeout=1.4)
         check(len(driver.find_elements(By.CSS_SELECTOR, "#flame .f")) > 10, "the previous graph stays while loading")
+        shot(driver, "loading.png")
         check(shown_total(driver) == totals["cpu"], "the previous figures stay while loading")
         wait_total(driver, totals["off_cpu"], "Off-CPU")
         check(not driver.find_element(By.ID, "loading").is_displayed(), "the indicator goes")

@@ -25,6 +25,7 @@
   let info = null;
   let timeline = null;
   let baseTimeline = null;
+  let rangeTimeline = null; // the selected range's, for the breakdown
   let data = null; // the .tree answer shown, with derived arrays
   let sandwichData = null;
   let graphToken = 0, timelineToken = 0, sandwichToken = 0;
@@ -371,10 +372,11 @@
     return p;
   }
 
-  async function fetchTimeline(base) {
-    const p = selectionQuery(base);
-    p.delete("from"); p.delete("to");
-    if (base) { for (const k of ["from", "to"]) { const v = selectionQuery(true).get(k); if (v) p.set(k, v); } }
+  // A timeline of the selection: the chart's covers the whole run (the range is drawn on it);
+  // the breakdown's covers the selected range, or the baseline's.
+  async function fetchTimeline(kind) {
+    const p = selectionQuery(kind === "base");
+    if (kind === "chart") { p.delete("from"); p.delete("to"); }
     if (params.get("by")) p.set("by", params.get("by"));
     const r = await fetch("/apps/" + encodeURIComponent(APP) + "/timeline?" + query(p));
     if (!r.ok) return { error: await r.text() };
@@ -385,9 +387,13 @@
     const token = ++timelineToken;
     loading(1);
     try {
-      const [now, base] = await Promise.all([fetchTimeline(false), isDiff() && params.get("by") ? fetchTimeline(true) : null]);
+      const by = !!params.get("by");
+      const ranged = by && (params.get("from") || params.get("to"));
+      const [chart, now, base] = await Promise.all([
+        fetchTimeline("chart"), ranged ? fetchTimeline("now") : null, by && isDiff() ? fetchTimeline("base") : null]);
       if (token !== timelineToken) return;
-      if (now.error) { timeline = null; showError(now.error); } else timeline = now;
+      if (chart.error) { timeline = null; showError(chart.error); } else timeline = chart;
+      rangeTimeline = now && !now.error ? now : timeline;
       baseTimeline = base && !base.error ? base : null;
       drawTimeline();
     } finally { loading(-1); }
@@ -484,9 +490,10 @@
     const table = $("breakdown");
     table.replaceChildren();
     const by = params.get("by");
-    table.classList.toggle("hidden", !by || !timeline);
-    if (!by || !timeline) return;
-    const unit = timeline.unit || "samples";
+    const tl = rangeTimeline;
+    table.classList.toggle("hidden", !by || !tl);
+    if (!by || !tl) return;
+    const unit = tl.unit || "samples";
     const base = new Map();
     let baseTotal = 0;
     if (baseTimeline) for (const s of baseTimeline.series) { base.set(s.value, s.total); baseTotal += s.total; }
@@ -494,14 +501,16 @@
     for (const h of ["", visible(by), "amount", "share"].concat(baseTimeline ? ["baseline share", "change"] : [])) head.append(make("th", { class: h === "" || h === visible(by) ? "" : "num" }, h));
     const thead = make("thead"); thead.append(head);
     const body = make("tbody");
-    timeline.series.forEach((s, i) => {
-      const tr = make("tr", { "data-value": s.value });
-      const sw = make("td"); sw.append(make("span", { class: "swatch c" + Math.min(i, 8) }));
+    tl.series.forEach((s, i) => {
+      const tr = make("tr", { "data-value": s.value, "data-total": String(s.total) });
+      // The chart's colour of this value (the chart orders values over the whole run).
+      const ci = timeline ? timeline.series.findIndex((x) => x.value === s.value) : i;
+      const sw = make("td"); sw.append(make("span", { class: "swatch c" + (ci < 0 ? 8 : Math.min(ci, 8)) }));
       tr.append(sw, make("td", {}, s.value === "" ? "(none)" : visible(s.value)), make("td", { class: "num" }, human(s.total, unit)),
-        make("td", { class: "num share", "data-share": String(s.total / Math.max(timeline.total, 1)) }, pct(s.total, timeline.total)));
+        make("td", { class: "num share", "data-share": String(s.total / Math.max(tl.total, 1)) }, pct(s.total, tl.total)));
       if (baseTimeline) {
         const b = base.get(s.value) || 0;
-        tr.append(make("td", { class: "num" }, pct(b, baseTotal)), make("td", { class: "num" }, pp(100 * (s.total / Math.max(timeline.total, 1) - b / Math.max(baseTotal, 1)))));
+        tr.append(make("td", { class: "num" }, pct(b, baseTotal)), make("td", { class: "num" }, pp(100 * (s.total / Math.max(tl.total, 1) - b / Math.max(baseTotal, 1)))));
       }
       body.append(tr);
     });
