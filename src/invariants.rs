@@ -113,6 +113,51 @@ pub fn render_folded(data: &[u8]) {
     outputs(&stacks, total, true);
 }
 
+/// The explorer's `.tree` of `stacks` (also cut to three nodes, and with the sandwich of the
+/// first stack's root frame): the root holds every sample; each node lies inside its parent's
+/// span, after its left sibling; uncut, a node's self plus its children's totals is its total;
+/// the functions' self add up to the total; both sides of the sandwich carry the same total.
+fn check_tree(stacks: &Stacks, total: u64) {
+    let focus = stacks.first().and_then(|(f, _)| f.first()).map(|f| f.to_string());
+    let exact = total < 1 << 60;
+    for max_nodes in [render::tree::MAX_NODES, 3] {
+        let a = render::tree::answer(stacks, None, focus.as_deref(), max_nodes);
+        assert_eq!(a.total, total, "the tree's root holds every sample");
+        assert_eq!(a.tree.levels[0][..3], [0, total, a.tree.levels[0][2]], "one root, at 0");
+        let uncut = a.tree.shown == a.tree.nodes;
+        for pair in a.tree.levels.windows(2) {
+            let (above, level) = (&pair[0], &pair[1]);
+            let mut children = vec![0u64; above.len() / 5];
+            let mut end = vec![0u64; above.len() / 5];
+            for n in level.chunks(5) {
+                let p = n[4] as usize;
+                let parent = &above[p * 5..p * 5 + 5];
+                assert!(
+                    n[0] >= parent[0].max(end[p]) && n[0].saturating_add(n[1]) <= parent[0].saturating_add(parent[1]),
+                    "a node inside its parent, after its left sibling"
+                );
+                assert!((n[3] as usize) < a.names.len(), "a name in the table");
+                end[p] = n[0].saturating_add(n[1]);
+                children[p] = children[p].saturating_add(n[1]);
+            }
+            if uncut && exact {
+                for (p, parent) in above.chunks(5).enumerate() {
+                    assert_eq!(parent[2] + children[p], parent[1], "self plus children is the total");
+                }
+            }
+        }
+        if a.functions.len() == a.functions_count && exact {
+            assert_eq!(a.functions.iter().map(|f| f[1]).sum::<u64>(), total, "the functions' self add up to the total");
+        }
+        if let Some(sandwich) = &a.focus {
+            assert_eq!(
+                sandwich.callers.levels[0][1], sandwich.callees.levels[0][1],
+                "both sides of the sandwich carry the function's total"
+            );
+        }
+    }
+}
+
 /// Folded, JSON and (when `svg`) SVG of `stacks`, each checked.
 fn outputs(stacks: &Stacks, total: u64, svg: bool) {
     let folded = render::folded(stacks);
@@ -126,6 +171,7 @@ fn outputs(stacks: &Stacks, total: u64, svg: bool) {
     }
     assert_eq!(sum, total, "folded output sums to the total");
     check_json_tree(&render::json(stacks), total);
+    check_tree(stacks, total);
     if svg && total > 0 {
         let titles = Titles::new("t\u{1}", Some("s".into()));
         let svg = render::svg(stacks, &titles).expect("renders");

@@ -238,7 +238,7 @@ pub fn answer(current: &Stacks, base: Option<&Stacks>, focus: Option<&str>, max_
     let total = tree.nodes[0].total[0];
     let base_total = diff.then_some(tree.nodes[0].total[1]);
     let mut rows: Vec<(u32, [u64; 4])> =
-        functions.iter().enumerate().filter(|(i, f)| *i as u32 != root && (f[1] > 0 || f[3] > 0)).map(|(i, f)| (i as u32, *f)).collect();
+        functions.iter().enumerate().filter(|(_, f)| f[1] > 0 || f[3] > 0).map(|(i, f)| (i as u32, *f)).collect();
     let functions_count = rows.len();
     rows.sort_unstable_by(|a, b| {
         b.1[0].cmp(&a.1[0]).then(b.1[1].cmp(&a.1[1])).then_with(|| names.list[a.0 as usize].cmp(&names.list[b.0 as usize]))

@@ -1,8 +1,10 @@
 //! The explorer: the index of apps (`/`), one page per app (`/app/<app>`: timeline, time range,
-//! label pickers, the flame graph embedded, search, compare), samples over time as JSON
-//! (`/apps/<app>/timeline`), and the page's script and style (`/ui/…`), all served from the
-//! binary. Pages hold no data of their own: the script reads `/apps/<app>` and the timeline,
-//! and writes every name it shows as text, never as markup.
+//! label pickers, the flame graph drawn in the page from `/flamegraph/<app>.tree`, the top
+//! functions, the sandwich, compare), samples over time as JSON (`/apps/<app>/timeline`), the
+//! setup page (`/setup`), pages for what is not found, and the pages' scripts and style
+//! (`/ui/…`), all served from the binary. Pages hold no data of their own: the script reads
+//! `/apps/<app>`, the timeline and the tree, and writes every name it shows as text, never as
+//! markup.
 
 use std::sync::Arc;
 
