@@ -374,3 +374,22 @@ pub fn pyroscope(data: &[u8]) {
         let _ = snapshot.resolve();
     }
 }
+
+/// An async-profiler HTML flame graph: read whole or refused; read, its stacks' own samples add
+/// up to the root's width, no stack is empty, and each stack is no deeper than the document has
+/// frames.
+pub fn ap_html(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(graph) = crate::protocol::ap_html::parse(text) else { return };
+    let mut sum = 0u64;
+    let mut stacks = 0usize;
+    graph.each_stack(&mut |frames, n| {
+        assert!(!frames.is_empty() && frames.len() < graph.len(), "a stack of the document's frames");
+        assert!(n > 0, "only stacks with samples");
+        sum = sum.saturating_add(n);
+        stacks += 1;
+    });
+    assert_eq!(stacks, graph.stacks(), "stacks() counts what each_stack gives");
+    // The root's own samples (width not covered by frames) are not a stack.
+    assert!(sum <= graph.total, "the stacks' samples fit in the root's width: {sum} > {}", graph.total);
+}

@@ -52,6 +52,11 @@ fn jfr_corpus() {
 }
 
 #[test]
+fn ap_html_corpus() {
+    assert!(each_input("ap_html", stackd::invariants::ap_html) > 0, "the corpus is kept");
+}
+
+#[test]
 fn pprof_corpus() {
     assert!(each_input("pprof", stackd::invariants::pprof) > 0, "the corpus is kept");
 }

@@ -119,7 +119,10 @@ async fn errors_are_plain_and_helpful() {
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(r.text().await.expect("body"), "no data for app \"nope\"; see /apps\n");
-    assert_eq!(svc.get_text("/flamegraph/app-1.png").await, (404, "\"app-1.png\": ask for <app>.svg, <app>.folded, <app>.json or <app>.tree\n".into()));
+    assert_eq!(
+        svc.get_text("/flamegraph/app-1.png").await,
+        (404, "\"app-1.png\": ask for <app>.svg, <app>.folded, <app>.json or <app>.tree\n".into())
+    );
     assert_eq!(
         svc.get_text("/flamegraph/app-1.folded?executor=9").await,
         (404, "no data for app \"app-1\" with executor=9; labels seen: executor=1|2, host=h, jvm=1@h, pid=1\n".into())

@@ -2,6 +2,7 @@
 //! belongs to is an input's business, see [`crate::input`]). Every parser borrows from its input
 //! and fails line by line.
 
+pub mod ap_html;
 pub mod influx;
 pub mod jfr;
 pub mod pprof;

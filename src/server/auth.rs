@@ -66,7 +66,9 @@ enum Class {
 
 fn class(path: &str, auth: &Auth) -> Class {
     match path {
-        "/write" | "/api/v2/write" | "/query" | "/import/flink" | "/import/folded" | "/import/jfr" => Class::Write,
+        "/write" | "/api/v2/write" | "/query" | "/import/flink" | "/import/folded" | "/import/jfr" | "/import/async-profiler-html" => {
+            Class::Write
+        }
         "/ingest" | "/pyroscope/ingest" | super::http::pyroscope::PUSH_PATH => Class::Write,
         "/metrics" | "/ping" | "/health" if !auth.protect_metrics => Class::Open,
         _ => Class::Read,

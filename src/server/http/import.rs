@@ -168,6 +168,8 @@ struct Parsed {
 
 enum Stacks {
     Tree(flamegraph::Tree),
+    /// An async-profiler HTML flame graph's frames.
+    ApHtml(crate::protocol::ap_html::Graph),
     /// A checked collapsed document, read again as it is stored.
     Folded {
         text: Bytes,
@@ -179,6 +181,7 @@ impl Parsed {
     fn each(&self, sink: &mut dyn FnMut(&[&str], u64)) {
         match &self.stacks {
             Stacks::Tree(tree) => tree.each_stack(sink),
+            Stacks::ApHtml(graph) => graph.each_stack(sink),
             Stacks::Folded { text, .. } => folded::each(simdutf8::basic::from_utf8(text).unwrap_or_default(), sink),
         }
     }
@@ -186,6 +189,7 @@ impl Parsed {
     fn stacks(&self) -> usize {
         match &self.stacks {
             Stacks::Tree(tree) => tree.len(),
+            Stacks::ApHtml(graph) => graph.stacks(),
             Stacks::Folded { stacks, .. } => *stacks,
         }
     }
@@ -220,6 +224,23 @@ pub async fn flink(
     body: Body,
 ) -> Result<Json<Imported>, HttpError> {
     import(state, params, headers, body, parse_flink).await
+}
+
+fn parse_ap_html(body: Bytes) -> Result<Parsed, String> {
+    let text = simdutf8::compat::from_utf8(&body).map_err(|e| format!("an async-profiler HTML flame graph must be UTF-8: {e}"))?;
+    let graph = crate::protocol::ap_html::parse(text).map_err(|e| format!("not an async-profiler flame graph: {e}"))?;
+    Ok(Parsed { time_ms: None, stacks: Stacks::ApHtml(graph) })
+}
+
+/// `POST /import/async-profiler-html?app=…`: an async-profiler 2.x HTML flame graph (Flink's
+/// profiler's result, `file=x.html`), filed at `time=` or now, as `type=` (default `cpu`).
+pub async fn ap_html(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Imported>, HttpError> {
+    import(state, params, headers, body, parse_ap_html).await
 }
 
 /// `POST /import/folded?app=…`: collapsed stacks (filed at `time=` or now).

@@ -147,6 +147,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Profiles people already have.
         .route("/import/flink", post(import::flink))
         .route("/import/folded", post(import::folded))
+        .route("/import/async-profiler-html", post(import::ap_html))
         .route("/import/jfr", post(import::jfr))
         // Grafana Pyroscope's clients.
         .route("/ingest", post(pyroscope::ingest))
