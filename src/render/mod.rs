@@ -328,52 +328,37 @@ pub fn xml_text(s: &str) -> Cow<'_, str> {
     Cow::Owned(s.chars().map(|c| if forbidden(c) { '\u{fffd}' } else { c }).collect())
 }
 
-/// One node of the merged tree: children are indices into the same arena, so neither building
-/// nor writing nor dropping the tree recurses (stacks can be tens of thousands of frames deep).
-struct Node {
-    name: Arc<str>,
-    value: u64,
-    children: Vec<u32>,
-}
-
 /// d3-flame-graph JSON (inclusive values, root named "root"), as Flink's flame graph `data`.
-/// Children are sorted by name, so the same data gives the same bytes.
+/// Children are sorted by name, so the same data gives the same bytes. The tree is the
+/// explorer's ([`tree::Tree`]).
 pub fn json(stacks: &Stacks) -> String {
-    let mut nodes = vec![Node { name: Arc::from("root"), value: 0, children: Vec::new() }];
-    // (parent, frame name) → child; frame names are interned, but compare by text to be safe.
-    let mut index: std::collections::HashMap<(u32, Arc<str>), u32> = std::collections::HashMap::new();
+    let mut names = tree::Names::default();
+    let root = names.id(&Arc::from("root"));
+    let mut merged = tree::Tree::new(root);
+    let mut ids: Vec<u32> = Vec::new();
     for (frames, count) in stacks {
-        nodes[0].value = nodes[0].value.saturating_add(*count);
-        let mut at = 0u32;
-        for frame in frames {
-            let next = *index.entry((at, Arc::clone(frame))).or_insert_with(|| {
-                nodes.push(Node { name: Arc::clone(frame), value: 0, children: Vec::new() });
-                let id = (nodes.len() - 1) as u32;
-                nodes[at as usize].children.push(id);
-                id
-            });
-            nodes[next as usize].value = nodes[next as usize].value.saturating_add(*count);
-            at = next;
-        }
+        ids.clear();
+        ids.extend(frames.iter().map(|f| names.id(f)));
+        merged.add(ids.iter().copied(), *count, 0);
     }
-    drop(index);
-    for i in 0..nodes.len() {
-        let mut children = std::mem::take(&mut nodes[i].children);
-        children.sort_unstable_by(|a, b| nodes[*a as usize].name.cmp(&nodes[*b as usize].name));
-        nodes[i].children = children;
-    }
+    merged.sort_children(&names);
+    let nodes = &merged.nodes;
+    let open = |out: &mut String, node: &tree::Node| {
+        out.push_str("{\"name\":");
+        out.push_str(&serde_json::Value::from(&*names.list[node.name as usize]).to_string());
+        let _ = write!(out, ",\"value\":{},\"children\":[", node.total[0]);
+    };
     let mut out = String::with_capacity(64 * 1024);
     // Depth-first with an explicit stack of (node, next child to write).
     let mut path: Vec<(u32, usize)> = vec![(0, 0)];
-    open_node(&mut out, &nodes[0]);
+    open(&mut out, &nodes[0]);
     while let Some((node, next)) = path.last_mut() {
-        let n = &nodes[*node as usize];
-        if let Some(&child) = n.children.get(*next) {
+        if let Some(&child) = nodes[*node as usize].children.get(*next) {
             if *next > 0 {
                 out.push(',');
             }
             *next += 1;
-            open_node(&mut out, &nodes[child as usize]);
+            open(&mut out, &nodes[child as usize]);
             path.push((child, 0));
         } else {
             out.push_str("]}");
@@ -381,12 +366,6 @@ pub fn json(stacks: &Stacks) -> String {
         }
     }
     out
-}
-
-fn open_node(out: &mut String, node: &Node) {
-    out.push_str("{\"name\":");
-    out.push_str(&serde_json::Value::from(&*node.name).to_string());
-    let _ = write!(out, ",\"value\":{},\"children\":[", node.value);
 }
 
 #[cfg(test)]

@@ -30,13 +30,13 @@ pub const MAX_FUNCTIONS: usize = 20_000;
 
 /// Interned frame names, shared by the trees and the functions of one answer.
 #[derive(Default)]
-struct Names {
-    list: Vec<Arc<str>>,
+pub(super) struct Names {
+    pub(super) list: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, u32>,
 }
 
 impl Names {
-    fn id(&mut self, name: &Arc<str>) -> u32 {
+    pub(super) fn id(&mut self, name: &Arc<str>) -> u32 {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
@@ -47,25 +47,27 @@ impl Names {
     }
 }
 
-struct Node {
-    name: u32,
+pub(super) struct Node {
+    pub(super) name: u32,
     /// [current, baseline]
-    total: [u64; 2],
-    children: Vec<u32>,
+    pub(super) total: [u64; 2],
+    pub(super) children: Vec<u32>,
 }
 
-/// A call tree being merged; node 0 is the root.
-struct Tree {
-    nodes: Vec<Node>,
+/// A call tree being merged (also the d3 JSON's, [`super::json`]); node 0 is the root. Nodes
+/// are in an arena, so neither building nor walking nor dropping it recurses (stacks can be
+/// tens of thousands of frames deep).
+pub(super) struct Tree {
+    pub(super) nodes: Vec<Node>,
     index: HashMap<(u32, u32), u32>,
 }
 
 impl Tree {
-    fn new(root: u32) -> Tree {
+    pub(super) fn new(root: u32) -> Tree {
         Tree { nodes: vec![Node { name: root, total: [0, 0], children: Vec::new() }], index: HashMap::new() }
     }
 
-    fn add(&mut self, frames: impl Iterator<Item = u32>, count: u64, column: usize) {
+    pub(super) fn add(&mut self, frames: impl Iterator<Item = u32>, count: u64, column: usize) {
         self.nodes[0].total[column] = self.nodes[0].total[column].saturating_add(count);
         let mut at = 0u32;
         for name in frames {
@@ -82,6 +84,16 @@ impl Tree {
             let node = &mut self.nodes[next as usize];
             node.total[column] = node.total[column].saturating_add(count);
             at = next;
+        }
+    }
+
+    /// Every node's children sorted by name (the same data gives the same output).
+    pub(super) fn sort_children(&mut self, names: &Names) {
+        for i in 0..self.nodes.len() {
+            let mut children = std::mem::take(&mut self.nodes[i].children);
+            let name = |n: &u32| &names.list[self.nodes[*n as usize].name as usize];
+            children.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+            self.nodes[i].children = children;
         }
     }
 
@@ -110,12 +122,8 @@ impl Tree {
         } else {
             0
         };
+        self.sort_children(names);
         let nodes = std::mem::take(&mut self.nodes);
-        let mut order: Vec<Vec<u32>> = nodes.iter().map(|n| n.children.clone()).collect();
-        for children in &mut order {
-            children
-                .sort_unstable_by(|a, b| names.list[nodes[*a as usize].name as usize].cmp(&names.list[nodes[*b as usize].name as usize]));
-        }
         let mut levels: Vec<Vec<u64>> = Vec::new();
         let mut shown = 0usize;
         // Breadth first: (node, start, its parent's place in the level above) of one level,
@@ -128,7 +136,7 @@ impl Tree {
                 let n = &nodes[id as usize];
                 let mut at = start;
                 let mut children_total = [0u64; 2];
-                for &c in &order[id as usize] {
+                for &c in &n.children {
                     let child = &nodes[c as usize];
                     children_total[0] = children_total[0].saturating_add(child.total[0]);
                     children_total[1] = children_total[1].saturating_add(child.total[1]);
