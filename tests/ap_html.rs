@@ -16,18 +16,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jfr")
 }
 
-/// The apache-flink wheel's flink-dist jar, and its async-profiler library unpacked into `work`.
-fn flink_dist_and_profiler(work: &Path) -> (PathBuf, PathBuf) {
-    let site =
-        Command::new("python3").args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"]).output().expect("python3");
-    assert!(site.status.success(), "apache-flink is installed by .ci/run: {}", String::from_utf8_lossy(&site.stderr));
-    let jar = Path::new(String::from_utf8_lossy(&site.stdout).trim()).join("lib/flink-dist-2.3.0.jar");
-    let extract = "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('linux-x64/libasyncProfiler.so', sys.argv[2])";
-    let status = Command::new("python3").args(["-c", extract]).arg(&jar).arg(work).status();
-    assert!(status.expect("python3").success(), "async-profiler is in {}", jar.display());
-    (jar, work.join("linux-x64/libasyncProfiler.so"))
-}
-
 /// A stack as both outputs can be compared: each frame's kind suffix (`_[j]`, which the HTML
 /// gives but the plain collapsed text does not) taken off, and `/` read as `.` (stackd writes
 /// Java names with dots, async-profiler with slashes).
@@ -64,7 +52,7 @@ async fn one_recording_as_html_stores_what_async_profiler_collapses() {
     let dir = TempDir::new("ap-html");
     let work = &dir.0;
     std::fs::create_dir_all(work).expect("work dir");
-    let (jar, lib) = flink_dist_and_profiler(work);
+    let (jar, lib) = common::async_profiler(work);
     let classpath = format!("{}:{}", jar.display(), work.display());
     let javac = Command::new("javac")
         .args(["-cp", &classpath, "-d"])

@@ -137,20 +137,6 @@ async fn info_total(svc: &Service, app: &str, t: &str) -> u64 {
     info["types"].as_array().expect("types").iter().find(|x| x["type"] == t).and_then(|x| x["total"].as_u64()).expect("the type")
 }
 
-/// async-profiler 2.9's library, from the apache-flink wheel that .ci/run installs, unpacked
-/// into `work`.
-fn async_profiler(work: &Path) -> PathBuf {
-    let site =
-        Command::new("python3").args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"]).output().expect("python3");
-    assert!(site.status.success(), "apache-flink is installed by .ci/run: {}", String::from_utf8_lossy(&site.stderr));
-    let jar = Path::new(String::from_utf8_lossy(&site.stdout).trim()).join("lib/flink-dist-2.3.0.jar");
-    // The jar is a zip: Python's zipfile, as the engines' own installs have it.
-    let extract = "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('linux-x64/libasyncProfiler.so', sys.argv[2])";
-    let status = Command::new("python3").args(["-c", extract]).arg(&jar).arg(work).status();
-    assert!(status.expect("python3").success(), "async-profiler is in {}", jar.display());
-    work.join("linux-x64/libasyncProfiler.so")
-}
-
 /// async-profiler 2.9 run here, now, on a real JVM in each of its modes: every type it records
 /// is stored as the JDK's reader reads the same file.
 #[tokio::test]
@@ -158,7 +144,7 @@ async fn async_profiler_run_now_in_each_mode() {
     let dir = common::TempDir::new("ap-live");
     let work = &dir.0;
     std::fs::create_dir_all(work).expect("work dir");
-    let ap = async_profiler(work);
+    let (_, ap) = common::async_profiler(work);
     let javac = Command::new("javac")
         .arg("-d")
         .arg(work)
@@ -269,7 +255,7 @@ async fn bad_recordings_are_refused_whole_or_kept_up_to_the_damage() {
 async fn a_recording_of_a_quarter_million_distinct_stacks() {
     let dir = common::TempDir::new("many-stacks");
     let work = &dir.0;
-    let ap = async_profiler(work);
+    let (_, ap) = common::async_profiler(work);
     let javac = Command::new("javac").arg("-d").arg(work).arg(fixtures().join("ManyStacks.java")).status().expect("javac");
     assert!(javac.success());
     let file = work.join("many.jfr");

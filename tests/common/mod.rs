@@ -343,3 +343,17 @@ pub fn jfr_summary_count(path: &std::path::Path, event: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The apache-flink wheel's `flink-dist` jar (which .ci/run installs) and the async-profiler 2.9
+/// library inside it, unpacked into `work`: the async-profiler Flink's own profiler runs.
+pub fn async_profiler(work: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let site =
+        Command::new("python3").args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"]).output().expect("python3");
+    assert!(site.status.success(), "apache-flink is installed by .ci/run: {}", String::from_utf8_lossy(&site.stderr));
+    let jar = std::path::Path::new(String::from_utf8_lossy(&site.stdout).trim()).join("lib/flink-dist-2.3.0.jar");
+    // The jar is a zip: Python's zipfile, as the engines' own installs have it.
+    let extract = "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('linux-x64/libasyncProfiler.so', sys.argv[2])";
+    let status = Command::new("python3").args(["-c", extract]).arg(&jar).arg(work).status();
+    assert!(status.expect("python3").success(), "async-profiler is in {}", jar.display());
+    (jar, work.join("linux-x64/libasyncProfiler.so"))
+}
