@@ -200,15 +200,15 @@ pub fn not_found_page(state: &AppState, heading: &str, near: Option<&str>) -> Re
 /// Up to `n` of `names` closest to `name`: those containing it (or contained in it) first,
 /// then by edit distance (case ignored), only those within half the name's length.
 fn closest<'a>(name: &str, names: &'a [String], n: usize) -> Vec<&'a str> {
-    let want: Vec<char> = name.to_lowercase().chars().collect();
+    let lower = name.to_lowercase();
+    let want: Vec<char> = lower.chars().collect();
     let mut scored: Vec<(usize, &str)> = names
         .iter()
         .filter_map(|candidate| {
-            let lower = candidate.to_lowercase();
-            let have: Vec<char> = lower.chars().collect();
-            let contains = !want.is_empty() && (lower.contains(&name.to_lowercase()) || name.to_lowercase().contains(&lower));
-            let d = edit_distance(&want, &have);
-            (contains || d <= (want.len().max(4) / 2)).then_some((if contains { 0 } else { d }, candidate.as_str()))
+            let other = candidate.to_lowercase();
+            let contains = !want.is_empty() && (other.contains(&lower) || lower.contains(&other));
+            let d = if contains { 0 } else { edit_distance(&want, &other.chars().collect::<Vec<_>>()) };
+            (d <= want.len().max(4) / 2).then_some((d, candidate.as_str()))
         })
         .collect();
     scored.sort();

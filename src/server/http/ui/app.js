@@ -31,7 +31,6 @@
   let graphToken = 0, timelineToken = 0, sandwichToken = 0;
   let comparePending = false;
   let liveTimer = null;
-  let hovered = null;
 
   // ---- small helpers ------------------------------------------------------------------------
 
@@ -659,7 +658,6 @@
     box.addEventListener("mouseover", (e) => {
       const f = frameOf(e); const d = getData();
       if (!f || !d) return;
-      hovered = f;
       describe(d, f[0], f[1], where);
     });
     box.addEventListener("click", (e) => {
