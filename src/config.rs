@@ -275,6 +275,33 @@ pub struct Config {
     #[arg(long, env = "STACKD_FLINK_POLL_DEADLINE", default_value = DEFAULT_FLINK_POLL_DEADLINE, value_parser = parse_duration)]
     pub flink_poll_deadline: Duration,
 
+    /// Run Flink's built-in profiler (Flink 1.19 and later, `rest.profiling.enabled: true`) in
+    /// these modes, as Flink names them (CPU, ITIMER, WALL, ALLOC, LOCK), on the JobManager and
+    /// every TaskManager of each --flink-rest endpoint, one run at a time per process, and keep
+    /// every run that ends there (also those started by hand). Off unless given.
+    #[arg(
+        long = "flink-profiling",
+        env = "STACKD_FLINK_PROFILING",
+        value_delimiter = ',',
+        ignore_case = true,
+        value_enum,
+        requires = "flink_rest"
+    )]
+    pub flink_profiling: Vec<crate::input::flink::profiling::Mode>,
+
+    /// How long each --flink-profiling run lasts, whole seconds (Flink refuses more than its
+    /// rest.profiling.duration-max, 300 s by default).
+    #[arg(long, env = "STACKD_FLINK_PROFILING_DURATION", default_value = "30s", value_parser = parse_whole_seconds)]
+    pub flink_profiling_duration: Duration,
+
+    /// Time between the starts of two --flink-profiling runs of one mode on one process.
+    #[arg(long, env = "STACKD_FLINK_PROFILING_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub flink_profiling_interval: Duration,
+
+    /// The app --flink-profiling runs are stored under.
+    #[arg(long, env = "STACKD_FLINK_PROFILING_APP", default_value = "flink-cluster")]
+    pub flink_profiling_app: String,
+
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "stackd=debug".
     #[arg(long, env = "STACKD_LOG", default_value = "info")]
     pub log: String,
@@ -293,6 +320,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 60s, 5m, 1h)"))?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// A duration of whole seconds, at least one.
+fn parse_whole_seconds(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{s:?}: give whole seconds (Flink takes the duration in seconds)"));
     }
     Ok(d)
 }
@@ -375,5 +411,33 @@ mod tests {
         assert!(err.to_string().contains("https is not supported"), "{err}");
         let err = Config::try_parse_from(["stackd", "--bucket", "0s"]).expect_err("zero");
         assert!(err.to_string().contains("must be greater than zero"), "{err}");
+    }
+
+    #[test]
+    fn flink_profiling_flags() {
+        use crate::input::flink::profiling::Mode;
+        let c = Config::try_parse_from(["stackd"]).expect("defaults");
+        assert!(c.flink_profiling.is_empty(), "off unless asked for");
+        assert_eq!((c.flink_profiling_duration, c.flink_profiling_interval), (Duration::from_secs(30), Duration::from_secs(300)));
+        assert_eq!(c.flink_profiling_app, "flink-cluster");
+        let c = Config::try_parse_from([
+            "stackd",
+            "--flink-rest",
+            "http://jm:8081",
+            "--flink-profiling",
+            "ITIMER,alloc",
+            "--flink-profiling-duration",
+            "1m",
+        ])
+        .expect("profiling");
+        assert_eq!(c.flink_profiling, [Mode::Itimer, Mode::Alloc]);
+        assert_eq!(c.flink_profiling_duration, Duration::from_secs(60));
+        let err = Config::try_parse_from(["stackd", "--flink-profiling", "ITIMER"]).expect_err("needs an endpoint");
+        assert!(err.to_string().contains("--flink-rest"), "{err}");
+        let err = Config::try_parse_from(["stackd", "--flink-rest", "http://jm:8081", "--flink-profiling", "HEAP"]).expect_err("mode");
+        assert!(err.to_string().contains("possible values: cpu, itimer, wall, alloc, lock"), "{err}");
+        let err = Config::try_parse_from(["stackd", "--flink-rest", "http://jm:8081", "--flink-profiling-duration", "1500ms"])
+            .expect_err("whole");
+        assert!(err.to_string().contains("give whole seconds"), "{err}");
     }
 }

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub flink_poll_errors: IntCounterVec,
     pub flink_snapshots: IntCounterVec,
     pub flink_last_success: prometheus::GaugeVec,
+    pub flink_profiling_runs: IntCounterVec,
+    pub flink_profiling_errors: IntCounterVec,
     pub jfr_chunks: IntCounterVec,
     pub jfr_file_failed: prometheus::IntGaugeVec,
     pub pyroscope_requests: IntCounterVec,
@@ -136,6 +138,16 @@ impl Metrics {
                 "stackd_flink_snapshots_total",
                 "Flink flame graph snapshots with samples stored, by endpoint (each new endTimestamp of each graph once).",
                 &["endpoint"],
+            ),
+            flink_profiling_runs: counter_vec(
+                "stackd_flink_profiling_runs_total",
+                "Runs of Flink's profiler (--flink-profiling), by endpoint, mode and outcome: started (by stackd), stored, empty (no samples), failed (Flink says FAILED), unreadable (the file could not be fetched or read), not_stored (its time outside the retention, a limit), unfinished (still running long after its duration).",
+                &["endpoint", "mode", "outcome"],
+            ),
+            flink_profiling_errors: counter_vec(
+                "stackd_flink_profiling_errors_total",
+                "Profiler requests to a Flink JobManager (--flink-profiling) that did not go through, by endpoint and reason: busy (a run was under way), disabled (rest.profiling.enabled is off), refused (Flink refused the run, e.g. its duration), connect, timeout, http_status, too_large, http_error, invalid_response.",
+                &["endpoint", "reason"],
             ),
             flink_last_success: register(
                 &registry,

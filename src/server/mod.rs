@@ -120,6 +120,21 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         token.clone(),
     );
 
+    let profiling_tasks = crate::input::flink::profiling::start(
+        crate::input::flink::profiling::ProfilingConfig {
+            endpoints: config.flink_rest.clone(),
+            modes: config.flink_profiling.clone(),
+            duration: config.flink_profiling_duration,
+            interval: config.flink_profiling_interval,
+            timeout: config.flink_timeout,
+            max_body: config.max_body_size,
+            app: config.flink_profiling_app.clone(),
+        },
+        Arc::clone(&inputs.ingest),
+        flink.clone(),
+        token.clone(),
+    );
+
     let jfr_dir = (!config.jfr_dirs.is_empty()).then(|| {
         tokio::spawn(crate::input::jfr_dir::watch(
             crate::input::jfr_dir::DirConfig {
@@ -184,6 +199,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     }
     for task in flink_tasks {
         task.await.context("Flink poller failed")?;
+    }
+    for task in profiling_tasks {
+        task.await.context("the --flink-profiling task failed")?;
     }
     if let Some(task) = jfr_dir {
         task.await.context("the --jfr-dir watcher failed")?;

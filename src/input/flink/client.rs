@@ -1,10 +1,10 @@
-//! A small HTTP/1.1 client for a JobManager's REST API: GET only, one keep-alive connection
-//! reused for one poll, every request bounded in time and body size.
+//! A small HTTP/1.1 client for a JobManager's REST API: GET, and POST with a JSON body (to start
+//! a profiling run), over one keep-alive connection, every request bounded in time and body size.
 
 use std::time::Duration;
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
@@ -76,7 +76,7 @@ pub struct Client {
     endpoint: Endpoint,
     timeout: Duration,
     max_body: usize,
-    conn: Option<SendRequest<Empty<Bytes>>>,
+    conn: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Client {
@@ -87,8 +87,20 @@ impl Client {
     /// `GET <prefix><path>`: the body of a 200 answer. Connecting, sending and reading the whole
     /// body take at most the timeout together.
     pub async fn get(&mut self, path: &str) -> Result<Bytes, FetchError> {
+        let (status, body) = self.send(hyper::Method::GET, path, None).await?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            return Err(FetchError::Status(status.as_u16(), text));
+        }
+        Ok(body)
+    }
+
+    /// A request and its whole answer, whatever its status (the body bounded as every body).
+    /// `json`: a POST with that body, else a GET. Connecting, sending and reading the whole
+    /// body take at most the timeout together.
+    pub async fn send(&mut self, method: hyper::Method, path: &str, json: Option<Bytes>) -> Result<(hyper::StatusCode, Bytes), FetchError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.get_unbounded(path)).await {
+        match tokio::time::timeout(timeout, self.send_unbounded(method, path, json)).await {
             Ok(result) => result,
             Err(_) => {
                 self.conn = None;
@@ -97,7 +109,12 @@ impl Client {
         }
     }
 
-    async fn get_unbounded(&mut self, path: &str) -> Result<Bytes, FetchError> {
+    async fn send_unbounded(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        json: Option<Bytes>,
+    ) -> Result<(hyper::StatusCode, Bytes), FetchError> {
         let reusable = match self.conn.take() {
             Some(mut s) => s.ready().await.is_ok().then_some(s),
             None => None,
@@ -107,12 +124,13 @@ impl Client {
             Some(s) => s,
             None => self.connect().await?,
         };
-        let response = match sender.send_request(self.request(path)?).await {
+        let response = match sender.send_request(self.request(&method, path, json.clone())?).await {
             Ok(r) => r,
-            // A kept-alive connection the server closed meanwhile: once more on a new one (GET).
+            // A kept-alive connection the server closed meanwhile: once more on a new one. (A POST
+            // starting a profiling run sent twice is refused by Flink, which runs one at a time.)
             Err(_) if reused => {
                 sender = self.connect().await?;
-                sender.send_request(self.request(path)?).await.map_err(|e| FetchError::Http(e.to_string()))?
+                sender.send_request(self.request(&method, path, json)?).await.map_err(|e| FetchError::Http(e.to_string()))?
             }
             Err(e) => return Err(FetchError::Http(e.to_string())),
         };
@@ -125,24 +143,23 @@ impl Client {
             }
         })?;
         self.conn = Some(sender);
-        let body = body.to_bytes();
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(FetchError::Status(status.as_u16(), text));
-        }
-        Ok(body)
+        Ok((status, body.to_bytes()))
     }
 
-    fn request(&self, path: &str) -> Result<hyper::Request<Empty<Bytes>>, FetchError> {
-        hyper::Request::get(format!("{}{path}", self.endpoint.prefix))
+    fn request(&self, method: &hyper::Method, path: &str, json: Option<Bytes>) -> Result<hyper::Request<Full<Bytes>>, FetchError> {
+        let mut r = hyper::Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.endpoint.prefix))
             .header(hyper::header::HOST, &self.endpoint.authority)
             .header(hyper::header::USER_AGENT, concat!("stackd/", env!("CARGO_PKG_VERSION")))
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| FetchError::Http(e.to_string()))
+            .header(hyper::header::ACCEPT, "application/json");
+        if json.is_some() {
+            r = r.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        r.body(Full::new(json.unwrap_or_default())).map_err(|e| FetchError::Http(e.to_string()))
     }
 
-    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>, FetchError> {
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, FetchError> {
         let tcp = tokio::net::TcpStream::connect(&self.endpoint.authority).await.map_err(FetchError::Connect)?;
         let _ = tcp.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| FetchError::Http(e.to_string()))?;

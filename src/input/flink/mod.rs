@@ -11,6 +11,7 @@ pub mod client;
 pub mod flamegraph;
 pub mod influx;
 pub mod poller;
+pub mod profiling;
 pub mod rest;
 pub mod statsd;
 pub mod status;

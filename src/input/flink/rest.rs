@@ -42,6 +42,76 @@ pub(super) struct Vertex {
     pub(super) status: String,
 }
 
+/// `GET /taskmanagers`.
+#[derive(Deserialize)]
+pub(super) struct TaskManagers {
+    pub(super) taskmanagers: Vec<TaskManager>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TaskManager {
+    pub(super) id: String,
+    /// Its RPC address, `pekko.tcp://flink@<host>:<port>/user/rpc/taskmanager_0`.
+    #[serde(default)]
+    pub(super) path: Option<String>,
+}
+
+impl TaskManager {
+    /// The host of its RPC address (Flink's TaskManager list has no host field of its own).
+    pub(super) fn host(&self) -> Option<String> {
+        let rest = self.path.as_deref()?.split_once('@')?.1;
+        let host = if rest.starts_with('[') { &rest[..=rest.find(']')?] } else { rest.split([':', '/']).next()? };
+        (!host.is_empty() && host.len() <= 255).then(|| host.to_string())
+    }
+}
+
+/// `GET /taskmanagers/:id/profiler` and `GET /jobmanager/profiler`: the process's runs, newest
+/// first (Flink keeps `rest.profiling.history-size` of them, 10 by default).
+#[derive(Deserialize)]
+pub(super) struct ProfilingList {
+    #[serde(rename = "profilingList")]
+    pub(super) runs: Vec<ProfilingInfo>,
+}
+
+/// One run, as `POST …/profiler` answers it and the list shows it.
+#[derive(Clone, Debug, Deserialize)]
+pub(super) struct ProfilingInfo {
+    /// `RUNNING`, `FINISHED` or `FAILED`.
+    pub(super) status: String,
+    pub(super) mode: Option<String>,
+    #[serde(rename = "triggerTime")]
+    pub(super) trigger_time: Option<i64>,
+    #[serde(rename = "finishedTime")]
+    pub(super) finished_time: Option<i64>,
+    /// Seconds.
+    pub(super) duration: Option<i64>,
+    pub(super) message: Option<String>,
+    #[serde(rename = "outputFile")]
+    pub(super) output_file: Option<String>,
+}
+
+/// What a failed REST call says: the exception Flink names (`IllegalStateException: … is
+/// still under profiling.`) or the first error, cut to 300 characters.
+pub(super) fn error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    let Ok(e) = serde_json::from_slice::<Errors>(body) else {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        return truncated(text.trim(), 300).to_string();
+    };
+    let exception = e.errors.iter().flat_map(|m| m.lines()).find_map(|line| {
+        let line = line.trim();
+        let (class, message) = line.split_once(": ")?;
+        let simple = class.rsplit('.').next()?;
+        (simple.ends_with("Exception") && !class.contains(' ')).then(|| format!("{simple}: {message}"))
+    });
+    let first = e.errors.iter().find(|m| !m.starts_with("Internal server error")).or(e.errors.first());
+    let text = exception.or_else(|| first.map(|m| m.lines().next().unwrap_or_default().to_string())).unwrap_or_default();
+    truncated(&text, 300).to_string()
+}
+
 impl Vertex {
     /// The subtask count, or why it cannot be one.
     pub(super) fn subtasks(&self) -> Result<u32, String> {
@@ -97,5 +167,25 @@ mod tests {
             let e = vertex(bad.clone()).subtasks().expect_err("out of range");
             assert_eq!(e, format!("vertex \"Map\" claims parallelism {bad}, outside Flink's 1..=32768; skipped"));
         }
+    }
+
+    #[test]
+    fn taskmanager_hosts() {
+        let tm = |path: &str| TaskManager { id: "x".into(), path: Some(path.into()) }.host();
+        assert_eq!(tm("pekko.tcp://flink@localhost:33437/user/rpc/taskmanager_0").as_deref(), Some("localhost"));
+        assert_eq!(tm("akka.tcp://flink@10.0.3.7:6122/user/rpc/taskmanager_0").as_deref(), Some("10.0.3.7"));
+        assert_eq!(tm("pekko.tcp://flink@[fd00::7]:6122/user/rpc/taskmanager_0").as_deref(), Some("[fd00::7]"));
+        assert_eq!(tm("no-at-sign"), None);
+        assert_eq!(TaskManager { id: "x".into(), path: None }.host(), None);
+    }
+
+    #[test]
+    fn flink_errors_name_their_exception() {
+        let fixture =
+            |name: &str| std::fs::read(format!("{}/tests/fixtures/flink/profiling/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture");
+        assert_eq!(error_message(&fixture("busy.json")), "IllegalStateException: localhost:40931-1b01bb is still under profiling.");
+        assert_eq!(error_message(&fixture("duration.json")), "IllegalArgumentException: `duration` must be set between (0s, 300s].");
+        assert_eq!(error_message(br#"{"errors":["Not found: /taskmanagers/x/profiler"]}"#), "Not found: /taskmanagers/x/profiler");
+        assert_eq!(error_message(b"<html>502 Bad Gateway</html>"), "<html>502 Bad Gateway</html>");
     }
 }

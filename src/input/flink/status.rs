@@ -49,6 +49,65 @@ pub struct EndpointStatus {
     /// The poll under way, and the last one that ended (whether it went through or not).
     pub current_poll: Option<PollProgress>,
     pub last_poll: Option<PollProgress>,
+    /// Flink's profiler runs (`--flink-profiling`), when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiling: Option<ProfilingStatus>,
+}
+
+/// What `GET /flink` shows of the profiler runs on one endpoint.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProfilingStatus {
+    /// As Flink names them (`ITIMER`, `ALLOC`), the run's duration and the time between runs
+    /// of one mode on one process, seconds.
+    pub modes: Vec<&'static str>,
+    pub duration_s: u64,
+    pub interval_s: u64,
+    /// Flink answers 404 to the profiler's calls: `rest.profiling.enabled` is not set.
+    pub disabled: bool,
+    /// Runs started by stackd, and runs stored (by anyone), since stackd started.
+    pub runs_started: u64,
+    pub runs_stored: u64,
+    /// The last refusal or error, and when.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    /// TaskManagers past the first [`MAX_PROCESSES`](super::profiling::MAX_PROCESSES), not profiled.
+    pub not_profiled: usize,
+    /// The JobManager and each TaskManager.
+    pub processes: Vec<ProcessStatus>,
+}
+
+/// One process profiled.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProcessStatus {
+    /// `jobmanager`, or the TaskManager's id.
+    pub process: String,
+    pub host: Option<String>,
+    /// The run under way (whoever started it).
+    pub running: Option<RunStatus>,
+    /// The newest run that ended, and what became of it.
+    pub last_run: Option<RunStatus>,
+    /// When and in which mode stackd starts its next run here (Unix ms).
+    pub next_run_ms: Option<i64>,
+    pub next_mode: Option<&'static str>,
+    /// The last refusal or error here, and when.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+/// One run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunStatus {
+    pub mode: String,
+    /// Flink's times (Unix ms).
+    pub trigger_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    pub file: Option<String>,
+    /// `running`, `overdue` (running long after its duration), or what became of it: `stored`,
+    /// `empty`, `failed`, `unreadable`, `not_stored`.
+    pub outcome: &'static str,
+    /// Samples (or the mode's unit) stored.
+    pub samples: u64,
+    pub message: Option<String>,
 }
 
 /// The status of every endpoint, shared with the HTTP side.
