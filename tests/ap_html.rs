@@ -10,41 +10,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::ap_html::{comparable, merged, root_width};
 use common::{parse_folded, Service, TempDir};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jfr")
-}
-
-/// A stack as both outputs can be compared: each frame's kind suffix (`_[j]`, which the HTML
-/// gives but the plain collapsed text does not) taken off, and `/` read as `.` (stackd writes
-/// Java names with dots, async-profiler with slashes).
-fn comparable(stack: &str) -> String {
-    stack
-        .split(';')
-        .map(|f| {
-            let f = match f.len().checked_sub(4).map(|i| f.split_at(i)) {
-                Some((name, kind)) if ["_[j]", "_[i]", "_[0]", "_[1]", "_[k]"].contains(&kind) => name,
-                _ => f,
-            };
-            f.replace('/', ".")
-        })
-        .collect::<Vec<_>>()
-        .join(";")
-}
-
-fn merged(stacks: impl IntoIterator<Item = (String, u64)>) -> std::collections::BTreeMap<String, u64> {
-    let mut out = std::collections::BTreeMap::new();
-    for (s, n) in stacks {
-        *out.entry(s).or_insert(0) += n;
-    }
-    out
-}
-
-/// The root's width, read from the `f(0,0,<width>,` call.
-fn root_width(html: &str) -> u64 {
-    let line = html.lines().find(|l| l.starts_with("f(0,0,")).expect("a root frame");
-    line["f(0,0,".len()..].split(',').next().expect("width").parse().expect("a number")
 }
 
 #[tokio::test]

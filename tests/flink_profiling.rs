@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::ap_html::root_width;
 use common::{now_ms, series_value, wait_for, Binary, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -273,12 +274,6 @@ async fn process(bin: &Binary, id: &str) -> serde_json::Value {
 
 async fn metric(bin: &Binary, series: &str) -> f64 {
     series_value(&bin.get_text("/metrics").await.1, series).unwrap_or(0.0)
-}
-
-/// The root width of an async-profiler HTML graph, read here on its own: `f(0,0,<width>,…`.
-fn root_width(html: &str) -> u64 {
-    let line = html.lines().find(|l| l.starts_with("f(0,0,")).expect("a root frame");
-    line["f(0,0,".len()..].split(',').next().expect("width").parse().expect("a number")
 }
 
 async fn folded_total(bin: &Binary, query: &str) -> u64 {

@@ -2,6 +2,7 @@
 //! encoding (so that real JVM stacks can be sent as statsd-jvm-profiler would send them).
 #![allow(dead_code)]
 
+pub mod ap_html;
 pub mod flink;
 
 use std::future::Future;
