@@ -126,12 +126,19 @@ impl Vertex {
     }
 }
 
-/// One answer read as every JSON document the poller asks for (the fuzz target `flink_rest`):
+/// One answer read as every JSON document the poller and the profiler ask for (the fuzz target
+/// `flink_rest`):
 /// the subtask counts of the running vertices it would poll, if it is a job.
 #[doc(hidden)]
 pub fn read_answer(body: &[u8]) -> Vec<u32> {
     let _ = serde_json::from_slice::<Config>(body);
     let _ = serde_json::from_slice::<Overview>(body);
+    if let Ok(tms) = serde_json::from_slice::<TaskManagers>(body) {
+        tms.taskmanagers.iter().for_each(|tm| drop(tm.host()));
+    }
+    let _ = serde_json::from_slice::<ProfilingList>(body);
+    let _ = serde_json::from_slice::<ProfilingInfo>(body);
+    let _ = error_message(body);
     match serde_json::from_slice::<Job>(body) {
         Ok(job) => job.vertices.iter().filter(|v| v.status == "RUNNING").filter_map(|v| v.subtasks().ok()).collect(),
         Err(_) => Vec::new(),
