@@ -21,7 +21,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// The TaskManagers, by what they do (ids with `:`, as Flink's are).
-const TMS: [&str; 6] = ["ok", "never", "failed", "gone", "huge", "broken"];
+const TMS: [&str; 7] = ["ok", "never", "failed", "gone", "missing", "huge", "broken"];
 const BUSY: &str = "busy";
 
 fn tm_id(name: &str) -> String {
@@ -230,7 +230,8 @@ impl JobManager {
                                 p.files += 1;
                                 let known = p.runs.iter().any(|r| file == format!("/{process}_{}_{}.html", r.mode, r.trigger));
                                 match process.rsplit('-').next() {
-                                    _ if !known => ("404 Not Found", b"{\"errors\":[\"no such file\"]}".to_vec(), json),
+                                    _ if !known => ("400 Bad Request", b"{\"errors\":[\"stackd asked for a file never listed\"]}".to_vec(), json),
+                                    Some("missing") => ("404 Not Found", b"{\"errors\":[\"Not found\"]}".to_vec(), json),
                                     Some("gone") => (
                                         "500 Internal Server Error",
                                         format!("{{\"errors\":[\"Internal server error.\",\"<Exception on server side:\\norg.apache.flink.util.FlinkException: Failed to transfer file from TaskExecutor {process}.\\n\\tat x\"]}}").into_bytes(),
@@ -318,6 +319,7 @@ async fn profiler_runs_are_kept_and_every_misbehaviour_is_shown_counted_and_boun
         ("ok", "stored", "Profiling Successful"),
         ("failed", "failed", "perf_event_open failed"),
         ("gone", "unreadable", "HTTP 500: FlinkException: Failed to transfer file from TaskExecutor"),
+        ("missing", "unreadable", "HTTP 404: Not found"),
         ("huge", "unreadable", "the answer is larger than 25000000 bytes (--max-body-size)"),
         ("broken", "unreadable", "not an async-profiler flame graph: line 237:"),
     ] {
@@ -358,7 +360,7 @@ async fn profiler_runs_are_kept_and_every_misbehaviour_is_shown_counted_and_boun
     for reason in ["busy", "refused"] {
         assert!(metric(&bin, &errors(reason)).await >= 1.0, "{reason}");
     }
-    assert!(metric(&bin, &runs("ITIMER", "unreadable")).await + metric(&bin, &runs("ALLOC", "unreadable")).await >= 3.0);
+    assert!(metric(&bin, &runs("ITIMER", "unreadable")).await + metric(&bin, &runs("ALLOC", "unreadable")).await >= 4.0);
     assert!(metric(&bin, &runs("ITIMER", "failed")).await + metric(&bin, &runs("ALLOC", "failed")).await >= 1.0);
     assert!(metric(&bin, &runs("ITIMER", "unfinished")).await + metric(&bin, &runs("ALLOC", "unfinished")).await == 1.0);
     let p = profiling(&bin).await;
@@ -366,7 +368,13 @@ async fn profiler_runs_are_kept_and_every_misbehaviour_is_shown_counted_and_boun
         (p["modes"].clone(), p["duration_s"].clone(), p["interval_s"].clone()),
         (serde_json::json!(["ITIMER", "ALLOC"]), 1.into(), 3.into())
     );
-    assert_eq!(p["processes"].as_array().map(Vec::len), Some(8), "the JobManager and seven TaskManagers: {p}");
+    assert_eq!(p["processes"].as_array().map(Vec::len), Some(9), "the JobManager and eight TaskManagers: {p}");
+    // The 50 MB answers were read no further than --max-body-size.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id())).expect("/proc");
+    let peak_kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).expect("VmHWM");
+    assert!(peak_kib < 100 * 1024, "stackd's peak resident memory: {peak_kib} KiB");
+    eprintln!("stackd's peak resident memory: {peak_kib} KiB");
 
     // Profiling switched off on the other JobManager: shown, counted, not asked again sooner
     // than the interval, and logged once with the line to set.
