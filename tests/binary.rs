@@ -74,3 +74,50 @@ fn starts_on_port_zero_logs_addresses_and_stops_on_sigterm() {
     let rest = bin.stop();
     assert!(rest.iter().any(|l| l.contains("shutting down")) && rest.iter().any(|l| l.contains("stopped; everything flushed")), "{rest:?}");
 }
+
+/// What `stackd` prints when it cannot start: its last line of stderr, and the exit code.
+fn refusal(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stackd {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), err.lines().last().unwrap_or_default().to_string())
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_used_is_one_line_saying_why() {
+    let data = common::TempDir::new("bin-data-dir");
+    std::fs::create_dir_all(&data.0).expect("dir");
+    let file = data.0.join("a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let f = file.display();
+    assert_eq!(refusal(&["--data-dir", &f.to_string()]), (Some(1), format!("stackd: --data-dir {f} is not a directory")));
+    let under = file.join("store");
+    assert_eq!(
+        refusal(&["--data-dir", &under.display().to_string()]),
+        (Some(1), format!("stackd: cannot create --data-dir {}: a part of the path is a file, not a directory", under.display()))
+    );
+    // A second stackd on the data dir of a running one.
+    let dir = data.0.join("shared");
+    let first = common::Binary::start(&dir, &[]);
+    assert_eq!(
+        refusal(&["--data-dir", &dir.display().to_string()]),
+        (
+            Some(1),
+            format!("stackd: another stackd is using {} (its store file is locked); give each stackd its own --data-dir", dir.display())
+        )
+    );
+    first.stop();
+}

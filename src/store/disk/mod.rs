@@ -49,8 +49,12 @@ const NOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("notes");
 /// Why the store could not be opened, read or written. Each keeps the error it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
+    /// The cause is part of the message, not a `source`: an error chain would say it twice.
+    #[error("cannot open {path}: {cause}")]
+    Open { path: PathBuf, cause: Box<dyn std::error::Error + Send + Sync> },
+    /// The data directory cannot be used: one line saying why.
+    #[error("{0}")]
+    DataDir(String),
     #[error("{path} was written by a newer stackd (format {found}, this one reads {FORMAT}); refusing to start rather than risk it")]
     NewerFormat { path: PathBuf, found: u64 },
     #[error("{path} is damaged: {detail}; stackd never deletes data, move the file away to start empty")]
@@ -92,8 +96,7 @@ impl Disk {
     /// damaged file, or a store filed with another bucket width.
     pub fn open(dir: &Path, bucket_ms: u64) -> Result<Disk, StoreError> {
         let path = dir.join(FILE_NAME);
-        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.clone(), source: e };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        usable_dir(dir)?;
         let db = Self::create(&path)?;
         let disk = Disk { db: RwLock::new(Some(db)), path };
         disk.check_format(bucket_ms)?;
@@ -203,6 +206,37 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Option<ReadOnlyDatabase>, St
     })
 }
 
+/// The data directory exists (or is created) as a directory this user may write in.
+fn usable_dir(dir: &Path) -> Result<(), StoreError> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(StoreError::DataDir(format!("--data-dir {shown} is not a directory"))),
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::DataDir(match e.kind() {
+                std::io::ErrorKind::PermissionDenied => format!("cannot create --data-dir {shown} as {}: permission denied", user()),
+                std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+                    format!("cannot create --data-dir {shown}: a part of the path is a file, not a directory")
+                }
+                _ => format!("cannot create --data-dir {shown}: {e}"),
+            })
+        })?,
+    }
+    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(StoreError::DataDir(format!("cannot write --data-dir {shown} as {}: permission denied", user())));
+    }
+    Ok(())
+}
+
+/// The user stackd runs as: `name (uid N)`.
+fn user() -> String {
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => format!("user {} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
 /// An error opening the file: damage (redb's checks failed, or it is no redb file at all) is
 /// told apart from a failure to open (permissions, a lock) by the error's kind, never its text.
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
@@ -212,10 +246,17 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io.kind() == std::io::ErrorKind::InvalidData,
         _ => false,
     };
+    let dir = path.parent().unwrap_or(Path::new(".")).display().to_string();
     match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            StoreError::DataDir(format!("another stackd is using {dir} (its store file is locked); give each stackd its own --data-dir"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            StoreError::DataDir(format!("cannot write {} as {}: permission denied", path.display(), user()))
+        }
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::Corrupt { path, detail },
         e if damaged => StoreError::Corrupt { path, detail: e.to_string() },
-        other => StoreError::Open { path, source: Box::new(other) },
+        other => StoreError::Open { path, cause: Box::new(other) },
     }
 }
 
