@@ -55,7 +55,7 @@ pub const DEFAULT_RENDER_CACHE_SIZE: usize = 64 << 20;
 
 /// statsd for stack traces: JVM profiler samples in, flame graphs and Prometheus metrics out.
 #[derive(Clone, Debug, Parser)]
-#[command(version, about, long_about = None, after_help = EXAMPLES)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STACKD_REVISION"), ")"), about, long_about = None, after_help = EXAMPLES)]
 pub struct Config {
     /// UDP address for statsd datagrams (statsd-jvm-profiler's StatsDReporter). Port 0 picks a
     /// free port; the chosen address is logged.

@@ -80,7 +80,7 @@ impl Metrics {
         )
         .expect("valid histogram");
         registry.register(Box::new(flush_seconds.clone())).expect("registered once");
-        Metrics {
+        let metrics = Metrics {
             flush_failures: counter(
                 "stackd_store_flush_failures_total",
                 "Flushes to the embedded store that failed (disk full, I/O error); the data stays in memory and is retried.",
@@ -204,6 +204,36 @@ impl Metrics {
             },
             render_seconds,
             registry,
+        };
+        metrics.zero();
+        metrics
+    }
+
+    /// Every fixed label value of the counters present from the start, at 0: an alert on
+    /// `increase(…)` sees the first hit, and a dashboard sees every reason.
+    fn zero(&self) {
+        use crate::outcome::{Ignored, Reject};
+        let parsers: [(&str, Vec<&str>); 2] = [
+            ("statsd", crate::protocol::statsd::LineError::ALL.iter().map(|e| e.reason()).collect()),
+            ("influx", crate::protocol::influx::ErrorKind::ALL.iter().map(|e| e.reason()).collect()),
+        ];
+        for (protocol, reasons) in &parsers {
+            self.lines_accepted.with_label_values(&[protocol]);
+            for reason in reasons.iter().copied().chain(Reject::ALL.iter().map(|r| r.reason())) {
+                self.lines_rejected.with_label_values(&[protocol, reason]);
+            }
+            for why in Ignored::ALL {
+                self.lines_ignored.with_label_values(&[protocol, why.reason()]);
+            }
+        }
+        for limit in Limit::ALL {
+            self.limit_hits.with_label_values(&[limit.label()]);
+        }
+        for why in RequestReject::ALL {
+            self.requests_rejected.with_label_values(&[why.reason()]);
+        }
+        for outcome in ["hit", "not_modified", "miss"] {
+            self.render_cache.with_label_values(&[outcome]);
         }
     }
 
@@ -224,6 +254,8 @@ impl Metrics {
         let mut out = short_values(out);
         write_engine_families(store, gauge_cutoff_ms, &mut out);
         host.write(&mut out);
+        write_build_info(&mut out);
+        write_process(&mut out);
         out
     }
 
@@ -286,6 +318,47 @@ impl HostFigures {
             self.udp_kernel_drops,
         );
     }
+}
+
+/// `stackd_build_info{version,revision} 1`.
+fn write_build_info(out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "# HELP stackd_build_info The stackd build: its version and the revision it was built from.\n# TYPE stackd_build_info gauge\nstackd_build_info{{version=\"{}\",revision=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("STACKD_REVISION").replace(['"', '\\', '\n'], "_")
+    );
+}
+
+/// The process figures Prometheus' client libraries export under these names (Linux, from
+/// /proc): CPU time, resident and virtual memory, open and allowed file descriptors, start time.
+fn write_process(out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let Some(fields) = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>()) else { return };
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0).unwrap_or(100) as f64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().filter(|p| *p > 0).unwrap_or(4096) as u64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok())));
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).ok();
+    let max_fds = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok().map(|(soft, _)| soft);
+    let mut one = |name: &str, help: &str, kind: &str, value: Option<f64>| {
+        if let Some(v) = value {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
+        }
+    };
+    let cpu = field(14).zip(field(15)).map(|(user, system)| (user + system) as f64 / ticks);
+    one("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", cpu);
+    one("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", field(24).map(|p| (p * page) as f64));
+    one("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", field(23).map(|b| b as f64));
+    one("process_open_fds", "Number of open file descriptors.", "gauge", fds.map(|n| n.saturating_sub(1) as f64));
+    one("process_max_fds", "Maximum number of open file descriptors.", "gauge", max_fds.map(|n| n as f64));
+    let start = boot.zip(field(22)).map(|(boot, since)| boot as f64 + since as f64 / ticks);
+    one("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge", start);
 }
 
 impl Default for Metrics {

@@ -56,6 +56,27 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// Every value, for the counters' series present at 0 from the start.
+    pub const ALL: [Self; 17] = [
+        Self::AppLimit,
+        Self::NegativeCount,
+        Self::FractionalCount,
+        Self::CountTooLarge,
+        Self::MissingValue,
+        Self::WrongType,
+        Self::MissingStacktrace,
+        Self::BadTimestamp,
+        Self::TooOld,
+        Self::InFuture,
+        Self::StoreUnavailable,
+        Self::SeriesLimit,
+        Self::SeriesTotalLimit,
+        Self::NameCollision,
+        Self::NameTooLong,
+        Self::BadValue,
+        Self::Internal,
+    ];
+
     /// Bounded label value of `stackd_lines_rejected_total{reason}`.
     pub fn reason(self) -> &'static str {
         match self {
@@ -103,6 +124,9 @@ pub enum Ignored {
 }
 
 impl Ignored {
+    /// Every value, for the counters' series present at 0 from the start.
+    pub const ALL: [Self; 3] = [Self::UnknownMetric, Self::DepthMarker, Self::AmbiguousName];
+
     /// Bounded label value of `stackd_lines_ignored_total{reason}`.
     pub fn reason(self) -> &'static str {
         match self {
@@ -157,6 +181,27 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every value, for the counters' series present at 0 from the start.
+    pub const ALL: [Self; 17] = [
+        Self::Apps,
+        Self::Stacks,
+        Self::LabelValues,
+        Self::Series,
+        Self::Body,
+        Self::Connections,
+        Self::HeaderTimeout,
+        Self::IdleTimeout,
+        Self::Renders,
+        Self::Imports,
+        Self::SeriesTotal,
+        Self::NameLength,
+        Self::FrameLength,
+        Self::StackDepth,
+        Self::Query,
+        Self::RenderOutput,
+        Self::ProfileSize,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Apps => "apps",
@@ -203,6 +248,22 @@ pub enum RequestReject {
 }
 
 impl RequestReject {
+    /// Every value, for the counters' series present at 0 from the start.
+    pub const ALL: [Self; 12] = [
+        Self::TooLarge,
+        Self::BadGzip,
+        Self::UnsupportedEncoding,
+        Self::BodyTimeout,
+        Self::BodyReadError,
+        Self::Unauthorized,
+        Self::RenderBusy,
+        Self::TlsHandshake,
+        Self::StoreUnreadable,
+        Self::BadDocument,
+        Self::ImportBusy,
+        Self::QueryTooLong,
+    ];
+
     /// Bounded label value of `stackd_requests_rejected_total{reason}`.
     pub fn reason(self) -> &'static str {
         match self {

@@ -252,3 +252,68 @@ async fn unchanged_profiles_are_cached_and_revalidated_with_etags() {
         assert_eq!((hits, not_modified, misses), want, "--render-cache-size {cache}");
     }
 }
+
+/// The README's own words for a series' fixed label values: every `value` in backticks on its
+/// row of the metrics table, leaving out the label names and the series itself.
+fn documented_values(readme: &str, series: &str) -> Vec<String> {
+    let row = readme.lines().find(|l| l.starts_with(&format!("| `{series}"))).unwrap_or_else(|| panic!("{series} in the README"));
+    let meaning = row.splitn(3, '|').nth(2).expect("a meaning");
+    meaning.split('`').skip(1).step_by(2).filter(|v| v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')).map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_stackd_exports_build_info_process_figures_and_every_counter_at_zero() {
+    let svc = Service::start(&[]).await;
+    let text = svc.get("/metrics").await.text().await.expect("body");
+    common::promtool_check(&text);
+    let revision =
+        String::from_utf8(std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().expect("git").stdout)
+            .expect("utf-8");
+    assert_eq!(
+        common::series_value(
+            &text,
+            &format!("stackd_build_info{{version=\"{}\",revision=\"{}\"}}", env!("CARGO_PKG_VERSION"), revision.trim())
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let rss = common::series_value(&text, "process_resident_memory_bytes").expect("resident memory");
+    assert!(rss > 1e6 && rss < 4e9, "{rss}");
+    let start = common::series_value(&text, "process_start_time_seconds").expect("start time");
+    assert!((common::now_ms() as f64 / 1000.0 - start).abs() < 600.0, "started within the test: {start}");
+    for family in ["process_cpu_seconds_total", "process_virtual_memory_bytes", "process_open_fds", "process_max_fds"] {
+        assert!(common::series_value(&text, family).is_some_and(|v| v > 0.0 || family == "process_cpu_seconds_total"), "{family}");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let mut checked = 0;
+    for series in ["stackd_limit_hits_total", "stackd_requests_rejected_total", "stackd_lines_ignored_total", "stackd_lines_rejected_total"]
+    {
+        let values = documented_values(&readme, series);
+        assert!(values.len() >= 3, "{series}: {values:?}");
+        for value in values.iter().filter(|v| !["statsd", "influx", "protocol", "reason", "limit"].contains(&v.as_str())) {
+            let names: Vec<String> = match series {
+                "stackd_limit_hits_total" => vec![format!("{series}{{limit=\"{value}\"}}")],
+                "stackd_requests_rejected_total" => vec![format!("{series}{{reason=\"{value}\"}}")],
+                // Per protocol: a parser's reason under its own protocol at least.
+                _ => ["statsd", "influx"].iter().map(|p| format!("{series}{{protocol=\"{p}\",reason=\"{value}\"}}")).collect(),
+            };
+            let found: Vec<Option<f64>> = names.iter().map(|n| common::series_value(&text, n)).collect();
+            assert!(
+                found.contains(&Some(0.0)) && found.iter().all(|f| f.is_none() || *f == Some(0.0)),
+                "{names:?} present at 0: {found:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "{checked}");
+    // Every statsd and line-protocol reason is present for its protocol.
+    for (protocol, reasons) in
+        [("statsd", ["bad_rate", "too_many_components", "app_limit"]), ("influx", ["unbalanced_quotes", "time_key", "missing_stacktrace"])]
+    {
+        for reason in reasons {
+            let name = format!("stackd_lines_rejected_total{{protocol=\"{protocol}\",reason=\"{reason}\"}}");
+            assert_eq!(common::series_value(&text, &name), Some(0.0), "{name}");
+        }
+    }
+    svc.stop().await;
+}

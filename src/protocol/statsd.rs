@@ -77,6 +77,24 @@ pub enum LineError {
 }
 
 impl LineError {
+    /// Every value, for the counters' series present at 0 from the start.
+    pub const ALL: [Self; 14] = [
+        Self::InvalidUtf8,
+        Self::MissingValue,
+        Self::EmptyName,
+        Self::MissingType,
+        Self::EmptyValue,
+        Self::EmptyComponent,
+        Self::BadType,
+        Self::BadValue,
+        Self::BadRate,
+        Self::NegativeTimer,
+        Self::PackedNotTimer,
+        Self::MixedTags,
+        Self::BadTags,
+        Self::TooManyComponents,
+    ];
+
     /// Bounded label value for the rejected-lines counter.
     pub fn reason(self) -> &'static str {
         match self {

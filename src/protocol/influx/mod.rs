@@ -65,6 +65,26 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every value, for the counters' series present at 0 from the start.
+    pub const ALL: [Self; 16] = [
+        Self::InvalidUtf8,
+        Self::MissingMeasurement,
+        Self::MissingTagKey,
+        Self::MissingTagValue,
+        Self::InvalidTagFormat,
+        Self::DuplicateTags,
+        Self::MissingFields,
+        Self::MissingFieldKey,
+        Self::MissingFieldValue,
+        Self::InvalidFieldFormat,
+        Self::InvalidNumber,
+        Self::InvalidBoolean,
+        Self::UnbalancedQuotes,
+        Self::BadTimestamp,
+        Self::TimeTag,
+        Self::TimeField,
+    ];
+
     pub fn reason(self) -> &'static str {
         match self {
             Self::InvalidUtf8 => "invalid_utf8",
