@@ -182,11 +182,24 @@ async fn limits_are_counted_not_fatal() {
 }
 
 #[test]
-fn shipped_alert_rules_are_valid() {
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/stackd-rules.yml");
-    let out = Command::new(tool("promtool")).args(["check", "rules", rules]).output().expect("promtool");
+fn shipped_rules_are_valid_and_each_alert_passes_its_unit_test() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    let out = Command::new(tool("promtool")).args(["check", "rules", "stackd-rules.yml"]).current_dir(dir).output().expect("promtool");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 3 rules found"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 11 rules found"));
+    let out = Command::new(tool("promtool")).args(["test", "rules", "stackd-rules.test.yml"]).current_dir(dir).output().expect("promtool");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Every alert has a test of its own.
+    let rules = std::fs::read_to_string(format!("{dir}/stackd-rules.yml")).expect("rules");
+    let tests = std::fs::read_to_string(format!("{dir}/stackd-rules.test.yml")).expect("tests");
+    let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+    assert_eq!(alerts.len(), 8);
+    for alert in alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n        exp_alerts:\n          - exp_labels")),
+            "{alert} has a test that fires it"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
