@@ -303,6 +303,12 @@ pub struct Config {
     #[arg(help_heading = "Flink", long, env = "STACKD_FLINK_PROFILING_APP", default_value = "flink-cluster")]
     pub flink_profiling_app: String,
 
+    /// Do not start: ask the stackd listening on --http-addr for GET /health (on 127.0.0.1 when
+    /// it listens on all interfaces) and exit 0 if it answers 200, 1 if not. For container
+    /// health checks in images without curl.
+    #[arg(help_heading = "Logging", long)]
+    pub health_probe: bool,
+
     /// Log filter (tracing's EnvFilter syntax), e.g. "info" or "stackd=debug".
     #[arg(help_heading = "Logging", long, env = "STACKD_LOG", default_value = "info")]
     pub log: String,

@@ -121,3 +121,17 @@ fn a_data_dir_that_cannot_be_used_is_one_line_saying_why() {
     );
     first.stop();
 }
+
+#[test]
+fn the_health_probe_says_whether_stackd_answers() {
+    let data = common::TempDir::new("bin-probe");
+    let bin = common::Binary::start(&data.0, &[]);
+    let port = bin.http.rsplit(':').next().expect("port").to_string();
+    // As a container's HEALTHCHECK runs it: the same --http-addr the server has, all interfaces.
+    let ok = Command::new(BIN).args(["--health-probe", "--http-addr", &format!("0.0.0.0:{port}")]).output().expect("probe");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    bin.stop();
+    let down = Command::new(BIN).args(["--health-probe", "--http-addr", &format!("0.0.0.0:{port}")]).output().expect("probe");
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains(&format!("health probe: cannot connect to 127.0.0.1:{port}")));
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ap_html;
+pub mod dashboards;
 pub mod flink;
 
 use std::future::Future;
