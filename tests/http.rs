@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{series_value, tool, Service, TempDir};
+use common::{series_value, tool, Service};
 
 /// Samples of every kind, so that every metric family is present.
 async fn feed(svc: &Service) {
@@ -63,47 +63,9 @@ async fn promtool_finds_nothing_to_complain_about() {
 async fn a_real_prometheus_scrapes_stackd() {
     let svc = Service::start(&["--prefix-labels", "SKIP.app.executor"]).await;
     feed(&svc).await;
-    let dir = TempDir::new("prom");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let config = dir.0.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: stackd\n    static_configs:\n      - targets: ['{}']\n",
-            svc.http
-        ),
-    )
-    .expect("config");
-    let mut prom = Command::new(tool("prometheus"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus");
-    let client = reqwest::Client::new();
-    let query = |q: &'static str| {
-        let client = client.clone();
-        async move {
-            let url = format!("http://127.0.0.1:{port}/api/v1/query");
-            let r = client.get(url).query(&[("query", q)]).send().await.ok()?;
-            let v: serde_json::Value = r.json().await.ok()?;
-            v["data"]["result"].as_array().filter(|a| !a.is_empty()).map(|a| a[0].clone())
-        }
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let found = loop {
-        if let Some(sample) = query("jvm_memory_bytes_used{app=\"app-1\",area=\"heap\"}").await {
-            break Some(sample);
-        }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let _ = prom.kill();
-    let _ = prom.wait();
+    let prom = common::prometheus::Prometheus::start(&svc.http.to_string(), &[]);
+    let found = prom.wait_for("jvm_memory_bytes_used{app=\"app-1\",area=\"heap\"}", Duration::from_secs(60)).await;
+    drop(prom);
     let sample = found.expect("scraped");
     assert_eq!(sample["metric"]["executor"], "1");
     assert_eq!(sample["metric"]["job"], "stackd");
