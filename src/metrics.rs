@@ -451,7 +451,7 @@ fn series_labels(app: &str, r: &GaugeReading) -> Vec<LabelPair> {
 /// name (suffix, labels, value) with its suffix to sort by.
 struct EngineFamily {
     kind: SeriesKind,
-    help: &'static str,
+    help: std::borrow::Cow<'static, str>,
     lines: Vec<(&'static str, Vec<u8>)>,
 }
 
@@ -472,7 +472,7 @@ fn write_engine_families(store: &Store, cutoff_ms: i64, out: &mut Vec<u8>) {
                 Some(e) => e,
                 None => families.entry(r.family.to_string()).or_insert_with(|| EngineFamily {
                     kind: r.kind,
-                    help: r.origin.help(),
+                    help: r.origin.help(r.family),
                     lines: Vec::new(),
                 }),
             };

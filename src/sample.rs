@@ -69,10 +69,11 @@ impl Origin {
     }
 
     /// `# HELP` of a family from this engine.
-    pub fn help(self) -> &'static str {
+    /// The HELP line of one of its families.
+    pub fn help(self, family: &str) -> std::borrow::Cow<'static, str> {
         match self {
-            Self::Spark => "Spark metric, from its StatsdSink (see the stackd README for the mapping).",
-            Self::Flink => "Flink metric, named as Flink's PrometheusReporter names it.",
+            Self::Spark => crate::input::spark::help(family).into(),
+            Self::Flink => "Flink metric, named as Flink's PrometheusReporter names it.".into(),
         }
     }
 }

@@ -133,7 +133,7 @@ async fn names_frames_and_stacks_over_their_limits_are_cut_and_counted() {
     svc.send_udp([format!("{}.driver.jvm.heap.used:1|g", "s".repeat(200))]);
     svc.wait_datagrams(1).await;
     let (_, metrics) = svc.get_text("/metrics").await;
-    assert!(metrics.contains(&format!("spark_jvm_heap_used{{app=\"{}\",executor=\"driver\"", "s".repeat(64))), "{metrics}");
+    assert!(metrics.contains(&format!("spark_jvm_heap_used_bytes{{app=\"{}\",executor=\"driver\"", "s".repeat(64))), "{metrics}");
     assert!(!metrics.contains(&"s".repeat(65)));
     let line = format!("{},host=tm1,tm_id=t1 value=1i\n", "taskmanager_".repeat(20));
     let r = svc.client.post(svc.url("/write?db=flink")).body(line).send().await.expect("POST");

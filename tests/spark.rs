@@ -60,22 +60,36 @@ async fn spark_statsd_sink_metrics_agree_with_spark() {
     })
     .await;
     let (_, text) = svc.get_text("/metrics").await;
+    // Times in seconds and memory in bytes, exactly what Spark's own REST API says of the stages.
+    let run_ms = spark["run_time_ms"].as_f64().expect("Spark's executorRunTime");
+    let cpu_ns = spark["cpu_time_ns"].as_f64().expect("Spark's executorCpuTime");
+    assert!(run_ms > 0.0 && cpu_ns > 0.0, "{spark}");
+    assert_eq!(series_value(&text, &format!("spark_executor_run_time_seconds_total{{{driver}}}")), Some(run_ms / 1000.0), "run time");
+    assert_eq!(series_value(&text, &format!("spark_executor_cpu_time_seconds_total{{{driver}}}")), Some(cpu_ns / 1e9), "CPU time");
+    // A HELP line of its own for each family.
+    let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP spark_")).collect();
+    let distinct: std::collections::HashSet<&str> = helps.iter().map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default()).collect();
+    assert_eq!(distinct.len(), helps.len(), "every Spark family says what it is");
+    assert!(text.contains("# HELP spark_executor_run_time_seconds_total Spark's executor source: run time (cumulative), in seconds."));
     for (family, kind) in [
         ("spark_executor_threadpool_complete_tasks", "gauge"),
         ("spark_app_status_jobs_succeeded_jobs_total", "counter"),
-        ("spark_executor_cpu_time_total", "counter"),
-        ("spark_jvm_heap_used", "gauge"),
+        ("spark_executor_cpu_time_seconds_total", "counter"),
+        ("spark_executor_run_time_seconds_total", "counter"),
+        ("spark_jvm_heap_used_bytes", "gauge"),
         ("spark_jvm_g1_young_generation_total", "counter"),
-        ("spark_executor_metrics_jvm_heap_memory", "gauge"),
+        ("spark_executor_metrics_jvm_heap_memory_bytes", "gauge"),
         ("spark_block_manager_memory_mem_used_bytes", "gauge"),
-        ("spark_dag_scheduler_message_processing_time", "summary"),
+        ("spark_dag_scheduler_message_processing_time_seconds", "summary"),
         ("spark_dag_scheduler_message_processing_time_total", "counter"),
-        ("spark_dag_scheduler_message_processing_time_max", "gauge"),
+        ("spark_dag_scheduler_message_processing_time_seconds_max", "gauge"),
     ] {
         assert!(text.contains(&format!("# TYPE {family} {kind}\n{family}{{")), "no {kind} {family} in\n{text}");
     }
-    assert!(series_value(&text, &format!("spark_jvm_heap_used{{{driver}}}")).expect("heap used") > 0.0);
-    let p99 = format!("spark_dag_scheduler_message_processing_time{{app=\"{app}\",executor=\"driver\",quantile=\"0.99\",role=\"driver\"}}");
+    assert!(series_value(&text, &format!("spark_jvm_heap_used_bytes{{{driver}}}")).expect("heap used") > 1e6, "bytes, not MiB");
+    let p99 = format!(
+        "spark_dag_scheduler_message_processing_time_seconds{{app=\"{app}\",executor=\"driver\",quantile=\"0.99\",role=\"driver\"}}"
+    );
     assert!(series_value(&text, &p99).is_some(), "no {p99}");
     // An app that sent only metrics is listed.
     let (status, apps) = svc.get_text("/apps").await;

@@ -3,7 +3,7 @@ under the JDK's Flight Recorder (no agent jar), as the README gives both: run by
 
 Usage: spark_job.py <statsd port> <ui port> <jfr file>. Prints one JSON line with what Spark
 itself reports for the job (application id, completed tasks per its executor Prometheus
-endpoint, succeeded jobs per its REST API), dumps the driver's recording to <jfr file> (with
+endpoint, succeeded jobs and the stages' run and CPU time per its REST API), dumps the driver's recording to <jfr file> (with
 jcmd, so that the file is whole when this script ends), then stops Spark.
 """
 import json
@@ -44,8 +44,13 @@ try:
             completed = float(line.rsplit(" ", 1)[1])
     jobs = json.load(urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/jobs", timeout=10))
     succeeded = sum(1 for j in jobs if j["status"] == "SUCCEEDED")
+    # The stages' task time, as Spark's REST API reports it: run time in ms, CPU time in ns.
+    stages = json.load(urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/stages", timeout=10))
+    run_time_ms = sum(s["executorRunTime"] for s in stages)
+    cpu_time_ns = sum(s["executorCpuTime"] for s in stages)
     pid = sc._jvm.java.lang.ProcessHandle.current().pid()
     subprocess.run(["jcmd", str(pid), "JFR.dump", "name=stackd", f"filename={jfr_file}"], check=True, capture_output=True, timeout=60)
-    print(json.dumps({"app": app, "completed_tasks": completed, "succeeded_jobs": succeeded}), flush=True)
+    print(json.dumps({"app": app, "completed_tasks": completed, "succeeded_jobs": succeeded,
+                      "run_time_ms": run_time_ms, "cpu_time_ns": cpu_time_ns}), flush=True)
 finally:
     spark.stop()
