@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # stackd against its peers on this machine, in the same run, on loopback:
 #
-#   /write   wrk (1 thread) POSTing the same profiler body to InfluxDB 1.6 (Debian `influxdb`)
-#            and to stackd, at 4 and 32 connections: 35 lines of a small JVM program's stacks
-#            under a synthetic executor chain (33 KB), and 35 lines of Spark executors' stacks
-#            recorded with JFR (72 KB);
+#   /write   wrk (1 thread) POSTing profiler bodies to InfluxDB 1.6 (Debian `influxdb`) and to
+#            stackd, at 4 and 32 connections. First what a cluster sends: the realistic mix, 200
+#            executors of 7 apps, 1,000 different bodies of 35 Spark executor stacks, at the
+#            servers' now, then the same 30 minutes late. Then the micro-benchmark: one body
+#            repeated, 35 lines of a small JVM program's stacks under a synthetic executor chain
+#            (33 KB), and 35 lines of Spark executors' stacks recorded with JFR (72 KB);
 #   UDP      stackd-load sending profiler datagrams (about 1 KB) flat out to a receiver that does
 #            nothing (`stackd-load --null-receiver`, same socket buffer as stackd), to stackd,
 #            and to Etsy statsd (npm `statsd`); then at a set rate to stackd and Etsy statsd.
@@ -95,8 +97,15 @@ etsy_received() {
 }
 metric() { curl -s http://127.0.0.1:48086/metrics | python3 -c "import sys; n=sys.argv[1]; print(next((float(l.split()[-1]) for l in sys.stdin if l.startswith(n+' ')), 0.0))" "$1"; }
 
-# The /write bodies, the same bytes for both servers: 35 lines of the small workload's stacks
-# (33 KB), and 35 lines of Spark executors' stacks (72 KB).
+# The realistic mix, the same bytes for both servers (benches/mix.lua sends each request the
+# next body): 200 executors of 7 apps, 5 flush windows each, every body a different window of
+# 35 Spark executor stacks (rotated, so that stacks repeat across executors and flushes);
+# "mix" carries no timestamps (the servers' now), "late" the same stacks 30 minutes old (outside
+# stackd's in-memory window).
+"$bin/stackd-load" --print-bodies "$work/mix" --fixture spark --lines 35 --app peers >/dev/null
+"$bin/stackd-load" --print-bodies "$work/late" --fixture spark --lines 35 --app peerslate --late 1800 >/dev/null
+# The micro-benchmark: one body repeated, 35 lines of the small workload's stacks (33 KB), and
+# 35 lines of Spark executors' stacks (72 KB).
 for fixture in workload spark; do
   "$bin/stackd-load" --print-body --app peers --lines 35 --fixture "$fixture" >"$work/body-$fixture.txt"
   sed "s|BODY|$work/body-$fixture.txt|" >"$work/write-$fixture.lua" <<'EOF'
@@ -115,19 +124,32 @@ done
 
 results="$work/results.jsonl"
 record() { echo "$1" | tee -a "$results"; }
-wrk_json() { wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s "$work/write-$3.lua" "$1" | tail -n 1; }
+wrk_json() {
+  case "$3" in
+    mix|late) BODIES="$work/$3/index.txt" wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s benches/mix.lua "$1" | tail -n 1 ;;
+    *) wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s "$work/write-$3.lua" "$1" | tail -n 1 ;;
+  esac
+}
+# Samples stored for the apps of one kind of body.
+stored_for() {
+  local prefix
+  case "$1" in mix) prefix='stackd_samples_total{app="peers-mix-' ;; late) prefix='stackd_samples_total{app="peerslate-mix-' ;; *) prefix='stackd_samples_total{app="peers-http"}' ;; esac
+  curl -s http://127.0.0.1:48086/metrics | python3 -c "import sys; p=sys.argv[1]; print(sum(float(l.split()[-1]) for l in sys.stdin if l.startswith(p)))" "$prefix"
+}
 
 for round in $(seq "$ROUNDS"); do
-  for fixture in workload spark; do
-    lines=$(wc -l <"$work/body-$fixture.txt")
-    bytes=$(wc -c <"$work/body-$fixture.txt")
+  for fixture in mix late workload spark; do
+    case "$fixture" in
+      mix|late) lines=35; bytes=$(( $(cat "$work/$fixture"/body-*.txt | wc -c) / $(wc -l <"$work/$fixture/index.txt") )) ;;
+      *) lines=$(wc -l <"$work/body-$fixture.txt"); bytes=$(wc -c <"$work/body-$fixture.txt") ;;
+    esac
     body="\"body\":\"$fixture\",\"body_bytes\":$bytes"
     for conns in 4 32; do
       r=$(wrk_json http://127.0.0.1:48186 "$conns" "$fixture")
       record "{\"round\":$round,\"what\":\"write\",\"peer\":\"influxdb\",$body,\"connections\":$conns,\"wrk\":$r}"
-      before=$(metric 'stackd_samples_total{app="peers-http"}')
+      before=$(stored_for "$fixture")
       r=$(wrk_json http://127.0.0.1:48086 "$conns" "$fixture")
-      after=$(metric 'stackd_samples_total{app="peers-http"}')
+      after=$(stored_for "$fixture")
       record "{\"round\":$round,\"what\":\"write\",\"peer\":\"stackd\",$body,\"connections\":$conns,\"wrk\":$r,\"stored_lines\":$(python3 -c "print(int($after-$before))"),\"lines_per_body\":$lines}"
     done
   done

@@ -21,7 +21,13 @@ def pick(what, peer, **match):
 print()
 print("| measurement | peer | stackd | stackd / peer |")
 print("|---|---|---|---|")
-BODIES = {"workload": "a small JVM program's", "spark": "Spark executors'"}
+BODIES = {
+    "mix": "the realistic mix: 200 executors of 7 apps, 1,000 different bodies of",
+    "late": "the realistic mix, 30 minutes late:",
+    "workload": "one body repeated:",
+    "spark": "one body repeated:",
+}
+KIND = {"mix": "Spark executors'", "late": "Spark executors'", "workload": "a small JVM program's", "spark": "Spark executors'"}
 for body, conns in [(b, c) for b in BODIES for c in (4, 32)]:
     influx = pick("write", "influxdb", connections=conns, body=body)
     ours = pick("write", "stackd", connections=conns, body=body)
@@ -36,8 +42,14 @@ for body, conns in [(b, c) for b in BODIES for c in (4, 32)]:
     rate = lambda rs: median([r["wrk"]["requests"] / r["wrk"]["seconds"] for r in rs])
     p99 = lambda rs: median([r["wrk"]["p99_ms"] for r in rs])
     a, b = rate(influx), rate(ours)
-    size = f"{ours[0]['lines_per_body']} lines of {BODIES[body]} stacks, {ours[0]['body_bytes'] / 1000:.0f} KB"
+    size = f"{BODIES[body]} {ours[0]['lines_per_body']} lines of {KIND[body]} stacks, {ours[0]['body_bytes'] / 1000:.0f} KB"
     print(f"| `/write` req/s ({size}), wrk 1 thread, {conns} connections | InfluxDB 1.6: {a:,.0f} (p99 {p99(influx):.1f} ms) | {b:,.0f} (p99 {p99(ours):.1f} ms) | **{b / a:.1f}×** |")
+
+for conns in (4, 32):
+    live, late = pick("write", "stackd", connections=conns, body="mix"), pick("write", "stackd", connections=conns, body="late")
+    if live and late:
+        rate = lambda rs: median([r["wrk"]["requests"] / r["wrk"]["seconds"] for r in rs])
+        print(f"| `/write`, the mix 30 minutes late against live, {conns} connections | | {rate(late):,.0f} vs {rate(live):,.0f} req/s | **{rate(late) / rate(live):.2f}×** |")
 
 null = pick("udp", "null", rate=0)
 ours = pick("udp", "stackd", rate=0)

@@ -95,6 +95,25 @@ struct Args {
     /// tools (wrk) sending the same bytes.
     #[arg(long)]
     print_body: bool,
+    /// Write the realistic mix of /write bodies into this directory and exit: --executors
+    /// executors spread over --apps apps (`<app>-mix-<n>`), --windows flush windows each, every
+    /// body a different window of --lines stacks (the stacks rotated, so that they repeat across
+    /// executors and flushes as on a cluster), listed in DIR/index.txt. For wrk (mix.lua).
+    #[arg(long)]
+    print_bodies: Option<std::path::PathBuf>,
+    /// Executors of the mix.
+    #[arg(long, default_value_t = 200)]
+    executors: usize,
+    /// Apps of the mix.
+    #[arg(long, default_value_t = 7)]
+    apps: usize,
+    /// Flush windows per executor in the mix (bodies = executors × windows).
+    #[arg(long, default_value_t = 5)]
+    windows: usize,
+    /// Timestamp the mix's lines this many seconds in the past (0: no timestamp, the server's
+    /// now). 1800 puts them outside stackd's in-memory window.
+    #[arg(long, default_value_t = 0)]
+    late: u64,
     /// Be the peer that does nothing: receive datagrams on this address for --duration seconds
     /// (plus 2 s for the queue to drain) with a --recv-buffer socket buffer, print how many.
     #[arg(long)]
@@ -225,6 +244,38 @@ fn null_receiver(addr: SocketAddr, recv_buffer: usize, duration: Duration) -> st
     Ok(())
 }
 
+/// The realistic mix: one body per executor and flush window, written to `dir` with an index.
+/// Executor `e` belongs to app `e % apps`; its window `w` starts at stack `e * 13 + w * lines`
+/// of the rotation, so that neighbouring executors and consecutive flushes share stacks. Each
+/// line is timestamped `late` seconds ago (nanoseconds), or carries no timestamp.
+fn write_mix(dir: &std::path::Path, stacks: &[String], args: &Args) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let stamp = if args.late == 0 {
+        String::new()
+    } else {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!(" {}", (now - Duration::from_secs(args.late)).as_nanos())
+    };
+    let mut index = String::new();
+    let mut n = 0;
+    for w in 0..args.windows.max(1) {
+        for e in 0..args.executors.max(1) {
+            let app = format!("{}-mix-{}", args.app, e % args.apps.max(1));
+            let first = e * 13 + w * args.lines;
+            let body: String = (0..args.lines)
+                .map(|l| format!("{},executor={e},prefix={app} value=1i{stamp}\n", encode(&stacks[(first + l) % stacks.len()])))
+                .collect();
+            let name = format!("body-{n:05}.txt");
+            std::fs::write(dir.join(&name), body)?;
+            index.push_str(&dir.join(&name).display().to_string());
+            index.push('\n');
+            n += 1;
+        }
+    }
+    std::fs::write(dir.join("index.txt"), index)?;
+    Ok(n)
+}
+
 /// One /write body of `lines` profiler lines for `app`, stacks from `first` on.
 fn write_body(stacks: &[String], lines: usize, first: usize, executor: usize, app: &str) -> String {
     (0..lines).map(|l| format!("{},executor={executor},prefix={app} value=1i\n", encode(&stacks[(first + l) % stacks.len()]))).collect()
@@ -245,6 +296,18 @@ fn main() -> std::process::ExitCode {
     if args.print_body {
         print!("{}", write_body(&stacks, args.lines, 0, 0, &args.app_http()));
         return std::process::ExitCode::SUCCESS;
+    }
+    if let Some(dir) = &args.print_bodies {
+        return match write_mix(dir, &stacks, &args) {
+            Ok(n) => {
+                println!("{}", serde_json::json!({"bodies": n, "lines_per_body": args.lines, "dir": dir}));
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("writing the mix: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let duration = Duration::from_secs_f64(args.duration);
     // stackd's counters are since its start: what this run adds is the difference.
