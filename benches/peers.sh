@@ -48,7 +48,7 @@ bin=target/$PROFILE
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -78,7 +78,7 @@ bind-address = "127.0.0.1:48188"
   store-enabled = false
 EOF
 influxd -config "$work/influx/influxdb.conf" >"$work/influx/log" 2>&1 &
-pids+=("$!")
+influx_pid=$!; pids+=("$influx_pid")
 wait_http http://127.0.0.1:48186/ping
 curl -sf -o /dev/null -XPOST 'http://127.0.0.1:48186/query' --data-urlencode 'q=CREATE DATABASE load'
 
@@ -145,16 +145,25 @@ for round in $(seq "$ROUNDS"); do
     esac
     body="\"body\":\"$fixture\",\"body_bytes\":$bytes"
     for conns in 4 32; do
+      # Each server measured alone: the other is stopped (SIGSTOP) meanwhile, so that its
+      # background work (InfluxDB compacts the series the mix created) is not measured as the
+      # other's.
+      kill -STOP "$stackd_pid"
       r=$(wrk_json http://127.0.0.1:48186 "$conns" "$fixture")
+      kill -CONT "$stackd_pid"
       record "{\"round\":$round,\"what\":\"write\",\"peer\":\"influxdb\",$body,\"connections\":$conns,\"wrk\":$r}"
       before=$(stored_for "$fixture")
+      kill -STOP "$influx_pid"
       r=$(wrk_json http://127.0.0.1:48086 "$conns" "$fixture")
+      kill -CONT "$influx_pid"
       after=$(stored_for "$fixture")
       record "{\"round\":$round,\"what\":\"write\",\"peer\":\"stackd\",$body,\"connections\":$conns,\"wrk\":$r,\"stored_lines\":$(python3 -c "print(int($after-$before))"),\"lines_per_body\":$lines}"
     done
   done
 
-  # UDP flat out: the null receiver (the ceiling), stackd, Etsy statsd.
+  # UDP flat out: the null receiver (the ceiling), stackd, Etsy statsd; InfluxDB, not measured
+  # here, is stopped meanwhile.
+  kill -STOP "$influx_pid"
   "$bin/stackd-load" --null-receiver 127.0.0.1:48225 --duration "$DURATION" >"$work/null.json" &
   null_pid=$!; sleep 0.3
   sent=$("$bin/stackd-load" --statsd 127.0.0.1:48225 --udp-rate 0 --duration "$DURATION" --app peers)
@@ -175,6 +184,7 @@ for round in $(seq "$ROUNDS"); do
     sleep 2
     record "{\"round\":$round,\"what\":\"udp\",\"peer\":\"etsy\",\"rate\":$rate,\"load\":$sent,\"received\":$(( $(etsy_received) - e0 ))}"
   done
+  kill -CONT "$influx_pid"
 done
 
 python3 benches/peers_table.py "$results"
