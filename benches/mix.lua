@@ -1,5 +1,6 @@
--- wrk script: POST the realistic mix (stackd-load --print-bodies DIR), each request the next
--- body of the index, each thread starting at its own place: BODIES=DIR/index.txt.
+-- wrk script: POST the bodies listed in BODIES (an index file, one path a line) to
+-- /write?db=load, each request the next body, each thread starting at its own place: the
+-- realistic mix (stackd-load --print-bodies DIR, DIR/index.txt), or an index of one body.
 local bodies = {}
 local index = assert(os.getenv("BODIES"), "set BODIES to the mix's index.txt")
 for path in io.lines(index) do

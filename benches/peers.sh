@@ -108,28 +108,13 @@ metric() { curl -s http://127.0.0.1:48086/metrics | python3 -c "import sys; n=sy
 # 35 lines of Spark executors' stacks (72 KB).
 for fixture in workload spark; do
   "$bin/stackd-load" --print-body --app peers --lines 35 --fixture "$fixture" >"$work/body-$fixture.txt"
-  sed "s|BODY|$work/body-$fixture.txt|" >"$work/write-$fixture.lua" <<'EOF'
-wrk.method = "POST"
-wrk.path = "/write?db=load"
-local f = io.open("BODY", "rb"); wrk.body = f:read("*a"); f:close()
-wrk.headers["Content-Type"] = "text/plain; charset=utf-8"
-done = function(summary, latency, requests)
-  io.write(string.format('{"requests":%d,"seconds":%.3f,"non2xx":%d,"socket_errors":%d,"p50_ms":%.3f,"p99_ms":%.3f}\n',
-    summary.requests, summary.duration / 1e6, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-EOF
+  # benches/mix.lua sends the bodies of an index in turn: here an index of one.
+  mkdir -p "$work/$fixture" && echo "$work/body-$fixture.txt" >"$work/$fixture/index.txt"
 done
 
 results="$work/results.jsonl"
 record() { echo "$1" | tee -a "$results"; }
-wrk_json() {
-  case "$3" in
-    mix|late) BODIES="$work/$3/index.txt" wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s benches/mix.lua "$1" | tail -n 1 ;;
-    *) wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s "$work/write-$3.lua" "$1" | tail -n 1 ;;
-  esac
-}
+wrk_json() { BODIES="$work/$3/index.txt" wrk -t1 -c"$2" -d"${DURATION}s" --timeout 10s -s benches/mix.lua "$1" | tail -n 1; }
 # Samples stored for the apps of one kind of body.
 stored_for() {
   local prefix

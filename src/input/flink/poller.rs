@@ -38,7 +38,7 @@ use super::client::{Client, Endpoint, FetchError};
 use super::flamegraph::{self, Document, Sentinel};
 use super::rest::{has_subtask_graphs, Config, Job, JobSummary, Overview, Vertex};
 pub use super::status::{EndpointStatus, PollProgress, Status};
-use crate::ingest::{truncated, Ingest};
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::SourceSpec;
 use crate::{now_ms, percent_encode as segment, rfc3339_ms};
@@ -558,10 +558,7 @@ async fn get_or_gone(client: &mut Client, path: &str) -> Result<Option<axum::bod
 }
 
 fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, PollError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let start = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
-        PollError::Invalid(path.to_string(), format!("not the JSON Flink sends ({e}); the answer began {:?}", truncated(&start, 80)))
-    })
+    super::rest::read_json(body).map_err(|e| PollError::Invalid(path.to_string(), e))
 }
 
 #[cfg(test)]

@@ -476,8 +476,8 @@ impl Profiler {
         let step = (duration_ms / 5).clamp(1000, 5000);
         let mut next = now.saturating_add(self.config.interval.as_millis() as i64);
         for p in &self.processes {
-            if let Some((until, _)) = p.running_until {
-                let seconds = (until - p.status.running.as_ref().and_then(|r| r.trigger_ms).unwrap_or(until)) / 1000;
+            if let Some((until, trigger)) = p.running_until {
+                let seconds = (until - trigger) / 1000;
                 let t = if now < until.saturating_add(1000) {
                     until.saturating_add(1000)
                 } else if now < until.saturating_add(grace_ms(seconds, self.config.interval)) {
@@ -703,10 +703,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(client: &mut Client, path: &st
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| {
-        let start = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
-        Error::Invalid(what.to_string(), format!("not the JSON Flink sends ({e}); the answer began {:?}", truncated(&start, 80)))
-    })
+    super::rest::read_json(body).map_err(|e| Error::Invalid(what.to_string(), e))
 }
 
 #[cfg(test)]

@@ -42,6 +42,14 @@ pub(super) struct Vertex {
     pub(super) status: String,
 }
 
+/// A JobManager's answer read as `T`, or why it is not the JSON Flink sends (with how it began).
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        let start = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        format!("not the JSON Flink sends ({e}); the answer began {:?}", truncated(&start, 80))
+    })
+}
+
 /// `GET /taskmanagers`.
 #[derive(Deserialize)]
 pub(super) struct TaskManagers {
