@@ -75,6 +75,10 @@ fn force_recv_buffer(_: &Socket, _: usize) -> Result<(), ()> {
 
 /// Effective receive buffer of a bound socket, bytes.
 pub fn recv_buffer_size(socket: &UdpSocket) -> usize {
+    recv_buffer_size_of(socket)
+}
+
+fn recv_buffer_size_of(socket: &impl std::os::fd::AsFd) -> usize {
     socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0)
 }
 
@@ -130,9 +134,12 @@ impl Batch {
 }
 
 /// Receive until `shutdown` is cancelled, handing batches to `queue`. Runs on its own thread with
-/// a single-threaded runtime: it drains everything the socket holds (up to [`SLOTS`] datagrams a
-/// system call, until it would block or the batch is full), hands the batch over with one
-/// wake-up, then waits for readiness.
+/// a single-threaded runtime: once the socket is readable it drains everything the socket holds
+/// (up to [`SLOTS`] datagrams a system call). A batch that is not full when the socket runs dry
+/// is held for up to [`HOLD`], draining again every [`HOLD_STEP`], while datagrams keep coming:
+/// under load, one wake-up of the worker and one readiness wait per batch instead of one per few
+/// datagrams (the thread switches cost more than the datagrams). A drain that finds nothing hands
+/// the batch over at once, so a lone datagram waits at most one step.
 fn receive_loop(
     socket: UdpSocket,
     metrics: &Metrics,
@@ -145,37 +152,71 @@ fn receive_loop(
         socket.set_nonblocking(true)?;
         let socket = tokio::net::UdpSocket::from_std(socket)?;
         let mut slots = Slots::new();
+        // A step that brought more than this is not repeated: the kernel buffer must not fill
+        // while the receiver sleeps (the kernel charges a datagram its buffer overhead too,
+        // about twice a small datagram's size).
+        let hold_bytes = recv_buffer_size_of(&socket) / 16;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 ready = socket.readable() => ready?,
             }
             let mut batch = spare.try_recv().unwrap_or_default();
-            while !batch.is_full() {
-                match socket.try_io(tokio::io::Interest::READABLE, || slots.receive(&socket)) {
-                    Ok(received) => {
-                        let mut bytes = 0;
-                        for datagram in slots.datagrams(received) {
-                            bytes += datagram.len();
-                            batch.push(datagram);
-                        }
-                        metrics.udp_datagrams.inc_by(received as u64);
-                        metrics.udp_bytes.inc_by(bytes as u64);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        metrics.udp_errors.inc();
-                        tracing::debug!(error = %e, "statsd receive error");
-                        break;
-                    }
+            let started = std::time::Instant::now();
+            // The first drain goes through tokio, which clears the readiness it saw once the
+            // socket runs dry; the later ones ask the socket itself (tokio's readiness is not
+            // refreshed while this thread sleeps). Datagrams that arrive after the last drain
+            // wake the readiness wait again.
+            let mut through_tokio = true;
+            loop {
+                let bytes = drain(&socket, &mut slots, &mut batch, metrics, through_tokio);
+                if bytes == 0 || bytes > hold_bytes || batch.is_full() || started.elapsed() >= HOLD {
+                    break;
                 }
+                std::thread::sleep(HOLD_STEP);
+                through_tokio = false;
             }
             if !batch.ends.is_empty() && queue.send(batch).is_err() {
                 return Ok(()); // the worker is gone
             }
         }
     })
+}
+
+/// How long a batch that is not full gathers datagrams before it is handed over, at most.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long the receiver sleeps between drains while it holds a batch.
+const HOLD_STEP: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Receive into `batch` until the socket would block or the batch is full: how many bytes.
+/// `through_tokio`: each call through tokio's readiness (which a would-block clears), or straight
+/// to the socket.
+fn drain(socket: &tokio::net::UdpSocket, slots: &mut Slots, batch: &mut Batch, metrics: &Metrics, through_tokio: bool) -> usize {
+    let mut total = 0;
+    while !batch.is_full() {
+        let result =
+            if through_tokio { socket.try_io(tokio::io::Interest::READABLE, || slots.receive(socket)) } else { slots.receive(socket) };
+        match result {
+            Ok(received) => {
+                let mut bytes = 0;
+                for datagram in slots.datagrams(received) {
+                    bytes += datagram.len();
+                    batch.push(datagram);
+                }
+                metrics.udp_datagrams.inc_by(received as u64);
+                metrics.udp_bytes.inc_by(bytes as u64);
+                total += bytes;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                metrics.udp_errors.inc();
+                tracing::debug!(error = %e, "statsd receive error");
+                break;
+            }
+        }
+    }
+    total
 }
 
 /// The receiver's slots: on Linux up to [`SLOTS`] datagrams per `recvmmsg`, elsewhere one `recv`
