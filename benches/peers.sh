@@ -7,9 +7,13 @@
 #            servers' now, then the same 30 minutes late. Then the micro-benchmark: one body
 #            repeated, 35 lines of a small JVM program's stacks under a synthetic executor chain
 #            (33 KB), and 35 lines of Spark executors' stacks recorded with JFR (72 KB);
-#   UDP      stackd-load sending profiler datagrams (about 1 KB) flat out to a receiver that does
-#            nothing (`stackd-load --null-receiver`, same socket buffer as stackd), to stackd,
-#            and to Etsy statsd (npm `statsd`); then at a set rate to stackd and Etsy statsd.
+#   burst    the mix's 200 executors all flushing at the start of every second, each on its own
+#            connection (`stackd-load --burst`): how long until every one is answered;
+#   UDP      stackd-load sending profiler datagrams (about 1 KB; the mix of prefixes: 200
+#            executors of 7 apps, `spark.<app>.<executor>`, each flushing 35 stacks in turn) flat
+#            out to a receiver that does nothing (`stackd-load --null-receiver`, same socket
+#            buffer as stackd), to stackd, and to Etsy statsd (npm `statsd`); then at a set rate
+#            to stackd and Etsy statsd.
 #
 # Every stackd figure is checked: what wrk saw answered 2xx and what stackd received over UDP
 # must be in stackd's store afterwards. Prints one JSON line per measurement, then a table of
@@ -55,8 +59,10 @@ cleanup() {
 trap cleanup EXIT
 wait_http() { for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 
-# stackd, default settings (its embedded store, 32 MiB socket buffer).
-"$bin/stackd" --statsd-addr 127.0.0.1:48125 --http-addr 127.0.0.1:48086 --data-dir "$work/stackd" --log warn &
+# stackd, default settings (its embedded store, 32 MiB socket buffer), splitting the agents'
+# prefixes `spark.<app>.<executor>` as the README says.
+"$bin/stackd" --statsd-addr 127.0.0.1:48125 --http-addr 127.0.0.1:48086 --data-dir "$work/stackd" --log warn \
+  --prefix-labels SKIP.app.executor &
 stackd_pid=$!; pids+=("$stackd_pid")
 wait_http http://127.0.0.1:48086/ping
 
@@ -99,7 +105,8 @@ metric() { curl -s http://127.0.0.1:48086/metrics | python3 -c "import sys; n=sy
 
 # The realistic mix, the same bytes for both servers (benches/mix.lua sends each request the
 # next body): 200 executors of 7 apps, 5 flush windows each, every body a different window of
-# 35 Spark executor stacks (rotated, so that stacks repeat across executors and flushes);
+# 35 Spark executor stacks (rotated, so that stacks repeat across executors and flushes), with
+# the tags the agent's InfluxDB reporter sends (hostname, jvmName, pid, prefix);
 # "mix" carries no timestamps (the servers' now), "late" the same stacks 30 minutes old (outside
 # stackd's in-memory window).
 "$bin/stackd-load" --print-bodies "$work/mix" --fixture spark --lines 35 --app peers >/dev/null
@@ -145,6 +152,16 @@ for round in $(seq "$ROUNDS"); do
       record "{\"round\":$round,\"what\":\"write\",\"peer\":\"stackd\",$body,\"connections\":$conns,\"wrk\":$r,\"stored_lines\":$(python3 -c "print(int($after-$before))"),\"lines_per_body\":$lines}"
     done
   done
+
+  # The burst: every executor of the mix flushes at the start of every second.
+  kill -STOP "$stackd_pid"
+  r=$("$bin/stackd-load" --http 127.0.0.1:48186 --burst "$work/mix" --app peers --duration "$DURATION")
+  kill -CONT "$stackd_pid"
+  record "{\"round\":$round,\"what\":\"burst\",\"peer\":\"influxdb\",\"load\":$r}"
+  kill -STOP "$influx_pid"
+  r=$("$bin/stackd-load" --http 127.0.0.1:48086 --burst "$work/mix" --app peers --duration "$DURATION" --verify)
+  kill -CONT "$influx_pid"
+  record "{\"round\":$round,\"what\":\"burst\",\"peer\":\"stackd\",\"load\":$r}"
 
   # UDP flat out: the null receiver (the ceiling), stackd, Etsy statsd; InfluxDB, not measured
   # here, is stopped meanwhile.

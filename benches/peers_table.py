@@ -51,6 +51,19 @@ for conns in (4, 32):
         rate = lambda rs: median([r["wrk"]["requests"] / r["wrk"]["seconds"] for r in rs])
         print(f"| `/write`, the mix 30 minutes late against live, {conns} connections | | {rate(late):,.0f} vs {rate(live):,.0f} req/s | **{rate(late) / rate(live):.2f}×** |")
 
+influx, ours = pick("burst", "influxdb"), pick("burst", "stackd")
+for r in ours:
+    if r["load"]["requests_failed"] or not r["load"].get("verify", {}).get("ok"):
+        failures.append(f"burst: {r['load']}")
+if ours:
+    answered = lambda rs: median([r["load"]["burst_answered_ms"]["p50"] for r in rs])
+    worst = lambda rs: median([r["load"]["burst_answered_ms"]["max"] for r in rs])
+    p99 = lambda rs: median([r["load"]["latency_ms"]["p99"] for r in rs])
+    a, b = answered(influx), answered(ours)
+    n = ours[0]["load"]["executors"]
+    print(f"| burst: the mix's {n} executors flushing at once every second, ms until all are answered (median burst; slowest) | "
+          f"InfluxDB 1.6: {a:,.1f} ms; {worst(influx):,.1f} ms (request p99 {p99(influx):.1f} ms) | {b:,.1f} ms; {worst(ours):,.1f} ms (request p99 {p99(ours):.1f} ms) | **{a / b:.1f}×** faster |")
+
 null = pick("udp", "null", rate=0)
 ours = pick("udp", "stackd", rate=0)
 etsy = pick("udp", "etsy", rate=0)

@@ -3,7 +3,11 @@
 //!
 //! * UDP: statsd-jvm-profiler datagrams (one stack each, built from JFR recordings of real JVM
 //!   stacks: `--fixture workload`, about 1 KB, or `spark`, Spark executors', about 2 KB), at
-//!   `--udp-rate` datagrams per second or flat out (`0`).
+//!   `--udp-rate` datagrams per second or flat out (`0`). By default the realistic mix of
+//!   prefixes: `--executors` executors of `--apps` apps, each flushing `--lines` stacks of its own
+//!   window of the rotation in turn, prefixed `spark.<app>.<executor>` as the agent's
+//!   `prefix=spark.{{APP_ID}}.{{EXECUTOR_ID}}` does; `--executors 0` sends every stack under the
+//!   one prefix `<app>-udp`.
 //! * HTTP: `/write` bodies of `--lines` profiler lines over `--connections` keep-alive
 //!   connections, at `--write-rate` requests per second in all or flat out (`0`).
 //! * Beside them (`--import-connections`, `--query-connections`): collapsed-stack imports of
@@ -101,7 +105,7 @@ struct Args {
     /// executors and flushes as on a cluster), listed in DIR/index.txt. For wrk (mix.lua).
     #[arg(long)]
     print_bodies: Option<std::path::PathBuf>,
-    /// Executors of the mix.
+    /// Executors of the mix (of /write bodies and of UDP prefixes); 0: UDP under one prefix.
     #[arg(long, default_value_t = 200)]
     executors: usize,
     /// Apps of the mix.
@@ -114,6 +118,13 @@ struct Args {
     /// now). 1800 puts them outside stackd's in-memory window.
     #[arg(long, default_value_t = 0)]
     late: u64,
+    /// The burst variant of the mix: every one of --executors executors sends its next body of
+    /// the mix in DIR (from --print-bodies with the same --executors and --app) at the start of
+    /// every second, all at once, each on its own keep-alive connection to --http, for --duration
+    /// seconds. Reports each request's latency and how long each burst took to be answered;
+    /// with --verify, that every answered line is stored.
+    #[arg(long)]
+    burst: Option<std::path::PathBuf>,
     /// Be the peer that does nothing: receive datagrams on this address for --duration seconds
     /// (plus 2 s for the queue to drain) with a --recv-buffer socket buffer, print how many.
     #[arg(long)]
@@ -245,9 +256,13 @@ fn null_receiver(addr: SocketAddr, recv_buffer: usize, duration: Duration) -> st
 }
 
 /// The realistic mix: one body per executor and flush window, written to `dir` with an index.
-/// Executor `e` belongs to app `e % apps`; its window `w` starts at stack `e * 13 + w * lines`
-/// of the rotation, so that neighbouring executors and consecutive flushes share stacks. Each
-/// line is timestamped `late` seconds ago (nanoseconds), or carries no timestamp.
+/// Executor `e` belongs to app `e % apps`; its window `w` starts at stack `e * step + w * lines`
+/// of the rotation, `step` 13 (or `--stacks / --executors` when larger), so that with the
+/// default 2,000 stacks neighbouring executors and consecutive flushes share stacks, and with
+/// many more every executor has stacks of its own (the memory bench's 100,000). Each
+/// line carries the tags the agent's InfluxDB reporter adds (`hostname`, `jvmName`, `pid`; four
+/// executors a host) and its prefix `spark.<app>.<executor>`, and is timestamped `late` seconds
+/// ago (nanoseconds, as the reporter sends), or carries no timestamp (the server's now).
 fn write_mix(dir: &std::path::Path, stacks: &[String], args: &Args) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     let stamp = if args.late == 0 {
@@ -258,13 +273,15 @@ fn write_mix(dir: &std::path::Path, stacks: &[String], args: &Args) -> std::io::
     };
     let mut index = String::new();
     let mut n = 0;
+    let step = (stacks.len() / args.executors.max(1)).max(13);
     for w in 0..args.windows.max(1) {
         for e in 0..args.executors.max(1) {
             let app = format!("{}-mix-{}", args.app, e % args.apps.max(1));
-            let first = e * 13 + w * args.lines;
-            let body: String = (0..args.lines)
-                .map(|l| format!("{},executor={e},prefix={app} value=1i{stamp}\n", encode(&stacks[(first + l) % stacks.len()])))
-                .collect();
+            let (host, pid) = (e / 4, 20_000 + e);
+            let tags = format!("hostname=worker-{host},jvmName={pid}@worker-{host},pid={pid},prefix=spark.{app}.{e}");
+            let first = e * step + w * args.lines;
+            let body: String =
+                (0..args.lines).map(|l| format!("{},{tags} value=1.0{stamp}\n", encode(&stacks[(first + l) % stacks.len()]))).collect();
             let name = format!("body-{n:05}.txt");
             std::fs::write(dir.join(&name), body)?;
             index.push_str(&dir.join(&name).display().to_string());
@@ -274,6 +291,36 @@ fn write_mix(dir: &std::path::Path, stacks: &[String], args: &Args) -> std::io::
     }
     std::fs::write(dir.join("index.txt"), index)?;
     Ok(n)
+}
+
+/// The datagrams the UDP load cycles through. The mix: executor `e` of app `e % apps` flushes
+/// `lines` stacks from `e * 13` of the rotation under `spark.<app>-<e % apps>.<e>`, executor
+/// after executor, as agents' once-a-second flushes arrive. Without executors: every stack under
+/// `<app>-udp`.
+fn udp_payloads(stacks: &[String], args: &Args) -> Vec<Vec<u8>> {
+    if args.executors == 0 {
+        return stacks.iter().map(|s| format!("{}.{}:1|g", args.app_udp(), encode(s)).into_bytes()).collect();
+    }
+    let mut payloads = Vec::with_capacity(args.executors * args.lines);
+    for e in 0..args.executors {
+        let prefix = format!("spark.{}-{}.{e}", args.app_udp(), e % args.apps.max(1));
+        payloads.extend((0..args.lines).map(|l| format!("{prefix}.{}:1|g", encode(&stacks[(e * 13 + l) % stacks.len()])).into_bytes()));
+    }
+    payloads
+}
+
+/// Samples stored for the UDP load's apps: `<app>-udp`, and the mix's apps whether stackd splits
+/// their prefixes (`--prefix-labels SKIP.app.executor`: `<app>-udp-<k>`) or not (the whole prefix
+/// `spark.<app>-udp-<k>.<e>`).
+fn udp_stored(metrics: &str, app_udp: &str) -> u64 {
+    let (labelled, whole) = (format!("{app_udp}-"), format!("spark.{app_udp}-"));
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("stackd_samples_total{app=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .filter(|(app, _)| *app == app_udp || app.starts_with(&labelled) || app.starts_with(&whole))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// One /write body of `lines` profiler lines for `app`, stacks from `first` on.
@@ -309,6 +356,16 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(dir) = &args.burst {
+        return match burst(dir, &args) {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("burst: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let duration = Duration::from_secs_f64(args.duration);
     // stackd's counters are since its start: what this run adds is the difference.
     let before = args.http.filter(|_| args.verify).and_then(|h| get(h, "/metrics").ok()).map(|(_, b)| b).unwrap_or_default();
@@ -320,7 +377,7 @@ fn main() -> std::process::ExitCode {
 
     let datagrams = Arc::new(AtomicU64::new(0));
     if let Some(statsd) = args.statsd {
-        let payloads: Vec<Vec<u8>> = stacks.iter().map(|s| format!("{}.{}:1|g", args.app_udp(), encode(s)).into_bytes()).collect();
+        let payloads = udp_payloads(&stacks, &args);
         let (stop, sent, rate) = (Arc::clone(&stop), Arc::clone(&datagrams), args.udp_rate);
         threads.push(std::thread::spawn(move || {
             let socket = UdpSocket::bind("127.0.0.1:0").expect("UDP socket");
@@ -464,7 +521,7 @@ fn main() -> std::process::ExitCode {
         let received = series(&text, "stackd_udp_datagrams_total") as u64;
         let received = received.saturating_sub(received_before);
         let kernel_drops = (series(&text, "stackd_udp_kernel_drops_total") as u64).saturating_sub(drops_before);
-        let udp_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_udp())) as u64;
+        let udp_stored = udp_stored(&text, &args.app_udp());
         let http_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_http())) as u64;
         let import_stored = series(&text, &format!("stackd_samples_total{{app=\"{}\"}}", args.app_import())) as u64;
         let lines = lines_written.load(Ordering::Relaxed);
@@ -498,6 +555,92 @@ impl Args {
     fn app_import(&self) -> String {
         format!("{}-import", self.app)
     }
+}
+
+/// Samples stored for the apps of a mix written with `--app app` (`<app>-mix-<k>`, its prefixes
+/// split by `--prefix-labels SKIP.app.executor`).
+fn mix_stored(metrics: &str, app: &str) -> u64 {
+    let prefix = format!("stackd_samples_total{{app=\"{app}-mix-");
+    metrics.lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum::<f64>() as u64
+}
+
+/// The burst variant (`--burst DIR`): true when every check passed.
+fn burst(dir: &std::path::Path, args: &Args) -> std::io::Result<bool> {
+    let http = args.http.ok_or_else(|| std::io::Error::other("--burst needs --http"))?;
+    let index = std::fs::read_to_string(dir.join("index.txt"))?;
+    let paths: Vec<&str> = index.lines().collect();
+    let executors = args.executors.max(1);
+    if paths.len() < executors {
+        return Err(std::io::Error::other(format!("{} has {} bodies, fewer than --executors {executors}", dir.display(), paths.len())));
+    }
+    // Executor e's windows: bodies e, e + executors, … (the order --print-bodies writes them in).
+    let mut mine: Vec<Vec<Vec<u8>>> = vec![Vec::new(); executors];
+    for (n, path) in paths.iter().enumerate() {
+        mine[n % executors].push(std::fs::read(path)?);
+    }
+    let stored_before = if args.verify { mix_stored(&get(http, "/metrics")?.1, &args.app) } else { 0 };
+    let bursts = args.duration.round().max(1.0) as usize;
+    // Every connection is open before the first burst, as executors' are.
+    let mut conns = Vec::with_capacity(executors);
+    for _ in 0..executors {
+        let s = TcpStream::connect(http)?;
+        s.set_nodelay(true)?;
+        conns.push(BufReader::new(s));
+    }
+    let start = Instant::now() + Duration::from_millis(200);
+    // Per burst, when its last answer came (µs after the burst's second began).
+    let finished: Arc<Vec<AtomicU64>> = Arc::new((0..bursts).map(|_| AtomicU64::new(0)).collect());
+    let (ok, failed, lines) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let threads: Vec<_> = conns
+        .into_iter()
+        .zip(mine)
+        .map(|(mut conn, bodies)| {
+            let (finished, ok, failed, lines) = (Arc::clone(&finished), Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&lines));
+            std::thread::spawn(move || {
+                let mut latency = Vec::with_capacity(bursts);
+                for b in 0..bursts {
+                    let due = start + Duration::from_secs(b as u64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let body = &bodies[b % bodies.len()];
+                    let head = format!("POST /write?db=load HTTP/1.1\r\nHost: stackd\r\nContent-Length: {}\r\n\r\n", body.len());
+                    let t = Instant::now();
+                    match request(&mut conn, &head, body) {
+                        Ok(204) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            lines.fetch_add(body.iter().filter(|&&c| c == b'\n').count() as u64, Ordering::Relaxed);
+                            latency.push(t.elapsed().as_secs_f64() * 1000.0);
+                            finished[b].fetch_max(due.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            return latency; // a broken connection sends no more
+                        }
+                    }
+                }
+                latency
+            })
+        })
+        .collect();
+    let mut latency: Vec<f64> = threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect();
+    latency.sort_by(f64::total_cmp);
+    let mut absorbed: Vec<f64> = finished.iter().map(|f| f.load(Ordering::Relaxed) as f64 / 1000.0).collect();
+    absorbed.sort_by(f64::total_cmp);
+    let (ok, failed, lines) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed), lines.load(Ordering::Relaxed));
+    let mut report = serde_json::json!({
+        "executors": executors, "bursts": bursts, "requests_ok": ok, "requests_failed": failed, "lines_answered_204": lines,
+        "latency_ms": {"p50": percentile(&latency, 0.5), "p99": percentile(&latency, 0.99), "max": latency.last().copied().unwrap_or(0.0)},
+        "burst_answered_ms": {"p50": percentile(&absorbed, 0.5), "max": absorbed.last().copied().unwrap_or(0.0)},
+    });
+    let mut good = failed == 0;
+    if args.verify {
+        let stored = mix_stored(&get(http, "/metrics")?.1, &args.app).saturating_sub(stored_before);
+        report["verify"] = serde_json::json!({"lines_stored": stored, "ok": stored == lines});
+        good &= stored == lines;
+    }
+    println!("{report}");
+    Ok(good)
 }
 
 /// One request a connection sends again and again: its request line (without the version),
