@@ -49,6 +49,7 @@
 //! * `invariants` (feature `invariants`): what holds for any input, checked by the fuzz targets
 //!   in `fuzz/` and over their kept corpora by `tests/fuzz_corpus.rs`.
 
+pub mod cluster;
 pub mod config;
 pub mod ingest;
 pub mod input;

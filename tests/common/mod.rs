@@ -5,6 +5,7 @@
 pub mod ap_html;
 pub mod dashboards;
 pub mod flink;
+pub mod moto;
 pub mod prometheus;
 
 use std::future::Future;
