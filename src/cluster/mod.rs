@@ -2,4 +2,5 @@
 //! store (S3 or a directory); [`sigv4`] signs S3 requests.
 
 pub mod objects;
+pub mod segment;
 pub mod sigv4;

@@ -16,7 +16,7 @@
 //! changed. A bucket is always written whole. Row encodings are in [`codec`]; [`flush`] has one
 //! writer per table, [`load`] one reader per table.
 
-mod codec;
+pub(crate) mod codec;
 mod flush;
 mod load;
 
