@@ -50,6 +50,7 @@ fn config(dir: &std::path::Path) -> StoreConfig {
         max_future: Duration::from_secs(600),
         data_dir: Some(dir.to_path_buf()),
         family: stackd::input::family,
+        outbox: false,
     }
 }
 

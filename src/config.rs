@@ -37,6 +37,7 @@ pub const DEFAULT_MEMORY_WINDOW: &str = "15m";
 pub const DEFAULT_FLUSH_INTERVAL: &str = "1s";
 pub const DEFAULT_MAX_FUTURE: &str = "10m";
 pub const DEFAULT_GAUGE_TTL: &str = "5m";
+pub const DEFAULT_SEGMENT_INTERVAL: &str = "1m";
 /// Well under the file descriptors stackd asks for at start-up (it raises its soft limit to the
 /// hard one; deploy/stackd.service sets 65536).
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 4_096;
@@ -164,6 +165,21 @@ pub struct Config {
     /// Answer a line-protocol write only once it is on disk (concurrent writes share one commit).
     #[arg(help_heading = "Storage", long, env = "STACKD_SYNC_WRITES")]
     pub sync_writes: bool,
+
+    /// Share this node's profiles with other stackd nodes through object storage:
+    /// s3://bucket/prefix (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION) or file:///dir. docs/scale-out.md.
+    #[arg(help_heading = "Scale-out", long, env = "STACKD_OBJECT_STORE", value_parser = parse_object_store)]
+    pub object_store: Option<crate::cluster::objects::Objects>,
+
+    /// This node's name in the object store (letters, digits, '.', '_', '-'); the host name by
+    /// default. Two live nodes must not share one.
+    #[arg(help_heading = "Scale-out", long, env = "STACKD_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: Option<String>,
+
+    /// How often this node writes what it ingested to the object store as a segment.
+    #[arg(help_heading = "Scale-out", long, env = "STACKD_SEGMENT_INTERVAL", default_value = DEFAULT_SEGMENT_INTERVAL, value_parser = parse_duration)]
+    pub segment_interval: Duration,
 
     /// Samples stamped further ahead of stackd's clock than this are refused.
     #[arg(help_heading = "Storage", long, env = "STACKD_MAX_FUTURE", default_value = DEFAULT_MAX_FUTURE, value_parser = parse_duration)]
@@ -378,6 +394,19 @@ fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send
         Ok(_) => Err(format!("must be at least {min}")),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn parse_object_store(s: &str) -> Result<crate::cluster::objects::Objects, String> {
+    crate::cluster::objects::Objects::parse(s, |k| std::env::var(k).ok())
+}
+
+/// A node id: a key component in the object store.
+pub fn parse_node_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(format!("{s:?}: a node id is 1 to 128 letters, digits, '.', '_' or '-'"));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub jfr_file_failed: prometheus::IntGaugeVec,
     pub pyroscope_requests: IntCounterVec,
     pub pyroscope_skipped: IntCounterVec,
+    pub segments: IntCounterVec,
+    pub outbox_backlog: prometheus::IntGauge,
+    pub segment_last_upload: prometheus::Gauge,
 }
 
 /// A metric of one of stackd's fixed families, registered.
@@ -202,6 +205,28 @@ impl Metrics {
                 }
                 c
             },
+            segments: {
+                let c = counter_vec(
+                    "stackd_segments_total",
+                    "This node's segments (--object-store), by outcome: uploaded (written to the object store), repeated (written before, by an upload that was not known to have finished: kept once), failed (the object store could not be reached or refused; retried), unresolved_counts (counts that could not be named: never expected).",
+                    &["outcome"],
+                );
+                for outcome in ["uploaded", "repeated", "failed", "unresolved_counts"] {
+                    c.with_label_values(&[outcome]);
+                }
+                c
+            },
+            outbox_backlog: register(
+                &registry,
+                prometheus::IntGauge::new(
+                    "stackd_outbox_backlog",
+                    "Flushes of this node whose counts are in no segment yet (--object-store): grows while the object store is unreachable.",
+                ),
+            ),
+            segment_last_upload: register(
+                &registry,
+                prometheus::Gauge::new("stackd_segment_last_upload_timestamp_seconds", "When this node last wrote a segment to the object store, Unix seconds."),
+            ),
             render_seconds,
             registry,
         };

@@ -283,6 +283,7 @@ impl Prepared {
                     labels: target.labels_of(context).clone(),
                     profile: t,
                     period_ns,
+                    node: None,
                 })
             });
             names.stack(chunk, stack, class, &mut frames)?;

@@ -256,7 +256,7 @@ impl Batch {
         } else {
             None
         };
-        let spec = SourceSpec { app: series.app.clone(), labels: series.labels.clone(), profile, period_ns };
+        let spec = SourceSpec { app: series.app.clone(), labels: series.labels.clone(), profile, period_ns, node: None };
         let group = self.group(spec, series.time_ms.unwrap_or(now_ms))?;
         for (n, line) in text.split('\n').enumerate() {
             let line = line.trim();
@@ -380,7 +380,8 @@ impl Batch {
                 let group = match slots[t as usize] {
                     Some(g) => g,
                     None => {
-                        let spec = SourceSpec { app: series.app.clone(), labels: labels.clone(), profile: t, period_ns: period };
+                        let spec =
+                            SourceSpec { app: series.app.clone(), labels: labels.clone(), profile: t, period_ns: period, node: None };
                         let g = self.group(spec, time_ms)?;
                         slots[t as usize] = Some(g);
                         g

@@ -71,6 +71,7 @@ pub fn open_store(config: &Config) -> Result<Store, store::StoreError> {
         max_future: config.max_future,
         data_dir: Some(config.data_dir.clone()),
         family: crate::input::family,
+        outbox: config.object_store.is_some(),
     };
     Store::open(store_config, now_ms())
 }
@@ -105,6 +106,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         flush_requests,
         token.clone(),
     ));
+
+    // Scale-out: this node's segments to the object store.
+    let uploader = match &config.object_store {
+        Some(objects) => {
+            let node = crate::cluster::node_id(config.node_id.as_deref())?;
+            tracing::info!(store = %objects.describe(), node = %node, interval = ?config.segment_interval, "sharing this node's profiles through object storage");
+            Some(tokio::spawn(crate::cluster::uploader::run(
+                Arc::clone(&store),
+                objects.clone(),
+                node,
+                config.segment_interval,
+                metrics.clone(),
+                token.clone(),
+            )))
+        }
+        None => None,
+    };
 
     let (flink, flink_tasks) = crate::input::flink::poller::start(
         crate::input::flink::poller::PollerConfig {
@@ -207,6 +225,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         task.await.context("the --jfr-dir watcher failed")?;
     }
     flush_task.await.context("flush task failed")?;
+    if let Some(task) = uploader {
+        task.await.context("the segment uploader failed")?;
+    }
     // Everything received is in memory now: write it out.
     let stats = tokio::task::spawn_blocking(move || store.flush(now_ms())).await?.context("final flush failed")?;
     tracing::info!(buckets = stats.buckets, "stopped; everything flushed");

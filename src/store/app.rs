@@ -622,6 +622,27 @@ impl App {
         (id, Stored::Stack)
     }
 
+    /// Per label set id: whether it holds another node's counts ([`super::NODE_LABEL`]).
+    pub(super) fn remote_labelsets(&self) -> Vec<bool> {
+        self.labelsets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .list
+            .iter()
+            .map(|(l, _)| l.iter().any(|(k, _)| k == super::NODE_LABEL))
+            .collect()
+    }
+
+    /// A label set by id.
+    pub(super) fn labelset_by_id(&self, id: u32) -> Option<Labels> {
+        self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.get(id as usize).map(|(l, _)| l.clone())
+    }
+
+    /// A stack's frame ids by stack id.
+    pub(super) fn stack_frames(&self, id: u32) -> Option<Box<[u32]>> {
+        self.stacks.read().unwrap_or_else(|e| e.into_inner()).get(id as usize).map(|s| s.frames.clone())
+    }
+
     pub(super) fn push_stack(&self, hash: u64, frames: Box<[u32]>) -> u32 {
         let mut stacks = self.stacks.write().unwrap_or_else(|e| e.into_inner());
         stacks.push(StackEntry { hash, frames });

@@ -120,6 +120,9 @@ pub struct StoreConfig {
     pub data_dir: Option<PathBuf>,
     /// Resolves a stored gauge family (name and kind) back to its definition.
     pub family: fn(&str, FamilyKind) -> Option<&'static GaugeFamily>,
+    /// Keep an outbox of what this node ingested, for its segments (`--object-store`): each
+    /// flush also writes what it added to the buckets it wrote, in the same transaction.
+    pub outbox: bool,
 }
 
 impl StoreConfig {
@@ -133,6 +136,7 @@ impl StoreConfig {
             max_future: Duration::from_secs(100 * 365 * 86_400),
             data_dir: None,
             family: |_, _| None,
+            outbox: false,
         }
     }
 }
@@ -170,6 +174,10 @@ pub fn period_of(labels: &[(String, String)]) -> Option<u64> {
     labels.iter().find(|(k, _)| k == PERIOD_LABEL).and_then(|(_, v)| v.parse().ok()).filter(|p| *p > 0)
 }
 
+/// The reserved label of counts another node ingested (their segments, read from the object
+/// store): its value names the node. Never in this node's own outbox.
+pub const NODE_LABEL: &str = "__node__";
+
 /// A label stackd keeps for itself (the type, the period), never listed or matched as a label.
 pub fn is_reserved_label(name: &str) -> bool {
     name.starts_with("__")
@@ -189,12 +197,14 @@ pub struct SourceSpec {
     pub profile: ProfileType,
     /// The sampling period of its samples in ns, when the sender says it.
     pub period_ns: Option<u64>,
+    /// The node whose counts these are, for another node's (its segments): [`NODE_LABEL`].
+    pub node: Option<String>,
 }
 
 impl SourceSpec {
     /// An origin whose stacks (if any) are `cpu` samples.
     pub fn new(app: impl Into<String>, labels: Labels) -> Self {
-        SourceSpec { app: app.into(), labels, profile: ProfileType::Cpu, period_ns: None }
+        SourceSpec { app: app.into(), labels, profile: ProfileType::Cpu, period_ns: None, node: None }
     }
 
     /// What every origin is made into, whichever input resolved it: a non-empty app name
@@ -217,6 +227,9 @@ impl SourceSpec {
         }
         if let Some(p) = self.period_ns.filter(|p| *p > 0) {
             self.labels.push((PERIOD_LABEL.to_string(), p.to_string()));
+        }
+        if let Some(node) = &self.node {
+            self.labels.push((NODE_LABEL.to_string(), node.clone()));
         }
         (self, cut)
     }
@@ -280,6 +293,8 @@ pub struct Store {
     /// Held shared while an input adds samples and notes their progress ([`Store::noting`]),
     /// exclusively by a flush: a flush writes a note with all the samples it covers, or neither.
     note_gate: std::sync::RwLock<()>,
+    /// [`StoreConfig::outbox`].
+    outbox: bool,
 }
 
 /// Notes by key: those on disk, and those the next flush writes.
@@ -322,6 +337,7 @@ impl Store {
             series_total: std::sync::atomic::AtomicUsize::new(0),
             notes: Mutex::new(Notes::default()),
             note_gate: std::sync::RwLock::new(()),
+            outbox: config.outbox,
         };
         let Some(dir) = config.data_dir.as_deref() else { return Ok(store) };
         let path = dir.join(disk::FILE_NAME);

@@ -221,11 +221,17 @@ pub struct Binary {
 impl Binary {
     /// Start `stackd --data-dir <dir> <args>` and wait for its "listening" line.
     pub fn start(dir: &std::path::Path, args: &[&str]) -> Binary {
+        Binary::start_with_env(dir, args, &[])
+    }
+
+    /// [`Binary::start`] with these environment variables too.
+    pub fn start_with_env(dir: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Binary {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_stackd"))
             .args(["--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn stackd");

@@ -7,8 +7,11 @@ use std::sync::{Arc, MutexGuard};
 
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 
-use super::codec::{encode_bucket, encode_gauge_row, encode_labelset_row, encode_series_row, encode_stack_row, GaugeRow, SeriesRow};
-use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, NOTES, SERIES, STACKS};
+use super::codec::{
+    decode_bucket, encode_bucket, encode_gauge_row, encode_labelset_row, encode_series_row, encode_stack_row, put_ivarint, put_str,
+    put_varint, GaugeRow, SeriesRow,
+};
+use super::{StoreError, APPS, BUCKETS, FRAMES, GAUGES, LABELSETS, NOTES, OUTBOX, SERIES, STACKS};
 use crate::store::app::{App, Bucket, LabelStats};
 use crate::store::Store;
 
@@ -132,7 +135,13 @@ impl Store {
         let evicting = Evicting::seal(&apps, evict_before);
         let mut stats = FlushStats::default();
         let mut written = Written { frames: *frames_on_disk, ..Written::default() };
-        let mut batch = Batch { blob: Vec::with_capacity(64 * 1024), stats: &mut stats, written: &mut written, notes: &notes };
+        let mut batch = Batch {
+            blob: Vec::with_capacity(64 * 1024),
+            stats: &mut stats,
+            written: &mut written,
+            notes: &notes,
+            outbox: self.outbox.then(Outbox::default),
+        };
         let result = db
             .begin_write()
             .map_err(StoreError::write)
@@ -206,6 +215,15 @@ impl Store {
                 notes_t.insert(k.as_str(), v.as_slice()).map_err(StoreError::write)?;
                 batch.stats.rows += 1;
             }
+            if let Some(outbox) = batch.outbox.take().filter(|o| o.apps > 0) {
+                let mut outbox_t = w.open_table(OUTBOX).map_err(StoreError::write)?;
+                let next = outbox_t.last().map_err(StoreError::write)?.map_or(0, |(k, _)| k.value() + 1);
+                let mut row = Vec::with_capacity(outbox.blob.len() + 4);
+                put_varint(&mut row, outbox.apps);
+                row.extend_from_slice(&outbox.blob);
+                outbox_t.insert(next, row.as_slice()).map_err(StoreError::write)?;
+                batch.stats.rows += 1;
+            }
         }
         let stats = &batch.stats;
         if stats.buckets + stats.rows + stats.deleted == 0 {
@@ -222,18 +240,61 @@ struct Batch<'a> {
     written: &'a mut Written,
     /// Inputs' notes, written in this transaction.
     notes: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    /// With `--object-store`: what this flush adds to the node's own counts.
+    outbox: Option<Outbox>,
+}
+
+/// One outbox row in the making: per app, its name and its deltas `(bucket, label set, stack,
+/// count)` in local ids (resolved to names when the segment is made, `outbox.rs`).
+#[derive(Default)]
+struct Outbox {
+    apps: u64,
+    blob: Vec<u8>,
 }
 
 impl Batch<'_> {
-    /// `buckets`: every bucket changed since it was last written, whole.
+    /// `buckets`: every bucket changed since it was last written, whole. With an outbox, what
+    /// each adds to the version it replaces, for label sets of this node's own (not another
+    /// node's, [`crate::store::NODE_LABEL`]).
     fn buckets(&mut self, t: &mut Table<(&str, i64), &[u8]>, app: &Arc<App>) -> Result<(), StoreError> {
+        let mut deltas: Vec<(i64, u32, u32, u64)> = Vec::new();
+        let mut remote: Vec<bool> = Vec::new();
         for b in app.buckets.iter() {
             if b.value().dirty.swap(false, Ordering::AcqRel) {
                 self.written.buckets.push(Arc::clone(b.value()));
-                encode_bucket(&b.value().counts.sorted(), &mut self.blob);
-                t.insert((&*app.name, *b.key()), &self.blob[..]).map_err(StoreError::write)?;
+                let entries = b.value().counts.sorted();
+                encode_bucket(&entries, &mut self.blob);
+                let old = t.insert((&*app.name, *b.key()), &self.blob[..]).map_err(StoreError::write)?;
+                if self.outbox.is_some() {
+                    let mut before = std::collections::HashMap::new();
+                    if let Some(old) = old {
+                        decode_bucket(old.value(), |l, s, n| {
+                            before.insert((l, s), n);
+                        });
+                    }
+                    for (l, s, n) in entries {
+                        if l as usize >= remote.len() {
+                            remote = app.remote_labelsets();
+                        }
+                        let was = before.get(&(l, s)).copied().unwrap_or(0);
+                        if n > was && !remote.get(l as usize).copied().unwrap_or(false) {
+                            deltas.push((*b.key(), l, s, n - was));
+                        }
+                    }
+                }
                 self.stats.buckets += 1;
                 self.stats.bytes += self.blob.len();
+            }
+        }
+        if let (Some(outbox), false) = (&mut self.outbox, deltas.is_empty()) {
+            outbox.apps += 1;
+            put_str(&mut outbox.blob, &app.name);
+            put_varint(&mut outbox.blob, deltas.len() as u64);
+            for (bucket, l, s, n) in deltas {
+                put_ivarint(&mut outbox.blob, bucket);
+                put_varint(&mut outbox.blob, u64::from(l));
+                put_varint(&mut outbox.blob, u64::from(s));
+                put_varint(&mut outbox.blob, n);
             }
         }
         Ok(())

@@ -19,6 +19,7 @@
 pub(crate) mod codec;
 mod flush;
 mod load;
+mod outbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard};
@@ -29,6 +30,7 @@ pub(super) use codec::decode_bucket;
 pub use flush::FlushStats;
 #[cfg(test)]
 pub(crate) use load::typed;
+pub use outbox::Pending;
 
 /// Version of the layout above. A data dir written by a newer stackd is refused, never rewritten.
 pub const FORMAT: u64 = 1;
@@ -45,6 +47,9 @@ const GAUGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("gauges
 const SERIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("series");
 /// Added after format 1 was first written: a file without it has no notes.
 const NOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("notes");
+/// With `--object-store`: what each flush added to this node's own counts, not yet in a segment
+/// (`outbox.rs`). Added after format 1 was first written.
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 /// Why the store could not be opened, read or written. Each keeps the error it came from.
 #[derive(Debug, thiserror::Error)]
