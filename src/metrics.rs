@@ -208,10 +208,10 @@ impl Metrics {
             segments: {
                 let c = counter_vec(
                     "stackd_segments_total",
-                    "This node's segments (--object-store), by outcome: uploaded (written to the object store), repeated (written before, by an upload that was not known to have finished: kept once), failed (the object store could not be reached or refused; retried), unresolved_counts (counts that could not be named: never expected).",
+                    "Segments (--object-store), by outcome. This node's: uploaded (written to the object store), repeated (written before, by an upload that was not known to have finished: kept once), failed (the object store could not be reached or refused; retried), unresolved_counts (counts that could not be named: never expected). Other nodes': imported (their counts added here), damaged (unreadable, left out), import_failed (a round of reading them failed; retried).",
                     &["outcome"],
                 );
-                for outcome in ["uploaded", "repeated", "failed", "unresolved_counts"] {
+                for outcome in ["uploaded", "repeated", "failed", "unresolved_counts", "imported", "damaged", "import_failed"] {
                     c.with_label_values(&[outcome]);
                 }
                 c
@@ -423,12 +423,16 @@ fn store_families(store: &Store, gauge_cutoff_ms: i64) -> Vec<MetricFamily> {
     let mut stacks = Vec::new();
     let mut readings: Vec<(String, GaugeReading)> = Vec::new();
     for app in &apps {
+        // What this node ingested: with --object-store, other nodes export their own, and a
+        // dashboard sums over nodes (docs/scale-out.md).
+        let (types, remote) = app.own_types();
+        let total = if remote { types.iter().fold(0u64, |t, ty| t.saturating_add(ty.total)) } else { app.total_samples() };
         let mut c = Counter::default();
-        c.set_value(app.total_samples() as f64);
+        c.set_value(total as f64);
         let mut m = Metric::from_label(vec![label("app", &app.name)]);
         m.set_counter(c);
         samples.push(m);
-        for t in app.types() {
+        for t in types {
             let mut c = Counter::default();
             c.set_value(t.total as f64);
             let mut m = Metric::from_label(vec![label("app", &app.name), label("type", t.profile.name()), label("unit", t.unit.name())]);

@@ -111,3 +111,88 @@ async fn a_node_uploads_what_it_acknowledged_exactly_once() {
     assert_eq!(segments(&store, "n1").await.0.len(), 3);
     node.stop();
 }
+
+/// `GET path` from a node: the body of a 200.
+async fn text(node: &common::Binary, path: &str) -> String {
+    let (status, body) = node.get_text(path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// The lines of a `.folded`, sorted.
+fn lines(body: &str) -> Vec<String> {
+    let mut l: Vec<String> = body.lines().map(str::to_string).collect();
+    l.sort();
+    l
+}
+
+/// Three nodes, one object store: each is sent its own part, and every node answers for all
+/// of it as a single node fed everything would: by app, by label, by time range, and a diff of
+/// one node's data against another's. Prometheus on each node counts what that node ingested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_answers_for_every_node() {
+    let moto = tokio::task::spawn_blocking(|| common::moto::Moto::start("stackd-test")).await.expect("moto");
+    let dirs: Vec<common::TempDir> = (1..=3).map(|i| common::TempDir::new(&format!("cluster-{i}"))).collect();
+    let nodes: Vec<common::Binary> = (1..=3)
+        .map(|i| {
+            let id = format!("n{i}");
+            let args = ["--object-store", "s3://stackd-test/cluster", "--node-id", &id, "--segment-interval", "1s"];
+            common::Binary::start_with_env(&dirs[i - 1].0, &args, &moto.env())
+        })
+        .collect();
+    let two_hours_ago = {
+        let t = std::time::SystemTime::now() - Duration::from_secs(7_200);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    import(&nodes[0], "app=shop&host=h1", "main;work 3\nmain;idle 2\n").await;
+    import(&nodes[1], "app=shop&host=h2", "main;work 10\n").await;
+    import(&nodes[1], "app=etl&host=h2", "main;read 4\n").await;
+    import(&nodes[2], "app=shop&host=h1", "main;work 1\nmain;gc 6\n").await;
+    let late: &'static str = "main;old 7\n";
+    let r = reqwest::Client::new()
+        .post(nodes[2].url(&format!("/import/folded?app=shop&host=h3&time={two_hours_ago}")))
+        .body(late)
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), 200);
+
+    let all = ["main;gc 6", "main;idle 2", "main;old 7", "main;work 14"];
+    for (i, node) in nodes.iter().enumerate() {
+        // Until its own flush and every other node's segment have come round (20 s at most).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lines(&node.get_text("/flamegraph/shop.folded?from=-3h").await.1) != all && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let n = format!("node n{}", i + 1);
+        assert_eq!(lines(&text(node, "/flamegraph/shop.folded?from=-3h").await), all, "{n}");
+        assert_eq!(
+            lines(&text(node, "/flamegraph/shop.folded?from=-3h&host=h1").await),
+            ["main;gc 6", "main;idle 2", "main;work 4"],
+            "{n}"
+        );
+        assert_eq!(lines(&text(node, "/flamegraph/shop.folded?from=-3h&to=-1h").await), ["main;old 7"], "{n}");
+        assert_eq!(lines(&text(node, "/flamegraph/etl.folded?from=-3h").await), ["main;read 4"], "{n}");
+        // n2's shop (h2) against what n1 and n3 sent for h1, counts as stored.
+        assert_eq!(
+            lines(&text(node, "/flamegraph/shop.folded?from=-3h&host=h2&base.host=h1&normalize=false").await),
+            ["main;gc 6 0", "main;idle 2 0", "main;work 4 10"],
+            "{n}"
+        );
+        // The node label is stackd's own: never listed.
+        let app: serde_json::Value = serde_json::from_str(&text(node, "/apps/shop").await).expect("JSON");
+        let labels: Vec<&String> = app["labels"].as_object().expect("labels").keys().collect();
+        assert_eq!(labels, ["host"], "{n}: {app}");
+        let hosts: Vec<&String> = app["labels"]["host"].as_object().expect("hosts").keys().collect();
+        assert_eq!(hosts, ["h1", "h2", "h3"], "{n}");
+    }
+    // Each node's /metrics: what it ingested itself (a dashboard sums over nodes).
+    for (node, own) in nodes.iter().zip([5, 10, 14]) {
+        let metrics = text(node, "/metrics").await;
+        let shop = metrics.lines().find_map(|l| l.strip_prefix("stackd_samples_total{app=\"shop\"} ")).map(str::to_string);
+        assert_eq!(shop, Some(own.to_string()), "{metrics}");
+    }
+    for node in nodes {
+        node.stop();
+    }
+}

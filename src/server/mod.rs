@@ -108,20 +108,30 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     ));
 
     // Scale-out: this node's segments to the object store.
-    let uploader = match &config.object_store {
+    let cluster_tasks = match &config.object_store {
         Some(objects) => {
             let node = crate::cluster::node_id(config.node_id.as_deref())?;
             tracing::info!(store = %objects.describe(), node = %node, interval = ?config.segment_interval, "sharing this node's profiles through object storage");
-            Some(tokio::spawn(crate::cluster::uploader::run(
-                Arc::clone(&store),
-                objects.clone(),
-                node,
-                config.segment_interval,
-                metrics.clone(),
-                token.clone(),
-            )))
+            vec![
+                tokio::spawn(crate::cluster::uploader::run(
+                    Arc::clone(&store),
+                    objects.clone(),
+                    node.clone(),
+                    config.segment_interval,
+                    metrics.clone(),
+                    token.clone(),
+                )),
+                tokio::spawn(crate::cluster::importer::run(
+                    Arc::clone(&store),
+                    objects.clone(),
+                    node,
+                    config.segment_interval,
+                    metrics.clone(),
+                    token.clone(),
+                )),
+            ]
         }
-        None => None,
+        None => Vec::new(),
     };
 
     let (flink, flink_tasks) = crate::input::flink::poller::start(
@@ -225,8 +235,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         task.await.context("the --jfr-dir watcher failed")?;
     }
     flush_task.await.context("flush task failed")?;
-    if let Some(task) = uploader {
-        task.await.context("the segment uploader failed")?;
+    for task in cluster_tasks {
+        task.await.context("the object-store task failed")?;
     }
     // Everything received is in memory now: write it out.
     let stats = tokio::task::spawn_blocking(move || store.flush(now_ms())).await?.context("final flush failed")?;

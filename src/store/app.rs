@@ -546,11 +546,23 @@ impl App {
     /// The profile types this app has samples of, with their totals, in [`ProfileType::ALL`]'s
     /// order.
     pub fn types(&self) -> Vec<TypeTotal> {
+        self.types_where(|_| true)
+    }
+
+    /// What this node ingested itself, by type (other nodes' counts, imported from their
+    /// segments, left out), and whether the app holds any other node's counts.
+    pub fn own_types(&self) -> (Vec<TypeTotal>, bool) {
+        let is_remote = |set: &Labels| set.iter().any(|(k, _)| k == super::NODE_LABEL);
+        let remote = self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().any(|(set, _)| is_remote(set));
+        (self.types_where(|set| !is_remote(set)), remote)
+    }
+
+    fn types_where(&self, keep: impl Fn(&Labels) -> bool) -> Vec<TypeTotal> {
         let mut totals = [0u64; ProfileType::ALL.len()];
         let mut times: [Option<u64>; ProfileType::ALL.len()] = [Some(0); ProfileType::ALL.len()];
         for (set, st) in self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter() {
             let samples = st.samples.load(Ordering::Relaxed);
-            if samples == 0 {
+            if samples == 0 || !keep(set) {
                 continue;
             }
             let i = profile_of(set) as usize;
