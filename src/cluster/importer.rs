@@ -133,6 +133,7 @@ pub async fn run(
     me: String,
     interval: std::time::Duration,
     metrics: Metrics,
+    status: Arc<super::Status>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut imported = Imported::load(&store);
@@ -144,11 +145,15 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = import_once(&store, &objects, &me, &mut imported, &metrics).await {
-            metrics.segments.with_label_values(&["import_failed"]).inc();
-            if last_error.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
-                tracing::warn!(error = %e, store = %objects.describe(), "cannot read the other nodes' segments; this node answers from what it has, and tries again");
-                last_error = Some(std::time::Instant::now());
+        match import_once(&store, &objects, &me, &mut imported, &metrics).await {
+            Ok(_) => status.succeeded(&status.last_import_ms),
+            Err(e) => {
+                status.failed(&e);
+                metrics.segments.with_label_values(&["import_failed"]).inc();
+                if last_error.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                    tracing::warn!(error = %e, store = %objects.describe(), "cannot read the other nodes' segments; this node answers from what it has, and tries again");
+                    last_error = Some(std::time::Instant::now());
+                }
             }
         }
     }

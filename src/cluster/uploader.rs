@@ -50,7 +50,15 @@ pub async fn upload_once(store: &Arc<Store>, objects: &Objects, node: &str, metr
 
 /// Upload every `interval` until `shutdown`. What the last flushes add after the last upload stays
 /// in the outbox, on disk, and goes up when the node starts again.
-pub async fn run(store: Arc<Store>, objects: Objects, node: String, interval: Duration, metrics: Metrics, shutdown: CancellationToken) {
+pub async fn run(
+    store: Arc<Store>,
+    objects: Objects,
+    node: String,
+    interval: Duration,
+    metrics: Metrics,
+    status: Arc<super::Status>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error: Option<std::time::Instant> = None;
@@ -62,9 +70,13 @@ pub async fn run(store: Arc<Store>, objects: Objects, node: String, interval: Du
         // Everything pending, one segment after another.
         loop {
             match upload_once(&store, &objects, &node, &metrics).await {
-                Ok(true) => continue,
+                Ok(true) => {
+                    status.succeeded(&status.last_upload_ms);
+                    continue;
+                }
                 Ok(false) => break,
                 Err(e) => {
+                    status.failed(&e);
                     // Once a minute at most: the object store may be away for long.
                     if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                         tracing::warn!(error = %e, store = %objects.describe(), "cannot upload this node's segment; it stays in the outbox and is retried");
@@ -76,6 +88,7 @@ pub async fn run(store: Arc<Store>, objects: Objects, node: String, interval: Du
         }
         if let Ok(b) = store.outbox_backlog() {
             metrics.outbox_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
+            status.backlog.store(b, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

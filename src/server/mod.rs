@@ -108,10 +108,13 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     ));
 
     // Scale-out: this node's segments to the object store.
+    let mut cluster_status = None;
     let cluster_tasks = match &config.object_store {
         Some(objects) => {
             let node = crate::cluster::node_id(config.node_id.as_deref())?;
             tracing::info!(store = %objects.describe(), node = %node, interval = ?config.segment_interval, "sharing this node's profiles through object storage");
+            let status = Arc::new(crate::cluster::Status::new(objects.describe(), node.clone()));
+            cluster_status = Some(Arc::clone(&status));
             vec![
                 tokio::spawn(crate::cluster::uploader::run(
                     Arc::clone(&store),
@@ -119,6 +122,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
                     node.clone(),
                     config.segment_interval,
                     metrics.clone(),
+                    Arc::clone(&status),
                     token.clone(),
                 )),
                 tokio::spawn(crate::cluster::importer::run(
@@ -127,6 +131,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
                     node,
                     config.segment_interval,
                     metrics.clone(),
+                    status,
                     token.clone(),
                 )),
             ]
@@ -195,6 +200,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
                 protect_metrics: config.auth_metrics,
             },
             flink,
+            cluster: cluster_status,
         },
     ));
     let conn_limits = conn::ConnLimits {

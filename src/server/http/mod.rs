@@ -60,6 +60,8 @@ pub struct Settings {
     pub auth: Auth,
     /// The Flink pollers (`--flink-rest`), for `GET /flink`.
     pub flink: crate::input::flink::poller::Status,
+    /// With `--object-store`: how sharing stands, for `GET /health`.
+    pub cluster: Option<Arc<crate::cluster::Status>>,
 }
 
 /// The statsd socket as /metrics reports it.
@@ -124,6 +126,20 @@ impl AppState {
     }
 }
 
+/// `{"name": "stackd", "status": "pass"}`; with `--object-store`, how sharing stands too, and
+/// `warn` while the object store cannot be reached (this node still ingests and answers).
+async fn health(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let mut body = serde_json::json!({"name": "stackd", "status": "pass"});
+    if let Some(cluster) = &state.settings.cluster {
+        let (ok, member) = cluster.health();
+        body["object_store"] = member;
+        if !ok {
+            body["status"] = "warn".into();
+        }
+    }
+    Json(body)
+}
+
 /// The router, with request counting and InfluxDB's version headers on every response.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -138,7 +154,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/flamegraph/{file}", get(read::flamegraph))
         .route("/metrics", get(read::metrics))
         .route("/flink", get(read::flink))
-        .route("/health", get(|| async { Json(serde_json::json!({"name": "stackd", "status": "pass"})) }))
+        .route("/health", get(health))
         // The InfluxDB-compatible write API agents speak.
         .route("/write", post(write::write_v1).options(|| async { StatusCode::NO_CONTENT }))
         .route("/api/v2/write", post(write::write_v2))
