@@ -34,6 +34,9 @@
 //! * [`ingest`]: the shared sink: sources, limits, outcome counting by wire.
 //! * [`outcome`]: every reason a line is refused or ignored, every limit, with its message and
 //!   its metric label.
+//! * [`cluster`]: scale-out through an object store (`--object-store`, docs/scale-out.md): the
+//!   S3 or directory client, segments, the uploader of this node's outbox and the importer of
+//!   the other nodes' segments.
 //! * [`store`]: per-app aggregation and queries; [`store::disk`] the redb persistence (table
 //!   layout, row codecs, one writer and one reader per table). Never imports an input.
 //! * [`render`]: folded text, inferno SVG (cut to its frame budget: [`render::narrow`]), d3/Flink
