@@ -173,7 +173,8 @@ pub struct Config {
     pub object_store: Option<crate::cluster::objects::Objects>,
 
     /// This node's name in the object store (letters, digits, '.', '_', '-'); the host name by
-    /// default. Two live nodes must not share one.
+    /// default. Two live nodes must not share one; a data dir keeps the id it was first shared
+    /// under.
     #[arg(help_heading = "Scale-out", long, env = "STACKD_NODE_ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
 

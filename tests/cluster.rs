@@ -110,6 +110,24 @@ async fn a_node_uploads_what_it_acknowledged_exactly_once() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(segments(&store, "n1").await.0.len(), 3);
     node.stop();
+
+    // The data dir keeps its node id: under another one this node would import its own old
+    // segments as another node's.
+    let other =
+        ["--object-store", "s3://stackd-test/cluster", "--node-id", "n9", "--statsd-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackd"))
+        .args(other)
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .envs(moto.env())
+        .output()
+        .expect("run stackd");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("this data dir holds the profiles of node \"n1\", not \"n9\": start it with --node-id n1 (or without --node-id)"),
+        "{stderr}"
+    );
 }
 
 /// `GET path` from a node: the body of a 200.

@@ -10,15 +10,28 @@ pub mod segment;
 pub mod sigv4;
 pub mod uploader;
 
-/// This node's id: `--node-id`, or the host name.
-pub fn node_id(given: Option<&str>) -> anyhow::Result<String> {
-    if let Some(id) = given {
-        return Ok(id.to_string());
-    }
-    let host =
-        nix::unistd::gethostname().map_err(|e| anyhow::anyhow!("cannot read the host name for the node id ({e}); give --node-id"))?;
-    let host = host.to_string_lossy();
-    crate::config::parse_node_id(&host).map_err(|e| anyhow::anyhow!("the host name does not make a node id: {e}; give --node-id"))
+/// The note that keeps the id a data dir's profiles were shared under.
+const NODE_NOTE: &str = "cluster:node";
+
+/// This node's id. A data dir keeps the id it was first shared under: without `--node-id` that
+/// one, and a different `--node-id` is refused. Under another id this node would import its own
+/// old segments as another node's, and count its own profiles twice. The first time it is
+/// `--node-id`, or the host name.
+pub fn node_id(store: &crate::store::Store, given: Option<&str>) -> anyhow::Result<String> {
+    let kept = store.notes(NODE_NOTE).into_iter().find(|(k, _)| k == NODE_NOTE).map(|(_, v)| String::from_utf8_lossy(&v).into_owned());
+    let id = match (kept, given) {
+        (Some(kept), Some(given)) if kept != given => anyhow::bail!(
+            "this data dir holds the profiles of node {kept:?}, not {given:?}: start it with --node-id {kept} (or without --node-id), or give node {given:?} an empty data dir; under another id this node would count its own profiles twice"
+        ),
+        (Some(kept), _) => kept,
+        (None, Some(given)) => given.to_string(),
+        (None, None) => {
+            let host = nix::unistd::gethostname().map_err(|e| anyhow::anyhow!("cannot read the host name for the node id ({e}); give --node-id"))?;
+            crate::config::parse_node_id(&host.to_string_lossy()).map_err(|e| anyhow::anyhow!("the host name does not make a node id: {e}; give --node-id"))?
+        }
+    };
+    store.note(NODE_NOTE, id.as_bytes().to_vec());
+    Ok(id)
 }
 
 /// How this node's sharing stands, for `GET /health` (`--object-store`).

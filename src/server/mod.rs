@@ -111,7 +111,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let mut cluster_status = None;
     let cluster_tasks = match &config.object_store {
         Some(objects) => {
-            let node = crate::cluster::node_id(config.node_id.as_deref())?;
+            let node = crate::cluster::node_id(&store, config.node_id.as_deref())?;
             tracing::info!(store = %objects.describe(), node = %node, interval = ?config.segment_interval, "sharing this node's profiles through object storage");
             let status = Arc::new(crate::cluster::Status::new(objects.describe(), node.clone()));
             cluster_status = Some(Arc::clone(&status));
