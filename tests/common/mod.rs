@@ -216,6 +216,8 @@ pub struct Binary {
     pub http: String,
     pub statsd: String,
     lines: std::sync::mpsc::Receiver<String>,
+    /// What it logged up to its "listening" line (inputs may start logging before it).
+    early: Vec<String>,
 }
 
 impl Binary {
@@ -242,12 +244,13 @@ impl Binary {
                 let _ = tx.send(line);
             }
         });
-        let mut bin = Binary { child, http: String::new(), statsd: String::new(), lines };
+        let mut bin = Binary { child, http: String::new(), statsd: String::new(), lines, early: Vec::new() };
         let listening = loop {
             let line = bin.lines.recv_timeout(Duration::from_secs(20)).expect("stackd starts within 20 s");
             if line.contains("stackd listening") {
                 break line;
             }
+            bin.early.push(line);
         };
         let field = |name: &str| {
             let start = listening.find(&format!("{name}=")).expect("field") + name.len() + 1;
@@ -268,7 +271,7 @@ impl Binary {
         (r.status().as_u16(), r.text().await.expect("body"))
     }
 
-    /// SIGTERM, then wait (10 s at most) for a clean exit; the remaining log lines.
+    /// SIGTERM, then wait (10 s at most) for a clean exit; its log lines (all but "listening").
     pub fn stop(mut self) -> Vec<String> {
         let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         assert!(ok.success());
@@ -280,7 +283,8 @@ impl Binary {
             assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         };
-        let lines: Vec<String> = self.lines.iter().collect();
+        let mut lines = std::mem::take(&mut self.early);
+        lines.extend(self.lines.iter());
         assert!(status.success(), "exit status {status:?}; log:\n{}", lines.join("\n"));
         lines
     }
