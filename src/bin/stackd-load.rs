@@ -314,11 +314,16 @@ fn udp_payloads(stacks: &[String], args: &Args) -> Vec<Vec<u8>> {
 /// `spark.<app>-udp-<k>.<e>`).
 fn udp_stored(metrics: &str, app_udp: &str) -> u64 {
     let (labelled, whole) = (format!("{app_udp}-"), format!("spark.{app_udp}-"));
+    samples_of(metrics, |app| app == app_udp || app.starts_with(&labelled) || app.starts_with(&whole))
+}
+
+/// `stackd_samples_total` summed over the apps `which` takes.
+fn samples_of(metrics: &str, which: impl Fn(&str) -> bool) -> u64 {
     metrics
         .lines()
         .filter_map(|l| l.strip_prefix("stackd_samples_total{app=\""))
         .filter_map(|l| l.split_once("\"} "))
-        .filter(|(app, _)| *app == app_udp || app.starts_with(&labelled) || app.starts_with(&whole))
+        .filter(|(app, _)| which(app))
         .filter_map(|(_, v)| v.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -560,8 +565,8 @@ impl Args {
 /// Samples stored for the apps of a mix written with `--app app` (`<app>-mix-<k>`, its prefixes
 /// split by `--prefix-labels SKIP.app.executor`).
 fn mix_stored(metrics: &str, app: &str) -> u64 {
-    let prefix = format!("stackd_samples_total{{app=\"{app}-mix-");
-    metrics.lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum::<f64>() as u64
+    let prefix = format!("{app}-mix-");
+    samples_of(metrics, |a| a.starts_with(&prefix))
 }
 
 /// The burst variant (`--burst DIR`): true when every check passed.

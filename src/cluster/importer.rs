@@ -1,4 +1,4 @@
-//! The importer: every `--segment-interval`, this node reads the segments other nodes wrote
+//! The importer: every round ([`super::run`]), this node reads the segments other nodes wrote
 //! and adds their counts to its store under the reserved label [`crate::store::NODE_LABEL`]
 //! (the writer's id). Queries then sum every node's counts with no change to any of them; the
 //! label is never listed or matched, and this node's outbox leaves those counts out.
@@ -124,37 +124,4 @@ fn origin(node: &str, app: &str, labels: &[(String, String)]) -> u64 {
         h.update(&[0]);
     }
     h.digest()
-}
-
-/// Import every `interval` until `shutdown`.
-pub async fn run(
-    store: Arc<Store>,
-    objects: Objects,
-    me: String,
-    interval: std::time::Duration,
-    metrics: Metrics,
-    status: Arc<super::Status>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut imported = Imported::load(&store);
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_error: Option<std::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match import_once(&store, &objects, &me, &mut imported, &metrics).await {
-            Ok(_) => status.succeeded(&status.last_import_ms),
-            Err(e) => {
-                status.failed(&e);
-                metrics.segments.with_label_values(&["import_failed"]).inc();
-                if last_error.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
-                    tracing::warn!(error = %e, store = %objects.describe(), "cannot read the other nodes' segments; this node answers from what it has, and tries again");
-                    last_error = Some(std::time::Instant::now());
-                }
-            }
-        }
-    }
 }

@@ -2,7 +2,13 @@
 //! store (S3 or a directory); [`sigv4`] signs S3 requests.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 pub mod importer;
 pub mod objects;
@@ -55,15 +61,6 @@ impl Status {
         Status { store, node, ..Status::default() }
     }
 
-    pub fn failed(&self, e: &anyhow::Error) {
-        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
-    }
-
-    fn succeeded(&self, at: &AtomicI64) {
-        at.store(crate::now_ms(), Ordering::Relaxed);
-        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
     /// `/health`'s `object_store` member; `warn` while the object store cannot be reached.
     pub fn health(&self) -> (bool, serde_json::Value) {
         let error = self.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -79,5 +76,55 @@ impl Status {
                 "error": error,
             }),
         )
+    }
+}
+
+/// Every `interval` until `shutdown`, one round: this node's outbox up as segments, one after
+/// another, then the other nodes' new segments in. A failure (the object store away) is kept
+/// for `/health` until a round goes through, and logged once a minute at most. What the last
+/// flushes add after the last round stays in the outbox, on disk, and goes up when the node
+/// starts again.
+pub async fn run(
+    store: Arc<Store>,
+    objects: objects::Objects,
+    node: String,
+    interval: Duration,
+    metrics: Metrics,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+) {
+    let mut imported = importer::Imported::load(&store);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let uploads = async {
+            while uploader::upload_once(&store, &objects, &node, &metrics).await? {
+                status.last_upload_ms.store(crate::now_ms(), Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let imports = importer::import_once(&store, &objects, &node, &mut imported, &metrics).await;
+        match &imports {
+            Ok(_) => status.last_import_ms.store(crate::now_ms(), Ordering::Relaxed),
+            Err(_) => metrics.segments.with_label_values(&["import_failed"]).inc(),
+        }
+        let error = uploads.err().or(imports.err());
+        if let Some(e) = &error {
+            if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                tracing::warn!(error = %e, store = %objects.describe(), "cannot reach the object store: this node's segments stay in its outbox, it answers from what it has, and it tries again");
+                warned = Some(Instant::now());
+            }
+        }
+        *status.error.lock().unwrap_or_else(|e| e.into_inner()) = error.map(|e| format!("{e:#}"));
+        if let Ok(b) = store.outbox_backlog() {
+            metrics.outbox_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
+            status.backlog.store(b, Ordering::Relaxed);
+        }
     }
 }

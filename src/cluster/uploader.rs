@@ -1,12 +1,9 @@
-//! The uploader: every `--segment-interval`, this node's outbox becomes one segment in the
-//! object store (`segments/<node>/<seq>.seg`, written with put-if-absent), then leaves the
-//! outbox. What the object store does not take stays in the outbox, visible as
-//! `stackd_outbox_backlog`, and goes with the next try.
+//! The uploader: this node's outbox becomes one segment in the object store
+//! (`segments/<node>/<seq>.seg`, written with put-if-absent), then leaves the outbox. What the
+//! object store does not take stays in the outbox, visible as `stackd_outbox_backlog`, and goes
+//! with the next round ([`super::run`]).
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use super::objects::{Objects, Put};
 use super::segment::Segment;
@@ -48,51 +45,6 @@ pub async fn upload_once(store: &Arc<Store>, objects: &Objects, node: &str, metr
     Ok(true)
 }
 
-/// Upload every `interval` until `shutdown`. What the last flushes add after the last upload stays
-/// in the outbox, on disk, and goes up when the node starts again.
-pub async fn run(
-    store: Arc<Store>,
-    objects: Objects,
-    node: String,
-    interval: Duration,
-    metrics: Metrics,
-    status: Arc<super::Status>,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_error: Option<std::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        // Everything pending, one segment after another.
-        loop {
-            match upload_once(&store, &objects, &node, &metrics).await {
-                Ok(true) => {
-                    status.succeeded(&status.last_upload_ms);
-                    continue;
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    status.failed(&e);
-                    // Once a minute at most: the object store may be away for long.
-                    if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                        tracing::warn!(error = %e, store = %objects.describe(), "cannot upload this node's segment; it stays in the outbox and is retried");
-                        last_error = Some(std::time::Instant::now());
-                    }
-                    break;
-                }
-            }
-        }
-        if let Ok(b) = store.outbox_backlog() {
-            metrics.outbox_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
-            status.backlog.store(b, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -100,6 +52,18 @@ mod tests {
     use super::*;
     use crate::sample::Stack;
     use crate::store::{Limits, SourceSpec, StoreConfig};
+
+    /// A store with a data dir under a fresh temporary directory, keeping an outbox.
+    fn outbox_store(name: &str) -> (std::path::PathBuf, Arc<Store>) {
+        let root = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = StoreConfig {
+            data_dir: Some(root.join("data")),
+            outbox: true,
+            ..StoreConfig::in_memory(Limits::default(), Duration::from_secs(60))
+        };
+        (root.clone(), Arc::new(Store::open(config, 0).expect("open")))
+    }
 
     fn counts(bytes: &[u8]) -> Vec<(String, u64)> {
         let s = Segment::decode(bytes).expect("a segment");
@@ -111,14 +75,7 @@ mod tests {
     /// meanwhile goes in the next segment. Every count once.
     #[tokio::test]
     async fn an_upload_repeated_after_a_crash_counts_once() {
-        let root = std::env::temp_dir().join(format!("stackd-uploader-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let config = StoreConfig {
-            data_dir: Some(root.join("data")),
-            outbox: true,
-            ..StoreConfig::in_memory(Limits::default(), Duration::from_secs(60))
-        };
-        let store = Arc::new(Store::open(config, 0).expect("open"));
+        let (root, store) = outbox_store("stackd-uploader");
         let objects = Objects::Dir(root.join("objects"));
         let metrics = Metrics::new();
         let now = 120_000;
@@ -157,14 +114,7 @@ mod tests {
     /// Another node's counts (the reserved `__node__` label) never go into this node's outbox.
     #[tokio::test]
     async fn other_nodes_counts_stay_out_of_the_outbox() {
-        let root = std::env::temp_dir().join(format!("stackd-uploader-remote-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let config = StoreConfig {
-            data_dir: Some(root.join("data")),
-            outbox: true,
-            ..StoreConfig::in_memory(Limits::default(), Duration::from_secs(60))
-        };
-        let store = Arc::new(Store::open(config, 0).expect("open"));
+        let (root, store) = outbox_store("stackd-uploader-remote");
         let mine = store.source(1, || SourceSpec::new("shop", vec![])).expect("source");
         let theirs = store.source(2, || SourceSpec { node: Some("n2".into()), ..SourceSpec::new("shop", vec![]) }).expect("source");
         let stack = ["main", "work"];

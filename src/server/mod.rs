@@ -107,36 +107,24 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         token.clone(),
     ));
 
-    // Scale-out: this node's segments to the object store.
-    let mut cluster_status = None;
-    let cluster_tasks = match &config.object_store {
+    // Scale-out: this node's segments out, the other nodes' in.
+    let cluster = match &config.object_store {
         Some(objects) => {
             let node = crate::cluster::node_id(&store, config.node_id.as_deref())?;
             tracing::info!(store = %objects.describe(), node = %node, interval = ?config.segment_interval, "sharing this node's profiles through object storage");
             let status = Arc::new(crate::cluster::Status::new(objects.describe(), node.clone()));
-            cluster_status = Some(Arc::clone(&status));
-            vec![
-                tokio::spawn(crate::cluster::uploader::run(
-                    Arc::clone(&store),
-                    objects.clone(),
-                    node.clone(),
-                    config.segment_interval,
-                    metrics.clone(),
-                    Arc::clone(&status),
-                    token.clone(),
-                )),
-                tokio::spawn(crate::cluster::importer::run(
-                    Arc::clone(&store),
-                    objects.clone(),
-                    node,
-                    config.segment_interval,
-                    metrics.clone(),
-                    status,
-                    token.clone(),
-                )),
-            ]
+            let task = tokio::spawn(crate::cluster::run(
+                Arc::clone(&store),
+                objects.clone(),
+                node,
+                config.segment_interval,
+                metrics.clone(),
+                Arc::clone(&status),
+                token.clone(),
+            ));
+            Some((status, task))
         }
-        None => Vec::new(),
+        None => None,
     };
 
     let (flink, flink_tasks) = crate::input::flink::poller::start(
@@ -200,7 +188,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
                 protect_metrics: config.auth_metrics,
             },
             flink,
-            cluster: cluster_status,
+            cluster: cluster.as_ref().map(|(status, _)| Arc::clone(status)),
         },
     ));
     let conn_limits = conn::ConnLimits {
@@ -241,7 +229,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         task.await.context("the --jfr-dir watcher failed")?;
     }
     flush_task.await.context("flush task failed")?;
-    for task in cluster_tasks {
+    if let Some((_, task)) = cluster {
         task.await.context("the object-store task failed")?;
     }
     // Everything received is in memory now: write it out.

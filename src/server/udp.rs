@@ -74,11 +74,7 @@ fn force_recv_buffer(_: &Socket, _: usize) -> Result<(), ()> {
 }
 
 /// Effective receive buffer of a bound socket, bytes.
-pub fn recv_buffer_size(socket: &UdpSocket) -> usize {
-    recv_buffer_size_of(socket)
-}
-
-fn recv_buffer_size_of(socket: &impl std::os::fd::AsFd) -> usize {
+pub fn recv_buffer_size(socket: &impl std::os::fd::AsFd) -> usize {
     socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0)
 }
 
@@ -155,7 +151,7 @@ fn receive_loop(
         // A step that brought more than this is not repeated: the kernel buffer must not fill
         // while the receiver sleeps (the kernel charges a datagram its buffer overhead too,
         // about twice a small datagram's size).
-        let hold_bytes = recv_buffer_size_of(&socket) / 16;
+        let hold_bytes = recv_buffer_size(&socket) / 16;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
