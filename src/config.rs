@@ -38,6 +38,7 @@ pub const DEFAULT_FLUSH_INTERVAL: &str = "1s";
 pub const DEFAULT_MAX_FUTURE: &str = "10m";
 pub const DEFAULT_GAUGE_TTL: &str = "5m";
 pub const DEFAULT_SEGMENT_INTERVAL: &str = "1m";
+pub const DEFAULT_PACK_SEGMENTS: u64 = 60;
 /// Well under the file descriptors stackd asks for at start-up (it raises its soft limit to the
 /// hard one; deploy/stackd.service sets 65536).
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 4_096;
@@ -181,6 +182,11 @@ pub struct Config {
     /// How often this node writes what it ingested to the object store as a segment.
     #[arg(help_heading = "Scale-out", long, env = "STACKD_SEGMENT_INTERVAL", default_value = DEFAULT_SEGMENT_INTERVAL, value_parser = parse_duration)]
     pub segment_interval: Duration,
+
+    /// Segments of a node compacted into one pack in the object store, once all of them are
+    /// there (docs/scale-out.md).
+    #[arg(help_heading = "Scale-out", long, env = "STACKD_PACK_SEGMENTS", default_value_t = DEFAULT_PACK_SEGMENTS, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    pub pack_segments: u64,
 
     /// Samples stamped further ahead of stackd's clock than this are refused.
     #[arg(help_heading = "Storage", long, env = "STACKD_MAX_FUTURE", default_value = DEFAULT_MAX_FUTURE, value_parser = parse_duration)]

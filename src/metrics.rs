@@ -46,6 +46,9 @@ pub struct Metrics {
     pub pyroscope_requests: IntCounterVec,
     pub pyroscope_skipped: IntCounterVec,
     pub segments: IntCounterVec,
+    pub compaction: IntCounterVec,
+    pub object_requests: IntCounterVec,
+    pub object_bytes: IntCounterVec,
     pub outbox_backlog: prometheus::IntGauge,
     pub segment_last_upload: prometheus::Gauge,
 }
@@ -213,6 +216,39 @@ impl Metrics {
                 );
                 for outcome in ["uploaded", "repeated", "failed", "unresolved_counts", "imported", "damaged", "import_failed"] {
                     c.with_label_values(&[outcome]);
+                }
+                c
+            },
+            compaction: {
+                let c = counter_vec(
+                    "stackd_compaction_total",
+                    "Compaction of the object store by this node (--object-store), by outcome: packed (segments of a node merged into a pack), lease_held (a window another node was packing: left to it), repeated (a window merged here and found packed already: work done twice, data kept once), sources_deleted (segments deleted once their pack was older than the grace period), expired (segments and packs deleted by retention), failed (a pass that could not finish; tried again).",
+                    &["outcome"],
+                );
+                for outcome in ["packed", "lease_held", "repeated", "sources_deleted", "expired", "failed"] {
+                    c.with_label_values(&[outcome]);
+                }
+                c
+            },
+            object_requests: {
+                let c = counter_vec(
+                    "stackd_object_store_requests_total",
+                    "Requests this node made to the object store (--object-store), by operation: put, get, list, delete.",
+                    &["op"],
+                );
+                for op in ["put", "get", "list", "delete"] {
+                    c.with_label_values(&[op]);
+                }
+                c
+            },
+            object_bytes: {
+                let c = counter_vec(
+                    "stackd_object_store_bytes_total",
+                    "Bytes of object bodies and listings this node sent to and received from the object store (--object-store), by direction.",
+                    &["direction"],
+                );
+                for d in ["sent", "received"] {
+                    c.with_label_values(&[d]);
                 }
                 c
             },

@@ -37,8 +37,9 @@ async fn wait_for_segments(objects: &Objects, node: &str, n: usize) -> (Vec<Stri
     }
 }
 
-async fn import(node: &common::Binary, query: &str, folded: &'static str) {
-    let r = reqwest::Client::new().post(node.url(&format!("/import/folded?{query}"))).body(folded).send().await.expect("import");
+async fn import(node: &common::Binary, query: &str, folded: &str) {
+    let r =
+        reqwest::Client::new().post(node.url(&format!("/import/folded?{query}"))).body(folded.to_string()).send().await.expect("import");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
 
@@ -336,4 +337,166 @@ async fn an_object_store_outage_loses_nothing() {
         node.stop();
     }
     proxy.down().await;
+}
+
+/// Two nodes run a compaction pass at the same moment over the same segments (ten of n1's,
+/// packs of three): every closed window is merged by exactly one of them (its lease), each
+/// pack holds its window's segments once, and nothing is counted twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_compacting_at_once_merge_each_window_once() {
+    use stackd::cluster::compactor::{compact_once, Settings};
+    use stackd::cluster::keys;
+    use stackd::cluster::segment::Pack;
+
+    let moto = tokio::task::spawn_blocking(|| common::moto::Moto::start("stackd-test")).await.expect("moto");
+    let store = objects(&moto);
+    let settings = Settings { pack_segments: 3, grace_ms: 3_600_000, lease_ms: 60_000, keep_ms: None };
+    // Five nodes' segments, so that the two passes cross many times.
+    let writers = ["w1", "w2", "w3", "w4", "w5"];
+    let mut sent = 0u64;
+    for w in writers {
+        for seq in 1..=10u64 {
+            let mut s = Segment::new(w, seq);
+            s.add("shop", vec![("host".into(), w.into())], vec!["main".into(), format!("f{}", seq % 4).into()], 60_000 * seq as i64, seq);
+            sent += seq;
+            store.put_if_absent(&keys::segment(w, seq), s.encode().into()).await.expect("put");
+        }
+    }
+    let (ma, mb) = (stackd::metrics::Metrics::new(), stackd::metrics::Metrics::new());
+    let (a, b) = (store.clone().counted(&ma), store.clone().counted(&mb));
+    let now = common::now_ms();
+    let pass_a = tokio::spawn(async move { compact_once(&a, "a", settings, now, &ma).await.map(|r| (r, ma)) });
+    let pass_b = tokio::spawn(async move { compact_once(&b, "b", settings, now, &mb).await.map(|r| (r, mb)) });
+    let (ra, ma) = pass_a.await.expect("task").expect("pass a");
+    let (rb, mb) = pass_b.await.expect("task").expect("pass b");
+
+    // Every window (1–3, 4–6, 7–9 of each writer; 10 is still open) by exactly one of them.
+    let mut packed: Vec<(String, u64, u64)> = ra.packed.iter().chain(&rb.packed).cloned().collect();
+    packed.sort();
+    let want: Vec<(String, u64, u64)> =
+        writers.iter().flat_map(|w| [(w.to_string(), 1, 3), (w.to_string(), 4, 6), (w.to_string(), 7, 9)]).collect();
+    assert_eq!(packed, want, "a: {ra:?}, b: {rb:?}");
+    // No merge done twice: each node wrote a pack only for the windows whose lease it took,
+    // and tried the lease of the others.
+    for (m, r) in [(&ma, &ra), (&mb, &rb)] {
+        assert_eq!(r.repeated, 0);
+        assert_eq!(m.object_requests.with_label_values(&["put"]).get(), 2 * r.packed.len() as u64 + r.lease_held, "{r:?}");
+    }
+    // The packs hold each segment once; with the open window, every count once.
+    let mut total = 0u64;
+    for w in writers {
+        for listed in store.list(&keys::node_prefix(w)).await.expect("list") {
+            let bytes = store.get(&listed.key).await.expect("get").expect("there");
+            match keys::parse(w, &listed.key) {
+                Some(keys::Name::Pack { first, last }) => {
+                    let pack = Pack::decode(&bytes).expect("a pack");
+                    let seqs: Vec<u64> = pack.sections.iter().map(|s| s.seq).collect();
+                    assert_eq!(seqs, (first..=last).collect::<Vec<_>>());
+                    total += pack.sections.iter().map(|s| s.totals()["shop"]).sum::<u64>();
+                }
+                Some(keys::Name::Segment(10)) => total += Segment::decode(&bytes).expect("segment").totals()["shop"],
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(total, sent);
+}
+
+/// Compaction while nodes run (`--pack-segments 3`): n1's segments become packs and their
+/// sources go; n2, which imported the segments one by one, never counts anything twice at any
+/// moment of it; a node started cold while both a pack and its sources are there, and one
+/// started after the sources went, answer with every count once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_every_count_once() {
+    use stackd::cluster::keys::{self, Name};
+
+    let moto = tokio::task::spawn_blocking(|| common::moto::Moto::start("stackd-test")).await.expect("moto");
+    let store = objects(&moto);
+    let dirs: Vec<common::TempDir> = (1..=4).map(|i| common::TempDir::new(&format!("compaction-{i}"))).collect();
+    let start = |i: usize| {
+        let id = format!("n{i}");
+        let args = ["--object-store", "s3://stackd-test/cluster", "--node-id", &id, "--segment-interval", "1s", "--pack-segments", "3"];
+        common::Binary::start_with_env(&dirs[i - 1].0, &args, &moto.env())
+    };
+    let total = |folded: &str| common::parse_folded(folded).iter().map(|(_, n)| n).sum::<u64>();
+    // A node that has nothing yet answers 404: nothing.
+    let shop = |node: &common::Binary| {
+        let url = node.url("/flamegraph/shop.folded");
+        async move {
+            let r = reqwest::get(&url).await.expect("GET");
+            match r.status().as_u16() {
+                404 => 0,
+                200 => total(&r.text().await.expect("body")),
+                s => panic!("{url}: {s}"),
+            }
+        }
+    };
+    let names =
+        |listed: Vec<stackd::cluster::objects::Listed>| -> Vec<Name> { listed.iter().filter_map(|l| keys::parse("n1", &l.key)).collect() };
+    let (n1, n2) = (start(1), start(2));
+
+    // Eight segments of n1, one a second; n2 watched all along. A cold node is started as soon
+    // as pack 1–3 and its sources are both in the store (within the 5 s of grace).
+    let mut sent = 0u64;
+    let mut seen = Vec::new();
+    let mut n3 = None;
+    let mut both = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 1..=8u64 {
+        import(&n1, "app=shop&host=h1", &format!("main;f{} {i}\n", i % 3)).await;
+        sent += i;
+        let until = Instant::now() + Duration::from_millis(1_500);
+        while Instant::now() < until || (i == 8 && n3.is_none() && Instant::now() < deadline) {
+            seen.push(shop(&n2).await);
+            if n3.is_none() {
+                let now = names(store.list("segments/n1/").await.expect("list"));
+                if now.contains(&Name::Pack { first: 1, last: 3 }) && now.contains(&Name::Segment(1)) {
+                    n3 = Some(start(3));
+                    both = now;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(both.contains(&Name::Segment(1)), "no cold start between the pack and its sources' deletion: {both:?}");
+    let n3 = n3.expect("started");
+    // And one after the sources went. (Two imports that fall in one round share a segment:
+    // eight imports make at least six segments, so that both windows close.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let packed_only = |names: &[Name]| {
+        names.contains(&Name::Pack { first: 1, last: 3 })
+            && names.contains(&Name::Pack { first: 4, last: 6 })
+            && names.iter().all(|n| !matches!(n, Name::Segment(s) if *s <= 6))
+    };
+    let after = loop {
+        let now = names(store.list("segments/n1/").await.expect("list"));
+        if packed_only(&now) || Instant::now() > deadline {
+            break now;
+        }
+        seen.push(shop(&n2).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(packed_only(&after), "{after:?}");
+    let n4 = start(4);
+    for (name, node) in [("n1", &n1), ("n2", &n2), ("n3", &n3), ("n4", &n4)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut got = shop(node).await;
+        while got != sent && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            got = shop(node).await;
+        }
+        assert_eq!(got, sent, "{name}");
+    }
+    // n2 at every moment: never more than was sent, never less than before.
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]) && seen.iter().all(|t| *t <= sent), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut packed = 0.0;
+    for node in [&n1, &n2, &n3, &n4] {
+        assert_eq!(total(&text(node, "/flamegraph/shop.folded").await), sent, "still exact");
+        packed += common::series_value(&text(node, "/metrics").await, "stackd_compaction_total{outcome=\"packed\"}").expect("metric");
+    }
+    assert_eq!(packed, 2.0, "each window merged once, by one node");
+    for node in [n1, n2, n3, n4] {
+        node.stop();
+    }
 }

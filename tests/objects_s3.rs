@@ -5,7 +5,7 @@
 mod common;
 
 use axum::body::Bytes;
-use stackd::cluster::objects::{Listed, Objects, Put};
+use stackd::cluster::objects::{Objects, Put};
 
 fn store(moto: &common::moto::Moto, url: &str) -> Objects {
     let env = moto.env();
@@ -22,10 +22,18 @@ async fn put_get_list_delete_on_s3() {
     assert_eq!(s3.get("segments/n1/000001").await.expect("get").as_deref(), Some(&b"first"[..]));
     s3.put("segments/n2/000001", Bytes::from(vec![7u8; 100_000])).await.expect("put");
     s3.put("index/n1", Bytes::from_static(b"i")).await.expect("put");
-    assert_eq!(
-        s3.list("segments/").await.expect("list"),
-        [Listed { key: "segments/n1/000001".into(), size: 5 }, Listed { key: "segments/n2/000001".into(), size: 100_000 }]
-    );
+    let listed = s3.list("segments/").await.expect("list");
+    let sizes: Vec<(&str, u64)> = listed.iter().map(|l| (l.key.as_str(), l.size)).collect();
+    assert_eq!(sizes, [("segments/n1/000001", 5), ("segments/n2/000001", 100_000)]);
+    // LastModified, as S3 stamps it (whole seconds or finer): now.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    assert!(listed.iter().all(|l| (now - 60_000..=now + 1_000).contains(&l.modified_ms)), "{listed:?}");
+    // Only what sorts after a key (start-after), and the names one level down (delimiter).
+    let after: Vec<String> =
+        s3.list_after("segments/", Some("segments/n1/000001")).await.expect("list").into_iter().map(|l| l.key).collect();
+    assert_eq!(after, ["segments/n2/000001"]);
+    assert_eq!(s3.children("segments/").await.expect("list"), ["n1", "n2"]);
+    assert_eq!(s3.children("").await.expect("list"), ["index", "segments"]);
     // What another client sees: the keys under the prefix, the bytes as written.
     let seen = moto.python("print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='stackd-test')['Contents']))");
     assert_eq!(seen.trim(), "['cluster/index/n1', 'cluster/segments/n1/000001', 'cluster/segments/n2/000001']");

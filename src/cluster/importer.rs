@@ -1,41 +1,102 @@
-//! The importer: every round ([`super::run`]), this node reads the segments other nodes wrote
-//! and adds their counts to its store under the reserved label [`crate::store::NODE_LABEL`]
-//! (the writer's id). Queries then sum every node's counts with no change to any of them; the
-//! label is never listed or matched, and this node's outbox leaves those counts out.
+//! The importer: every round ([`super::run`]), this node reads what other nodes wrote and adds
+//! their counts to its store under the reserved label [`crate::store::NODE_LABEL`] (the
+//! writer's id). Queries then sum every node's counts with no change to any of them; the label
+//! is never listed or matched, and this node's outbox leaves those counts out.
 //!
-//! Each segment is imported once: a note (`segment:<key>`) is written by the flush that makes
-//! its counts durable, in the same transaction ([`Store::noting`]), so after a crash a segment
-//! is either in the store with its note or not at all, and then imported again.
+//! Each node's segments are numbered 1, 2, 3… and go up in that order, so what this node has
+//! imported of another is one number (its watermark): every segment up to it. One listing that
+//! starts after it (S3 `start-after`, [`keys::after`]) shows what is new, whether as segments,
+//! as packs that compacted them, or as a retention marker ([`plan`]). The watermark is a note
+//! written by the flush that makes the counts durable, in the same transaction
+//! ([`Store::noting`]): after a crash the counts are in the store with their watermark, or
+//! neither and read again.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::keys::{self, Name};
 use super::objects::Objects;
-use super::segment::Segment;
+use super::segment::{Pack, Segment, SegmentError};
 use crate::metrics::Metrics;
 use crate::sample::{ProfileType, Stack};
 use crate::store::{SourceSpec, Store, Writes, NODE_LABEL, PERIOD_LABEL, TYPE_LABEL};
 
-const NOTE: &str = "segment:";
+/// The note of a node's watermark: `cluster:imported:<node>` → the number, in decimal.
+const WATERMARK: &str = "cluster:imported:";
+/// One note per segment key, as the first version of the importer kept them.
+const LEGACY: &str = "segment:";
 
-/// What this node has imported (or given up on), seeded from the store's notes.
+/// How far this node has imported each other node's segments, seeded from the store's notes.
 #[derive(Debug, Default)]
 pub struct Imported {
-    keys: HashSet<String>,
+    upto: HashMap<String, u64>,
 }
 
 impl Imported {
     pub fn load(store: &Store) -> Imported {
-        Imported { keys: store.notes(NOTE).into_iter().filter_map(|(k, _)| k.strip_prefix(NOTE).map(str::to_string)).collect() }
+        let mut upto: HashMap<String, u64> = HashMap::new();
+        for (key, _) in store.notes(LEGACY) {
+            let key = &key[LEGACY.len()..];
+            let Some(node) = key.strip_prefix("segments/").and_then(|k| k.split('/').next()) else { continue };
+            if let Some(Name::Segment(seq)) = keys::parse(node, key) {
+                let u = upto.entry(node.to_string()).or_default();
+                *u = (*u).max(seq);
+            }
+        }
+        for (key, value) in store.notes(WATERMARK) {
+            if let Some(n) = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                upto.insert(key[WATERMARK.len()..].to_string(), n);
+            }
+        }
+        Imported { upto }
+    }
+
+    /// Every segment of `node` up to this number is in this node's store.
+    pub fn upto(&self, node: &str) -> u64 {
+        self.upto.get(node).copied().unwrap_or(0)
     }
 }
 
-/// The node that wrote a segment key (`segments/<node>/<seq>.seg`).
-fn writer(key: &str) -> Option<&str> {
-    key.strip_prefix("segments/")?.split('/').next().filter(|n| !n.is_empty())
+/// One step of catching up with a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Retention deleted everything up to `upto`: nothing to read.
+    Skip { upto: u64 },
+    /// Read `key` and take its segments `from..=to` (a pack's other sections are in the store
+    /// already).
+    Read { key: String, from: u64, to: u64 },
 }
 
-/// Import every segment of another node not imported yet: how many.
+/// How to go on from watermark `upto` with what a listing after it showed: from each next
+/// number, the object that covers it and reaches furthest (a pack over its segments), until
+/// a number no object covers. A gap waits for the next round: a segment is only ever missing
+/// because retention deleted it (then its marker says so), or because it is being compacted
+/// (then its pack is there by the next listing).
+pub fn plan(upto: u64, listed: &[(Name, String)]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut cursor = upto;
+    let gone = listed.iter().filter_map(|(n, _)| match n {
+        Name::Gone(g) => Some(*g),
+        _ => None,
+    });
+    if let Some(g) = gone.max().filter(|g| *g > cursor) {
+        steps.push(Step::Skip { upto: g });
+        cursor = g;
+    }
+    loop {
+        let next = cursor + 1;
+        let best = listed
+            .iter()
+            .filter(|(n, _)| !matches!(n, Name::Gone(_)))
+            .filter(|(n, _)| n.range().0 <= next && next <= n.range().1)
+            .max_by_key(|(n, _)| n.range().1);
+        let Some((name, key)) = best else { return steps };
+        steps.push(Step::Read { key: key.clone(), from: next, to: name.range().1 });
+        cursor = name.range().1;
+    }
+}
+
+/// Import what every other node wrote since this node last looked: how many segments.
 pub async fn import_once(
     store: &Arc<Store>,
     objects: &Objects,
@@ -44,41 +105,80 @@ pub async fn import_once(
     metrics: &Metrics,
 ) -> anyhow::Result<usize> {
     let mut n = 0;
-    for listed in objects.list("segments/").await? {
-        let Some(node) = writer(&listed.key) else { continue };
-        if node == me || imported.keys.contains(&listed.key) {
+    for node in objects.children("segments/").await? {
+        if node == me || crate::config::parse_node_id(&node).is_err() {
             continue;
         }
-        let Some(bytes) = objects.get(&listed.key).await? else { continue };
-        let (s, key, node) = (Arc::clone(store), listed.key.clone(), node.to_string());
-        let outcome = tokio::task::spawn_blocking(move || match Segment::decode(&bytes) {
-            Ok(segment) => {
-                add(&s, &node, &segment);
-                s.note(&format!("{NOTE}{key}"), Vec::new());
-                Ok(())
+        let upto = imported.upto(&node);
+        let listed = objects.list_after(&keys::node_prefix(&node), Some(&keys::after(&node, upto))).await?;
+        let names: Vec<(Name, String)> = listed.into_iter().filter_map(|l| keys::parse(&node, &l.key).map(|n| (n, l.key))).collect();
+        for step in plan(upto, &names) {
+            let (from, to, bytes) = match step {
+                Step::Skip { upto } => {
+                    tracing::info!(node, upto, "segments of another node were deleted by retention before this node read them");
+                    (0, upto, None)
+                }
+                Step::Read { key, from, to } => match objects.get(&key).await? {
+                    Some(bytes) => (from, to, Some((key, bytes))),
+                    // Compacted and deleted since the listing: the next round reads the pack.
+                    None => break,
+                },
+            };
+            let (s, node_id) = (Arc::clone(store), node.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                let Some((key, bytes)) = bytes else {
+                    add(&s, &node_id, &Segment::default(), to);
+                    return Ok(0);
+                };
+                match sections(&key, &node_id, &bytes, from, to) {
+                    Ok((segment, count)) => {
+                        add(&s, &node_id, &segment, to);
+                        Ok(count)
+                    }
+                    Err(e) => {
+                        // Never readable: passed over, so that it is not fetched again and again.
+                        add(&s, &node_id, &Segment::default(), to);
+                        Err((key, e))
+                    }
+                }
+            })
+            .await?;
+            match read {
+                Ok(count) => {
+                    metrics.segments.with_label_values(&["imported"]).inc_by(count);
+                    n += count as usize;
+                }
+                Err((key, e)) => {
+                    metrics.segments.with_label_values(&["damaged"]).inc();
+                    tracing::error!(key, error = %e, "an object in the object store cannot be read; its segments are left out");
+                }
             }
-            Err(e) => {
-                // Never readable: noted, so that it is not fetched again and again.
-                s.note(&format!("{NOTE}{key}"), e.to_string().into_bytes());
-                Err(e)
-            }
-        })
-        .await?;
-        match outcome {
-            Ok(()) => metrics.segments.with_label_values(&["imported"]).inc(),
-            Err(e) => {
-                metrics.segments.with_label_values(&["damaged"]).inc();
-                tracing::error!(key = %listed.key, error = %e, "a segment in the object store cannot be read; it is left out");
-            }
+            imported.upto.insert(node.clone(), to);
         }
-        imported.keys.insert(listed.key);
-        n += 1;
     }
     Ok(n)
 }
 
-/// Add a segment's counts as `node`'s, with the note gate held (see the module's doc).
-fn add(store: &Store, node: &str, segment: &Segment) {
+/// The counts of segments `from..=to` of a segment or pack, summed, and how many segments.
+fn sections(key: &str, node: &str, bytes: &[u8], from: u64, to: u64) -> Result<(Segment, u64), SegmentError> {
+    match keys::parse(node, key) {
+        Some(Name::Pack { .. }) => {
+            let pack = Pack::decode(bytes)?;
+            let mut sum = Segment::new(node, to);
+            let mut n = 0;
+            for s in pack.sections.iter().filter(|s| (from..=to).contains(&s.seq)) {
+                sum.merge(s);
+                n += 1;
+            }
+            Ok((sum, n))
+        }
+        _ => Segment::decode(bytes).map(|s| (s, 1)),
+    }
+}
+
+/// Add a segment's counts as `node`'s, and `node`'s watermark `upto`, with the note gate held
+/// (see the module's doc).
+fn add(store: &Store, node: &str, segment: &Segment, upto: u64) {
     let _gate = store.noting();
     let now = crate::now_ms();
     let mut refused = 0u64;
@@ -105,6 +205,7 @@ fn add(store: &Store, node: &str, segment: &Segment) {
             }
         }
     }
+    store.note(&format!("{WATERMARK}{node}"), upto.to_string().into_bytes());
     if refused > 0 {
         tracing::warn!(
             node,
@@ -124,4 +225,49 @@ fn origin(node: &str, app: &str, labels: &[(String, String)]) -> u64 {
         h.update(&[0]);
     }
     h.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(names: &[Name]) -> Vec<(Name, String)> {
+        names
+            .iter()
+            .map(|n| {
+                let key = match *n {
+                    Name::Segment(s) => keys::segment("n2", s),
+                    Name::Pack { first, last } => keys::pack("n2", first, last),
+                    Name::Gone(g) => keys::gone("n2", g),
+                };
+                (*n, key)
+            })
+            .collect()
+    }
+
+    fn read(key: String, from: u64, to: u64) -> Step {
+        Step::Read { key, from, to }
+    }
+
+    #[test]
+    fn plans_take_each_segment_once() {
+        use Name::*;
+        // New segments in order.
+        assert_eq!(plan(4, &listed(&[Segment(5), Segment(6)])), [read(keys::segment("n2", 5), 5, 5), read(keys::segment("n2", 6), 6, 6)]);
+        // A pack over them, its sources still there: the pack, from where this node is.
+        assert_eq!(
+            plan(2, &listed(&[Segment(3), Segment(4), Pack { first: 1, last: 4 }, Segment(5)])),
+            [read(keys::pack("n2", 1, 4), 3, 4), read(keys::segment("n2", 5), 5, 5)]
+        );
+        // A gap (being compacted, or not up yet): wait at it.
+        assert_eq!(plan(4, &listed(&[Segment(5), Segment(7)])), [read(keys::segment("n2", 5), 5, 5)]);
+        assert_eq!(plan(4, &listed(&[Segment(6)])), []);
+        // Retention took everything up to 8: skip to it, then on.
+        assert_eq!(
+            plan(2, &listed(&[Gone(8), Pack { first: 5, last: 12 }, Segment(13)])),
+            [Step::Skip { upto: 8 }, read(keys::pack("n2", 5, 12), 9, 12), read(keys::segment("n2", 13), 13, 13)]
+        );
+        // A marker this node is past already changes nothing.
+        assert_eq!(plan(9, &listed(&[Gone(8), Segment(10)])), [read(keys::segment("n2", 10), 10, 10)]);
+    }
 }

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+pub mod compactor;
 pub mod importer;
+pub mod keys;
 pub mod objects;
 pub mod segment;
 pub mod sigv4;
@@ -79,22 +81,48 @@ impl Status {
     }
 }
 
-/// Every `interval` until `shutdown`, one round: this node's outbox up as segments, one after
-/// another, then the other nodes' new segments in. A failure (the object store away) is kept
-/// for `/health` until a round goes through, and logged once a minute at most. What the last
-/// flushes add after the last round stays in the outbox, on disk, and goes up when the node
-/// starts again.
+/// Compaction runs every this many rounds.
+const COMPACT_EVERY: u64 = 5;
+
+/// How a node shares: its id, and the flags of docs/scale-out.md.
+#[derive(Clone, Debug)]
+pub struct Sharing {
+    pub node: String,
+    pub interval: Duration,
+    pub pack_segments: u64,
+    /// `--retention` plus `--max-future`: no count of an object written longer ago is kept.
+    pub keep: Duration,
+}
+
+impl Sharing {
+    pub fn compaction(&self) -> compactor::Settings {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        compactor::Settings {
+            pack_segments: self.pack_segments,
+            grace_ms: ms(self.interval * 5),
+            lease_ms: ms((self.interval * 10).max(Duration::from_secs(30))),
+            keep_ms: Some(ms(self.keep)),
+        }
+    }
+}
+
+/// Every `--segment-interval` until `shutdown`, one round: this node's outbox up as segments,
+/// one after another, then the other nodes' new segments in, and every few rounds a compaction
+/// pass. A failure (the object store away) is kept for `/health` until a round goes through,
+/// and logged once a minute at most. What the last flushes add after the last round stays in
+/// the outbox, on disk, and goes up when the node starts again.
 pub async fn run(
     store: Arc<Store>,
     objects: objects::Objects,
-    node: String,
-    interval: Duration,
+    sharing: Sharing,
     metrics: Metrics,
     status: Arc<Status>,
     shutdown: CancellationToken,
 ) {
+    let node = sharing.node.clone();
     let mut imported = importer::Imported::load(&store);
-    let mut tick = tokio::time::interval(interval);
+    let mut rounds = 0u64;
+    let mut tick = tokio::time::interval(sharing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: Option<Instant> = None;
     loop {
@@ -114,7 +142,15 @@ pub async fn run(
             Ok(_) => status.last_import_ms.store(crate::now_ms(), Ordering::Relaxed),
             Err(_) => metrics.segments.with_label_values(&["import_failed"]).inc(),
         }
-        let error = uploads.err().or(imports.err());
+        rounds += 1;
+        let compaction = match rounds % COMPACT_EVERY {
+            0 => compactor::compact_once(&objects, &node, sharing.compaction(), crate::now_ms(), &metrics).await.map(|_| ()),
+            _ => Ok(()),
+        };
+        if compaction.is_err() {
+            metrics.compaction.with_label_values(&["failed"]).inc();
+        }
+        let error = uploads.err().or(imports.err()).or(compaction.err());
         if let Some(e) = &error {
             if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 tracing::warn!(error = %e, store = %objects.describe(), "cannot reach the object store: this node's segments stay in its outbox, it answers from what it has, and it tries again");

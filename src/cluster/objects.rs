@@ -59,18 +59,33 @@ pub enum Put {
     Exists,
 }
 
-/// One listed object: its key (below the store's prefix) and size.
+/// One listed object: its key (below the store's prefix), size, and when it was written (Unix
+/// ms, the store's clock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
     pub key: String,
     pub size: u64,
+    pub modified_ms: i64,
 }
 
-/// An object store: S3 or a directory.
+/// An object store: S3 or a directory, and what it is asked, once [`Objects::counted`].
 #[derive(Clone, Debug)]
-pub enum Objects {
+pub struct Objects {
+    backend: Backend,
+    counters: Option<Counters>,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
     S3(Arc<S3>),
     Dir(PathBuf),
+}
+
+/// `stackd_object_store_requests_total{op}` and `stackd_object_store_bytes_total{direction}`.
+#[derive(Clone, Debug)]
+struct Counters {
+    requests: prometheus::IntCounterVec,
+    bytes: prometheus::IntCounterVec,
 }
 
 impl Objects {
@@ -81,7 +96,7 @@ impl Objects {
             if !path.starts_with('/') {
                 return Err(format!("{url:?}: a file:// store needs an absolute path (file:///var/lib/stackd-objects)"));
             }
-            return Ok(Objects::Dir(PathBuf::from(path)));
+            return Ok(Objects::dir(PathBuf::from(path)));
         }
         let Some(rest) = url.strip_prefix("s3://") else {
             return Err(format!("{url:?}: give s3://bucket/prefix or file:///dir"));
@@ -100,7 +115,7 @@ impl Objects {
             Some(e) => (Endpoint::parse(&e)?, true),
             None => (Endpoint::parse(&format!("https://{bucket}.s3.{region}.amazonaws.com"))?, false),
         };
-        Ok(Objects::S3(Arc::new(S3 {
+        let s3 = S3 {
             endpoint,
             path_style,
             bucket: bucket.to_string(),
@@ -108,59 +123,116 @@ impl Objects {
             region,
             credentials: Credentials { access_key, secret_key, session_token: var("AWS_SESSION_TOKEN") },
             timeout: Duration::from_secs(30),
-        })))
+        };
+        Ok(Objects { backend: Backend::S3(Arc::new(s3)), counters: None })
+    }
+
+    /// A directory as the store (`file://`).
+    pub fn dir(path: PathBuf) -> Objects {
+        Objects { backend: Backend::Dir(path), counters: None }
+    }
+
+    /// The same store, counting every request and byte in `metrics`.
+    pub fn counted(self, metrics: &crate::metrics::Metrics) -> Objects {
+        let counters = Counters { requests: metrics.object_requests.clone(), bytes: metrics.object_bytes.clone() };
+        Objects { counters: Some(counters), ..self }
+    }
+
+    fn count(&self, op: &str, sent: usize, received: usize) {
+        if let Some(c) = &self.counters {
+            c.requests.with_label_values(&[op]).inc();
+            c.bytes.with_label_values(&["sent"]).inc_by(sent as u64);
+            c.bytes.with_label_values(&["received"]).inc_by(received as u64);
+        }
     }
 
     /// Where, for logs and /health: the URL without credentials.
     pub fn describe(&self) -> String {
-        match self {
-            Objects::S3(s) => format!("s3://{}/{} at {}", s.bucket, s.prefix.trim_end_matches('/'), s.endpoint.url),
-            Objects::Dir(d) => format!("file://{}", d.display()),
+        match &self.backend {
+            Backend::S3(s) => format!("s3://{}/{} at {}", s.bucket, s.prefix.trim_end_matches('/'), s.endpoint.url),
+            Backend::Dir(d) => format!("file://{}", d.display()),
         }
     }
 
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectError> {
-        match self {
-            Objects::S3(s) => s.put(key, body, false).await.map(|_| ()),
-            Objects::Dir(d) => dir_put(d, key, &body, false).map(|_| ()),
+        self.count("put", body.len(), 0);
+        match &self.backend {
+            Backend::S3(s) => s.put(key, body, false).await.map(|_| ()),
+            Backend::Dir(d) => dir_put(d, key, &body, false).map(|_| ()),
         }
     }
 
     /// Write `body` as `key` unless an object of that name exists (S3: `If-None-Match: *`).
     pub async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<Put, ObjectError> {
-        match self {
-            Objects::S3(s) => s.put(key, body, true).await,
-            Objects::Dir(d) => dir_put(d, key, &body, true),
+        self.count("put", body.len(), 0);
+        match &self.backend {
+            Backend::S3(s) => s.put(key, body, true).await,
+            Backend::Dir(d) => dir_put(d, key, &body, true),
         }
     }
 
     /// The object, or `None` when there is none of that name.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, ObjectError> {
-        match self {
-            Objects::S3(s) => s.get(key).await,
-            Objects::Dir(d) => match std::fs::read(d.join(key)) {
+        let got = match &self.backend {
+            Backend::S3(s) => s.get(key).await,
+            Backend::Dir(d) => match std::fs::read(d.join(key)) {
                 Ok(b) => Ok(Some(Bytes::from(b))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(ObjectError::File(d.join(key), e)),
             },
-        }
+        };
+        self.count("get", 0, got.as_ref().ok().and_then(|b| b.as_ref()).map_or(0, |b| b.len()));
+        got
     }
 
     /// Every object whose key starts with `prefix`, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, ObjectError> {
-        let mut all = match self {
-            Objects::S3(s) => s.list(prefix).await?,
-            Objects::Dir(d) => dir_list(d, prefix)?,
+        self.list_after(prefix, None).await
+    }
+
+    /// Every object whose key starts with `prefix` and sorts after `after` (S3's
+    /// `start-after`: only what is new since a key), sorted by key.
+    pub async fn list_after(&self, prefix: &str, after: Option<&str>) -> Result<Vec<Listed>, ObjectError> {
+        let mut all = match &self.backend {
+            Backend::S3(s) => s.list(prefix, after, |received| self.count("list", 0, received)).await?,
+            Backend::Dir(d) => {
+                self.count("list", 0, 0);
+                dir_list(d, prefix)?
+            }
         };
+        all.retain(|l| after.is_none_or(|a| l.key.as_str() > a));
         all.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(all)
     }
 
+    /// The names one level below `prefix` (which ends in `/`), like `ls`: S3's common prefixes
+    /// with the delimiter `/`. One request for any number of objects below them.
+    pub async fn children(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let mut names = match &self.backend {
+            Backend::S3(s) => s.children(prefix, |received| self.count("list", 0, received)).await?,
+            Backend::Dir(d) => {
+                self.count("list", 0, 0);
+                match std::fs::read_dir(d.join(prefix)) {
+                    Ok(entries) => entries
+                        .filter_map(|e| e.ok())
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(ObjectError::File(d.join(prefix), e)),
+                }
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
     /// Delete `key`; deleting what is not there is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
-        match self {
-            Objects::S3(s) => s.delete(key).await,
-            Objects::Dir(d) => match std::fs::remove_file(d.join(key)) {
+        self.count("delete", 0, 0);
+        match &self.backend {
+            Backend::S3(s) => s.delete(key).await,
+            Backend::Dir(d) => match std::fs::remove_file(d.join(key)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(ObjectError::File(d.join(key), e)),
@@ -216,7 +288,8 @@ fn dir_list(root: &Path, prefix: &str) -> Result<Vec<Listed>, ObjectError> {
             let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
             let hidden = key.rsplit('/').next().is_some_and(|n| n.starts_with('.'));
             if !hidden && key.starts_with(prefix) {
-                out.push(Listed { key, size: meta.len() });
+                let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                out.push(Listed { key, size: meta.len(), modified_ms: modified.map_or(0, |d| d.as_millis() as i64) });
             }
         }
     }
@@ -320,30 +393,73 @@ impl S3 {
     }
 
     /// ListObjectsV2, page after page.
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, ObjectError> {
-        let full = format!("{}{prefix}", self.prefix);
+    async fn list(&self, prefix: &str, after: Option<&str>, counted: impl Fn(usize)) -> Result<Vec<Listed>, ObjectError> {
         let mut out = Vec::new();
+        self.pages(prefix, after, None, counted, |text| {
+            for contents in elements(text, "Contents") {
+                let key = element(contents, "Key").ok_or_else(|| ObjectError::Protocol("a listed object without <Key>".into()))?;
+                let size = element(contents, "Size").and_then(|s| s.parse().ok()).unwrap_or(0);
+                let modified = element(contents, "LastModified").and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
+                let modified_ms = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as i64);
+                if let Some(key) = key.strip_prefix(&self.prefix) {
+                    out.push(Listed { key: key.to_string(), size, modified_ms });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn children(&self, prefix: &str, counted: impl Fn(usize)) -> Result<Vec<String>, ObjectError> {
+        let mut out = Vec::new();
+        let full = format!("{}{prefix}", self.prefix);
+        self.pages(prefix, None, Some("/"), counted, |text| {
+            for common in elements(text, "CommonPrefixes") {
+                if let Some(name) =
+                    element(common, "Prefix").and_then(|p| p.strip_prefix(&full).map(|n| n.trim_end_matches('/').to_string()))
+                {
+                    out.push(name);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// ListObjectsV2, page after page, each page's XML to `page`.
+    async fn pages(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<&str>,
+        counted: impl Fn(usize),
+        mut page: impl FnMut(&str) -> Result<(), ObjectError>,
+    ) -> Result<(), ObjectError> {
+        let full = format!("{}{prefix}", self.prefix);
+        let after = after.map(|a| format!("{}{a}", self.prefix));
         let mut token: Option<String> = None;
         loop {
             let mut query = vec![("list-type", "2"), ("prefix", full.as_str())];
             if let Some(t) = &token {
                 query.push(("continuation-token", t.as_str()));
+            } else if let Some(a) = &after {
+                query.push(("start-after", a.as_str()));
+            }
+            if let Some(d) = delimiter {
+                query.push(("delimiter", d));
             }
             let a = self.request("GET", "", &query, &[], Bytes::new()).await?;
+            counted(a.body.len());
             if a.status != 200 {
                 return Err(status_error("LIST", prefix, a.status, &a.body));
             }
             let text = std::str::from_utf8(&a.body).map_err(|_| ObjectError::Protocol("a listing that is not UTF-8".into()))?;
-            for contents in elements(text, "Contents") {
-                let key = element(contents, "Key").ok_or_else(|| ObjectError::Protocol("a listed object without <Key>".into()))?;
-                let size = element(contents, "Size").and_then(|s| s.parse().ok()).unwrap_or(0);
-                if let Some(key) = key.strip_prefix(&self.prefix) {
-                    out.push(Listed { key: key.to_string(), size });
-                }
-            }
+            page(text)?;
             token = (element(text, "IsTruncated").as_deref() == Some("true")).then(|| element(text, "NextContinuationToken")).flatten();
             if token.is_none() {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -479,7 +595,7 @@ mod tests {
     #[test]
     fn urls_and_environment() {
         let keys: &[(&str, &str)] = &[("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")];
-        let Ok(Objects::S3(s)) = Objects::parse("s3://profiles/stackd/", env(keys)) else { panic!("an S3 store") };
+        let Ok(Objects { backend: Backend::S3(s), .. }) = Objects::parse("s3://profiles/stackd/", env(keys)) else { panic!("an S3 store") };
         assert_eq!((s.bucket.as_str(), s.prefix.as_str(), s.region.as_str()), ("profiles", "stackd/", "us-east-1"));
         assert_eq!(s.endpoint.url, "https://profiles.s3.us-east-1.amazonaws.com");
         assert_eq!(s.path("segments/a b"), "/stackd/segments/a%20b");
@@ -489,7 +605,9 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
             ("AWS_REGION", "eu-west-1"),
         ];
-        let Ok(Objects::S3(s)) = Objects::parse("s3://profiles", env(with_endpoint)) else { panic!("an S3 store") };
+        let Ok(Objects { backend: Backend::S3(s), .. }) = Objects::parse("s3://profiles", env(with_endpoint)) else {
+            panic!("an S3 store")
+        };
         assert_eq!(
             (s.path("x"), s.path(""), s.endpoint.host_header(), s.region.as_str()),
             ("/profiles/x".into(), "/profiles/".into(), "127.0.0.1:5000".into(), "eu-west-1")
@@ -523,15 +641,21 @@ mod tests {
     async fn a_directory_store() {
         let root = std::env::temp_dir().join(format!("stackd-objects-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let store = Objects::Dir(root.clone());
+        let store = Objects::dir(root.clone());
         assert_eq!(store.put_if_absent("segments/n1/1", Bytes::from_static(b"one")).await.expect("ok"), Put::Created);
         assert_eq!(store.put_if_absent("segments/n1/1", Bytes::from_static(b"two")).await.expect("ok"), Put::Exists);
         assert_eq!(store.get("segments/n1/1").await.expect("ok").as_deref(), Some(&b"one"[..]));
         store.put("segments/n2/1", Bytes::from_static(b"three")).await.expect("ok");
         store.put("index/x", Bytes::from_static(b"")).await.expect("ok");
         let listed = store.list("segments/").await.expect("ok");
-        assert_eq!(listed, [Listed { key: "segments/n1/1".into(), size: 3 }, Listed { key: "segments/n2/1".into(), size: 5 }]);
+        let now = crate::now_ms();
+        assert!(listed.iter().all(|l| (now - 60_000..=now).contains(&l.modified_ms)), "written just now: {listed:?}");
+        let sizes: Vec<(&str, u64)> = listed.iter().map(|l| (l.key.as_str(), l.size)).collect();
+        assert_eq!(sizes, [("segments/n1/1", 3), ("segments/n2/1", 5)]);
         assert_eq!(store.list("segments/n2").await.expect("ok").len(), 1);
+        assert_eq!(store.list_after("segments/", Some("segments/n1/1")).await.expect("ok")[0].key, "segments/n2/1");
+        assert_eq!(store.children("segments/").await.expect("ok"), ["n1", "n2"]);
+        assert_eq!(store.children("nothing/").await.expect("ok"), Vec::<String>::new());
         store.delete("segments/n1/1").await.expect("ok");
         store.delete("segments/n1/1").await.expect("ok");
         assert_eq!(store.get("segments/n1/1").await.expect("ok"), None);

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use crate::store::disk::codec::{get_ivarint, get_str, get_varint, put_ivarint, put_str, put_varint};
 use crate::store::Labels;
 
-const MAGIC: &[u8; 8] = b"STKDSEG1";
+const SEGMENT_MAGIC: &[u8; 8] = b"STKDSEG1";
+const PACK_MAGIC: &[u8; 8] = b"STKDPAK1";
 /// The most bytes a segment inflates to: far above any interval's counts, and a bound on what a
 /// corrupt or hostile object can make a node allocate.
 const MAX_INFLATED: u64 = 4 << 30;
@@ -40,8 +41,8 @@ pub struct Segment {
 /// Why a segment could not be read.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SegmentError {
-    #[error("not a stackd segment (no STKDSEG1 magic)")]
-    Magic,
+    #[error("not a stackd segment (no {0} magic)")]
+    Magic(String),
     #[error("the segment's deflate stream is damaged: {0}")]
     Inflate(String),
     #[error("the segment is cut short or damaged at byte {0} of its contents")]
@@ -90,131 +91,241 @@ impl Segment {
         let mut body = Vec::new();
         put_str(&mut body, &self.node);
         put_varint(&mut body, self.seq);
-        // The frame dictionary, in first-use order (deterministic: the maps are sorted).
-        let mut frame_ids: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-        let mut frames: Vec<&str> = Vec::new();
-        for counts in self.apps.values() {
-            for (_, stack, _) in counts.keys() {
-                for f in stack {
-                    frame_ids.entry(f).or_insert_with(|| {
-                        frames.push(f);
-                        frames.len() as u64 - 1
-                    });
-                }
-            }
-        }
-        put_varint(&mut body, frames.len() as u64);
-        for f in &frames {
-            put_str(&mut body, f);
-        }
-        put_varint(&mut body, self.apps.len() as u64);
-        for (app, counts) in &self.apps {
-            put_str(&mut body, app);
-            let mut label_sets: BTreeMap<&Labels, u64> = BTreeMap::new();
-            let mut stacks: BTreeMap<&Vec<Arc<str>>, u64> = BTreeMap::new();
-            for (labels, stack, _) in counts.keys() {
-                label_sets.insert(labels, 0);
-                stacks.insert(stack, 0);
-            }
-            put_varint(&mut body, label_sets.len() as u64);
-            for (i, (labels, n)) in label_sets.iter_mut().enumerate() {
-                *n = i as u64;
-                put_varint(&mut body, labels.len() as u64);
-                for (k, v) in labels.iter() {
-                    put_str(&mut body, k);
-                    put_str(&mut body, v);
-                }
-            }
-            put_varint(&mut body, stacks.len() as u64);
-            for (i, (stack, n)) in stacks.iter_mut().enumerate() {
-                *n = i as u64;
-                put_varint(&mut body, stack.len() as u64);
-                for f in stack.iter() {
-                    put_varint(&mut body, frame_ids[&**f]);
-                }
-            }
-            put_varint(&mut body, counts.len() as u64);
-            let mut last_time = 0i64;
-            for ((labels, stack, time), n) in counts {
-                put_ivarint(&mut body, time.wrapping_sub(last_time));
-                last_time = *time;
-                put_varint(&mut body, label_sets[labels]);
-                put_varint(&mut body, stacks[stack]);
-                put_varint(&mut body, *n);
-            }
-        }
-        let mut out = MAGIC.to_vec();
-        let mut z = flate2::write::DeflateEncoder::new(out.split_off(MAGIC.len()), flate2::Compression::new(6));
-        let _ = z.write_all(&body);
-        out.extend(z.finish().unwrap_or_default());
-        out
+        let dict = Frames::of([self]);
+        dict.put(&mut body);
+        put_apps(&mut body, &self.apps, &dict);
+        deflate(SEGMENT_MAGIC, &body)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Segment, SegmentError> {
-        let zipped = bytes.strip_prefix(MAGIC.as_slice()).ok_or(SegmentError::Magic)?;
-        let mut body = Vec::new();
-        flate2::read::DeflateDecoder::new(zipped)
-            .take(MAX_INFLATED)
-            .read_to_end(&mut body)
-            .map_err(|e| SegmentError::Inflate(e.to_string()))?;
-        let total = body.len();
-        let mut input = body.as_slice();
-        let at = |input: &[u8]| SegmentError::Damaged(total - input.len());
-        let node = get_str(&mut input).ok_or_else(|| at(input))?;
-        let seq = get_varint(&mut input).ok_or_else(|| at(input))?;
+        let body = inflate(SEGMENT_MAGIC, bytes)?;
+        let mut r = Reader { input: &body, total: body.len() };
+        let node = r.str()?;
+        let seq = r.varint()?;
+        let frames = r.frames()?;
         let mut seg = Segment { node, seq, apps: BTreeMap::new() };
-        let n_frames = count(&mut input, total)?;
-        let mut frames: Vec<Arc<str>> = Vec::with_capacity(n_frames);
-        for _ in 0..n_frames {
-            frames.push(get_str(&mut input).ok_or_else(|| at(input))?.into());
+        r.apps(&frames, &mut seg)?;
+        r.end()?;
+        Ok(seg)
+    }
+}
+
+/// Several segments of one node, compacted into one object: each keeps its own section, so a
+/// reader that has some of them takes only the others. One frame dictionary and one deflate
+/// stream for all: a frame that every interval repeats is written once.
+///
+/// Encoding: the magic `STKDPAK1`, then deflate of: the node, the frame dictionary, the number
+/// of sections, and per section its number and its apps, as in a segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pack {
+    pub node: String,
+    /// Sorted by number.
+    pub sections: Vec<Segment>,
+}
+
+impl Pack {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_str(&mut body, &self.node);
+        let dict = Frames::of(&self.sections);
+        dict.put(&mut body);
+        put_varint(&mut body, self.sections.len() as u64);
+        for s in &self.sections {
+            put_varint(&mut body, s.seq);
+            put_apps(&mut body, &s.apps, &dict);
         }
-        for _ in 0..count(&mut input, total)? {
-            let app = get_str(&mut input).ok_or_else(|| at(input))?;
+        deflate(PACK_MAGIC, &body)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Pack, SegmentError> {
+        let body = inflate(PACK_MAGIC, bytes)?;
+        let mut r = Reader { input: &body, total: body.len() };
+        let node = r.str()?;
+        let frames = r.frames()?;
+        let mut sections = Vec::new();
+        for _ in 0..r.count()? {
+            let mut seg = Segment { node: node.clone(), seq: r.varint()?, apps: BTreeMap::new() };
+            r.apps(&frames, &mut seg)?;
+            sections.push(seg);
+        }
+        r.end()?;
+        Ok(Pack { node, sections })
+    }
+}
+
+/// A frame dictionary, in first-use order (deterministic: the maps are sorted).
+struct Frames<'a> {
+    ids: std::collections::HashMap<&'a str, u64>,
+    frames: Vec<&'a str>,
+}
+
+impl<'a> Frames<'a> {
+    fn of(segments: impl IntoIterator<Item = &'a Segment>) -> Frames<'a> {
+        let mut d = Frames { ids: std::collections::HashMap::new(), frames: Vec::new() };
+        for seg in segments {
+            for counts in seg.apps.values() {
+                for (_, stack, _) in counts.keys() {
+                    for f in stack {
+                        d.ids.entry(f).or_insert_with(|| {
+                            d.frames.push(f);
+                            d.frames.len() as u64 - 1
+                        });
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    fn put(&self, body: &mut Vec<u8>) {
+        put_varint(body, self.frames.len() as u64);
+        for f in &self.frames {
+            put_str(body, f);
+        }
+    }
+}
+
+/// Per app: its label sets, its stacks as frame numbers, and its counts.
+fn put_apps(body: &mut Vec<u8>, apps: &BTreeMap<String, BTreeMap<Key, u64>>, dict: &Frames) {
+    put_varint(body, apps.len() as u64);
+    for (app, counts) in apps {
+        put_str(body, app);
+        let mut label_sets: BTreeMap<&Labels, u64> = BTreeMap::new();
+        let mut stacks: BTreeMap<&Vec<Arc<str>>, u64> = BTreeMap::new();
+        for (labels, stack, _) in counts.keys() {
+            label_sets.insert(labels, 0);
+            stacks.insert(stack, 0);
+        }
+        put_varint(body, label_sets.len() as u64);
+        for (i, (labels, n)) in label_sets.iter_mut().enumerate() {
+            *n = i as u64;
+            put_varint(body, labels.len() as u64);
+            for (k, v) in labels.iter() {
+                put_str(body, k);
+                put_str(body, v);
+            }
+        }
+        put_varint(body, stacks.len() as u64);
+        for (i, (stack, n)) in stacks.iter_mut().enumerate() {
+            *n = i as u64;
+            put_varint(body, stack.len() as u64);
+            for f in stack.iter() {
+                put_varint(body, dict.ids[&**f]);
+            }
+        }
+        put_varint(body, counts.len() as u64);
+        let mut last_time = 0i64;
+        for ((labels, stack, time), n) in counts {
+            put_ivarint(body, time.wrapping_sub(last_time));
+            last_time = *time;
+            put_varint(body, label_sets[labels]);
+            put_varint(body, stacks[stack]);
+            put_varint(body, *n);
+        }
+    }
+}
+
+fn deflate(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::DeflateEncoder::new(magic.to_vec(), flate2::Compression::new(6));
+    let _ = z.write_all(body);
+    z.finish().unwrap_or_default()
+}
+
+fn inflate(magic: &[u8; 8], bytes: &[u8]) -> Result<Vec<u8>, SegmentError> {
+    let zipped = bytes.strip_prefix(magic.as_slice()).ok_or_else(|| SegmentError::Magic(String::from_utf8_lossy(magic).into_owned()))?;
+    let mut body = Vec::new();
+    flate2::read::DeflateDecoder::new(zipped)
+        .take(MAX_INFLATED)
+        .read_to_end(&mut body)
+        .map_err(|e| SegmentError::Inflate(e.to_string()))?;
+    Ok(body)
+}
+
+/// The contents of a segment or pack, read front to back; every error names its position.
+struct Reader<'a> {
+    input: &'a [u8],
+    total: usize,
+}
+
+impl Reader<'_> {
+    fn damaged(&self) -> SegmentError {
+        SegmentError::Damaged(self.total - self.input.len())
+    }
+
+    fn str(&mut self) -> Result<String, SegmentError> {
+        get_str(&mut self.input).ok_or_else(|| self.damaged())
+    }
+
+    fn varint(&mut self) -> Result<u64, SegmentError> {
+        get_varint(&mut self.input).ok_or_else(|| self.damaged())
+    }
+
+    /// A count of things that follow, each taking at least a byte: never more than the bytes
+    /// left (so a damaged count cannot make the decoder reserve memory for nothing).
+    fn count(&mut self) -> Result<usize, SegmentError> {
+        let at = self.damaged();
+        let n = get_varint(&mut self.input).ok_or(at.clone())?;
+        if n > self.input.len() as u64 {
+            return Err(at);
+        }
+        Ok(n as usize)
+    }
+
+    fn frames(&mut self) -> Result<Vec<Arc<str>>, SegmentError> {
+        let n = self.count()?;
+        let mut frames = Vec::with_capacity(n);
+        for _ in 0..n {
+            frames.push(self.str()?.into());
+        }
+        Ok(frames)
+    }
+
+    fn index<'t, T>(&mut self, table: &'t [T]) -> Result<&'t T, SegmentError> {
+        let at = self.damaged();
+        table.get(self.varint()? as usize).ok_or(at)
+    }
+
+    fn apps(&mut self, frames: &[Arc<str>], seg: &mut Segment) -> Result<(), SegmentError> {
+        for _ in 0..self.count()? {
+            let app = self.str()?;
             let mut label_sets: Vec<Labels> = Vec::new();
-            for _ in 0..count(&mut input, total)? {
+            for _ in 0..self.count()? {
                 let mut labels = Labels::new();
-                for _ in 0..count(&mut input, total)? {
-                    let k = get_str(&mut input).ok_or_else(|| at(input))?;
-                    let v = get_str(&mut input).ok_or_else(|| at(input))?;
+                for _ in 0..self.count()? {
+                    let k = self.str()?;
+                    let v = self.str()?;
                     labels.push((k, v));
                 }
                 label_sets.push(labels);
             }
             let mut stacks: Vec<Vec<Arc<str>>> = Vec::new();
-            for _ in 0..count(&mut input, total)? {
-                let n = count(&mut input, total)?;
+            for _ in 0..self.count()? {
+                let n = self.count()?;
                 let mut stack = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let f = get_varint(&mut input).ok_or_else(|| at(input))?;
-                    stack.push(Arc::clone(frames.get(f as usize).ok_or_else(|| at(input))?));
+                    stack.push(Arc::clone(self.index(frames)?));
                 }
                 stacks.push(stack);
             }
             let mut time = 0i64;
-            for _ in 0..count(&mut input, total)? {
-                time = time.wrapping_add(get_ivarint(&mut input).ok_or_else(|| at(input))?);
-                let labels = label_sets.get(get_varint(&mut input).ok_or_else(|| at(input))? as usize).ok_or_else(|| at(input))?;
-                let stack = stacks.get(get_varint(&mut input).ok_or_else(|| at(input))? as usize).ok_or_else(|| at(input))?;
-                let n = get_varint(&mut input).ok_or_else(|| at(input))?;
+            for _ in 0..self.count()? {
+                time = time.wrapping_add(get_ivarint(&mut self.input).ok_or_else(|| self.damaged())?);
+                let labels = self.index(&label_sets)?;
+                let stack = self.index(&stacks)?;
+                let n = self.varint()?;
                 seg.add(&app, labels.clone(), stack.clone(), time, n);
             }
         }
-        if !input.is_empty() {
-            return Err(at(input));
-        }
-        Ok(seg)
+        Ok(())
     }
-}
 
-/// A count of things that follow, each taking at least a byte: never more than the bytes left
-/// (so a damaged count cannot make the decoder reserve memory for nothing).
-fn count(input: &mut &[u8], total: usize) -> Result<usize, SegmentError> {
-    let at = SegmentError::Damaged(total - input.len());
-    let n = get_varint(input).ok_or(at.clone())?;
-    if n > input.len() as u64 {
-        return Err(at);
+    fn end(&self) -> Result<(), SegmentError> {
+        if self.input.is_empty() {
+            Ok(())
+        } else {
+            Err(self.damaged())
+        }
     }
-    Ok(n as usize)
 }
 
 #[cfg(test)]
@@ -270,13 +381,46 @@ mod tests {
     #[test]
     fn damaged_segments_are_refused() {
         let bytes = sample().encode();
-        assert_eq!(Segment::decode(b"PK\x03\x04"), Err(SegmentError::Magic));
+        assert_eq!(Segment::decode(b"PK\x03\x04"), Err(SegmentError::Magic("STKDSEG1".into())));
+        assert_eq!(Pack::decode(&bytes), Err(SegmentError::Magic("STKDPAK1".into())));
         assert!(matches!(Segment::decode(&bytes[..bytes.len() - 3]), Err(SegmentError::Inflate(_) | SegmentError::Damaged(_))));
         // Valid deflate of contents that stop early.
-        let mut short = MAGIC.to_vec();
+        let mut short = SEGMENT_MAGIC.to_vec();
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(&[6, b'n', b'o', b'd', b'e', b'-', b'a', 42, 200]).expect("write");
         short.extend(z.finish().expect("finish"));
         assert_eq!(Segment::decode(&short), Err(SegmentError::Damaged(8)));
+    }
+}
+
+#[cfg(test)]
+mod pack_tests {
+    use super::*;
+
+    fn interval(seq: u64) -> Segment {
+        let mut s = Segment::new("node-a", seq);
+        for e in 0..20 {
+            let labels: Labels = vec![("executor".into(), e.to_string())];
+            let stack: Vec<Arc<str>> =
+                ["java.lang.Thread.run", "org.apache.spark.executor.Executor$TaskRunner.run", "com.shop.Job.compute"]
+                    .iter()
+                    .map(|f| Arc::from(format!("{f}{}", e % 3)))
+                    .collect();
+            s.add("shop", labels, stack, seq as i64 * 60_000, seq * 10 + e);
+        }
+        s
+    }
+
+    #[test]
+    fn a_pack_keeps_each_section_and_shares_its_frames() {
+        let sections: Vec<Segment> = (7..=9).map(interval).collect();
+        let pack = Pack { node: "node-a".into(), sections: sections.clone() };
+        let bytes = pack.encode();
+        assert_eq!(&bytes[..8], b"STKDPAK1");
+        assert_eq!(Pack::decode(&bytes), Ok(pack));
+        let apart: usize = sections.iter().map(|s| s.encode().len()).sum();
+        assert!(bytes.len() < apart, "one dictionary and one stream: {} bytes packed, {apart} apart", bytes.len());
+        assert_eq!(Segment::decode(&bytes), Err(SegmentError::Magic("STKDSEG1".into())));
+        assert!(matches!(Pack::decode(&bytes[..bytes.len() - 2]), Err(SegmentError::Inflate(_) | SegmentError::Damaged(_))));
     }
 }

@@ -10,11 +10,6 @@ use super::segment::Segment;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// The object key of a node's segment: numbers zero-padded, so that keys sort by number.
-pub fn segment_key(node: &str, seq: u64) -> String {
-    format!("segments/{node}/{seq:012}.seg")
-}
-
 /// Upload what is pending, if anything: `Ok(true)` when a segment went up (or was up already).
 pub async fn upload_once(store: &Arc<Store>, objects: &Objects, node: &str, metrics: &Metrics) -> anyhow::Result<bool> {
     let (s, n) = (Arc::clone(store), node.to_string());
@@ -30,7 +25,7 @@ pub async fn upload_once(store: &Arc<Store>, objects: &Objects, node: &str, metr
         metrics.segments.with_label_values(&["unresolved_counts"]).inc_by(unresolved);
         tracing::error!(unresolved, seq = pending.seq, "counts of this node's outbox could not be named; they are left out of its segment");
     }
-    let key = segment_key(node, pending.seq);
+    let key = super::keys::segment(node, pending.seq);
     match objects.put_if_absent(&key, segment.encode().into()).await {
         Ok(Put::Created) => metrics.segments.with_label_values(&["uploaded"]).inc(),
         Ok(Put::Exists) => metrics.segments.with_label_values(&["repeated"]).inc(),
@@ -76,7 +71,7 @@ mod tests {
     #[tokio::test]
     async fn an_upload_repeated_after_a_crash_counts_once() {
         let (root, store) = outbox_store("stackd-uploader");
-        let objects = Objects::Dir(root.join("objects"));
+        let objects = Objects::dir(root.join("objects"));
         let metrics = Metrics::new();
         let now = 120_000;
         let src = store.source(1, || SourceSpec::new("shop", vec![("host".into(), "h1".into())])).expect("source");
@@ -89,7 +84,7 @@ mod tests {
         assert_eq!(p, crate::store::disk::Pending { seq: 1, upto: 0 });
         let mut first = Segment::new("n1", p.seq);
         store.outbox_counts(p, |app, labels, frames, time, n| first.add(app, labels, frames, time, n)).expect("counts");
-        assert_eq!(objects.put_if_absent(&segment_key("n1", 1), first.encode().into()).await.expect("put"), Put::Created);
+        assert_eq!(objects.put_if_absent(&crate::cluster::keys::segment("n1", 1), first.encode().into()).await.expect("put"), Put::Created);
         // Meanwhile, more.
         store.add_stack_now(&src, &Stack::Frames(&main_work), 4, now, now).expect("add");
         store.flush(now).expect("flush");

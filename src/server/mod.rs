@@ -113,11 +113,16 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
             let node = crate::cluster::node_id(&store, config.node_id.as_deref())?;
             tracing::info!(store = %objects.describe(), node = %node, interval = ?config.segment_interval, "sharing this node's profiles through object storage");
             let status = Arc::new(crate::cluster::Status::new(objects.describe(), node.clone()));
+            let sharing = crate::cluster::Sharing {
+                node,
+                interval: config.segment_interval,
+                pack_segments: config.pack_segments,
+                keep: config.retention + config.max_future,
+            };
             let task = tokio::spawn(crate::cluster::run(
                 Arc::clone(&store),
-                objects.clone(),
-                node,
-                config.segment_interval,
+                objects.clone().counted(&metrics),
+                sharing,
                 metrics.clone(),
                 Arc::clone(&status),
                 token.clone(),
