@@ -129,6 +129,28 @@ async fn a_node_uploads_what_it_acknowledged_exactly_once() {
         stderr.contains("this data dir holds the profiles of node \"n1\", not \"n9\": start it with --node-id n1 (or without --node-id)"),
         "{stderr}"
     );
+
+    // The data dir lost (a pod whose volume went with it), n1 started again on an empty one:
+    // it reads its own past back, and numbers its new segments after the old ones instead of
+    // having them dropped as repeated.
+    let fresh = common::TempDir::new("cluster-node-fresh");
+    let node = common::Binary::start_with_env(&fresh.0, &args, &moto.env());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut past = node.get_text("/flamegraph/shop.folded").await.1;
+    while lines(&past) != ["main;gc 5", "main;idle 2", "main;work 8"] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        past = node.get_text("/flamegraph/shop.folded").await.1;
+    }
+    assert_eq!(lines(&past), ["main;gc 5", "main;idle 2", "main;work 8"]);
+    import(&node, "app=shop&host=h1", "main;new 9\n").await;
+    let (keys, merged) = wait_for_segments(&store, "n1", 4).await;
+    assert_eq!(keys.last().map(String::as_str), Some("segments/n1/000000000004.seg"), "{keys:?}");
+    assert_eq!(merged.totals().get("shop"), Some(&(2 + 7 + 1 + 5 + 9)));
+    let (_, metrics) = node.get_text("/metrics").await;
+    assert_eq!(common::series_value(&metrics, "stackd_segments_total{outcome=\"repeated\"}"), Some(0.0));
+    assert_eq!(lines(&text(&node, "/flamegraph/shop.folded").await), ["main;gc 5", "main;idle 2", "main;new 9", "main;work 8"]);
+    let logged = node.stop();
+    assert!(logged.iter().any(|l| l.contains("numbers on after them")), "{logged:?}");
 }
 
 /// `GET path` from a node: the body of a 200.

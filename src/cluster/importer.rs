@@ -30,6 +30,10 @@ const LEGACY: &str = "segment:";
 #[derive(Debug, Default)]
 pub struct Imported {
     upto: HashMap<String, u64>,
+    /// This node's own segments written before its data dir (a data dir lost and replaced
+    /// under the same id), read back like another node's: up to this number. `None` until
+    /// known ([`super::uploader::number`]).
+    pub own: Option<u64>,
 }
 
 impl Imported {
@@ -48,7 +52,7 @@ impl Imported {
                 upto.insert(key[WATERMARK.len()..].to_string(), n);
             }
         }
-        Imported { upto }
+        Imported { upto, own: None }
     }
 
     /// Every segment of `node` up to this number is in this node's store.
@@ -106,14 +110,22 @@ pub async fn import_once(
 ) -> anyhow::Result<usize> {
     let mut n = 0;
     for node in objects.children("segments/").await? {
-        if node == me || crate::config::parse_node_id(&node).is_err() {
+        // This node's own segments only when they are its past (see [`Imported::own`]).
+        let limit = if node == me { imported.own.unwrap_or(0) } else { u64::MAX };
+        let upto = imported.upto(&node);
+        if upto >= limit || crate::config::parse_node_id(&node).is_err() {
             continue;
         }
-        let upto = imported.upto(&node);
         let listed = objects.list_after(&keys::node_prefix(&node), Some(&keys::after(&node, upto))).await?;
         let names: Vec<(Name, String)> = listed.into_iter().filter_map(|l| keys::parse(&node, &l.key).map(|n| (n, l.key))).collect();
         for step in plan(upto, &names) {
             let (from, to, bytes) = match step {
+                Step::Skip { upto } if upto >= limit => (0, limit, None),
+                Step::Read { from, .. } if from > limit => break,
+                Step::Read { key, from, to } if to > limit => match objects.get(&key).await? {
+                    Some(bytes) => (from, limit, Some((key, bytes))),
+                    None => break,
+                },
                 Step::Skip { upto } => {
                     tracing::info!(node, upto, "segments of another node were deleted by retention before this node read them");
                     (0, upto, None)

@@ -130,7 +130,13 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Numbering first: no upload before this data dir knows where its numbers start.
+        let numbered = match imported.own {
+            Some(_) => Ok(()),
+            None => uploader::number(&store, &objects, &node).await.map(|n| imported.own = Some(n)),
+        };
         let uploads = async {
+            numbered?;
             while uploader::upload_once(&store, &objects, &node, &metrics).await? {
                 status.last_upload_ms.store(crate::now_ms(), Ordering::Relaxed);
             }

@@ -10,6 +10,29 @@ use super::segment::Segment;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Before this data dir's first upload: number on after every segment of this node's id in
+/// the object store. A data dir that was lost and replaced under the same id (a pod whose
+/// volume went with it) would otherwise number from 1 again, and put-if-absent would keep the
+/// old segments and drop its new ones as repeated. Returns the numbers inherited: the
+/// importer reads them back as this node's past.
+pub async fn number(store: &Arc<Store>, objects: &Objects, node: &str) -> anyhow::Result<u64> {
+    if let Some(inherited) = store.outbox_numbered()? {
+        return Ok(inherited);
+    }
+    let listed = objects.list(&super::keys::node_prefix(node)).await?;
+    let top = listed.iter().filter_map(|l| super::keys::parse(node, &l.key)).map(|n| n.range().1).max().unwrap_or(0);
+    let s = Arc::clone(store);
+    let inherited = tokio::task::spawn_blocking(move || s.outbox_number_after(top)).await??;
+    if inherited > 0 {
+        tracing::warn!(
+            node,
+            inherited,
+            "this data dir is new, and the object store holds segments of this node's id up to {inherited}: it numbers on after them and reads them back as its own past"
+        );
+    }
+    Ok(inherited)
+}
+
 /// Upload what is pending, if anything: `Ok(true)` when a segment went up (or was up already).
 pub async fn upload_once(store: &Arc<Store>, objects: &Objects, node: &str, metrics: &Metrics) -> anyhow::Result<bool> {
     let (s, n) = (Arc::clone(store), node.to_string());

@@ -20,6 +20,9 @@ use crate::store::{Labels, Store};
 const NEXT_SEQ: &str = "outbox_next_seq";
 const PENDING_SEQ: &str = "outbox_pending_seq";
 const PENDING_UPTO: &str = "outbox_pending_upto";
+/// The segments of this node's id that were in the object store before this data dir numbered
+/// any: a data dir lost and replaced under the same id. They are its own past, read back.
+const INHERITED: &str = "outbox_inherited";
 
 /// A segment assigned and not yet known to be uploaded: its number, and the last outbox row
 /// it covers (every row up to it).
@@ -130,6 +133,49 @@ impl Store {
             meta.remove(PENDING_UPTO).map_err(StoreError::write)?;
         }
         w.commit().map_err(StoreError::write)
+    }
+
+    /// Before this data dir's first segment: number on after `found`, the highest segment
+    /// number of this node's id in the object store (0: none). A data dir that has numbered
+    /// already keeps its numbers. Returns the numbers inherited: every segment up to it was
+    /// written before this data dir, by a node of the same id whose data dir is gone.
+    pub fn outbox_number_after(&self, found: u64) -> Result<u64, StoreError> {
+        let Some(disk) = &self.disk else { return Ok(0) };
+        let guard = disk.db().ok_or(StoreError::Unavailable)?;
+        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+        let w = db.begin_write().map_err(StoreError::write)?;
+        let inherited = {
+            let mut meta = w.open_table(META).map_err(StoreError::write)?;
+            let get = |meta: &redb::Table<&str, u64>, k| meta.get(k).map(|v| v.map(|v| v.value())).map_err(StoreError::read);
+            if get(&meta, NEXT_SEQ)?.is_some() || get(&meta, PENDING_SEQ)?.is_some() {
+                get(&meta, INHERITED)?.unwrap_or(0)
+            } else {
+                meta.insert(NEXT_SEQ, found + 1).map_err(StoreError::write)?;
+                meta.insert(INHERITED, found).map_err(StoreError::write)?;
+                found
+            }
+        };
+        w.commit().map_err(StoreError::write)?;
+        Ok(inherited)
+    }
+
+    /// Whether this data dir has numbered segments (see [`Store::outbox_number_after`]), and
+    /// the numbers it inherited.
+    pub fn outbox_numbered(&self) -> Result<Option<u64>, StoreError> {
+        let Some(disk) = &self.disk else { return Ok(Some(0)) };
+        let guard = disk.db().ok_or(StoreError::Unavailable)?;
+        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+        let r = db.begin_read().map_err(StoreError::read)?;
+        let meta = match r.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(StoreError::read(e)),
+        };
+        let get = |k| meta.get(k).map(|v| v.map(|v| v.value())).map_err(StoreError::read);
+        match (get(NEXT_SEQ)?, get(PENDING_SEQ)?) {
+            (None, None) => Ok(None),
+            _ => Ok(Some(get(INHERITED)?.unwrap_or(0))),
+        }
     }
 
     /// Outbox rows waiting (flushes whose counts are in no segment yet), for /metrics.
