@@ -37,7 +37,7 @@ boto3.client('s3', endpoint_url='http://127.0.0.1:48500', aws_access_key_id='sta
 "$bin/stackd-load" --print-bodies "$work/mix" --fixture spark --lines 35 --app bench >/dev/null
 node() { # name port [extra args]
   local name=$1 port=$2; shift 2
-  "$bin/stackd" --statsd-addr "127.0.0.1:$((port + 1))" --http-addr "127.0.0.1:$port" --data-dir "$work/$name" --log warn \
+  "$bin/stackd" --statsd-addr "127.0.0.1:$((port + 1))" --http-addr "127.0.0.1:$port" --data-dir "$work/$name" --log "${LOG:-warn}" \
     --prefix-labels SKIP.app.executor "$@" &
   pids+=("$!")
   wait_http "http://127.0.0.1:$port/ping"
@@ -88,3 +88,67 @@ for _ in $(seq 1200); do
 done
 end=$(date +%s.%N)
 echo "{\"what\":\"cold_node\",\"samples\":$(total_of 48530),\"expected\":$sent,\"seconds_to_every_count\":$(python3 -c "print(round($end - $start, 2))")}"
+
+# 4. A day of one 50-executor app (benches/day.py: 1,440 one-minute buckets, 10 executors a
+#    minute, 35 real Spark stacks a body), written to n3 and compacted (--pack-segments 10); n4
+#    warm all along; then a 24 h query on each, and a cold node n5: how long until it has the
+#    day, what it read from the object store, and its queries.
+"$bin/stackd-load" --print-bodies "$work/day" --fixture spark --lines 35 --app day --executors 50 --apps 1 --windows 5 --late 60 >/dev/null
+LOG=info node n3 48540 --object-store s3://stackd-bench/day --node-id n3 --segment-interval 1s --pack-segments 10 2>"$work/n3.log"
+LOG=info node n4 48550 --object-store s3://stackd-bench/day --node-id n4 --segment-interval 1s --pack-segments 10 2>"$work/n4.log"
+echo "{\"what\":\"day_sent\",\"send\":$(python3 benches/day.py "$work/day" 127.0.0.1:48540)}"
+day_total() { curl -s "http://127.0.0.1:$1/apps" | python3 -c "import json,sys; print(sum(a['total_samples'] for a in json.load(sys.stdin) if a['name']=='day-mix-0'))"; }
+day_sent=$(day_total 48540)
+# Until n4 has the day and both packed windows' sources are gone (grace: 5 intervals).
+for _ in $(seq 600); do
+  [ "$(day_total 48550)" = "$day_sent" ] && [ "$(grep -c 'compaction: segments merged' "$work/n3.log" "$work/n4.log" | awk -F: '{s+=$2} END {print s}')" -gt 0 ] && break
+  sleep 0.2
+done
+sleep 8
+python3 - <<'PY'
+import boto3, json
+s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:48500', aws_access_key_id='stackd', aws_secret_access_key='stackd-secret', region_name='us-east-1')
+objs = [o for p in s3.get_paginator('list_objects_v2').paginate(Bucket='stackd-bench', Prefix='day/segments/') for o in p.get('Contents', [])]
+kinds = {}
+for o in objs:
+    k = o['Key'].rsplit('.', 1)[-1] if '.' in o['Key'] else 'marker'
+    n, b = kinds.get(k, (0, 0))
+    kinds[k] = (n + 1, b + o['Size'])
+print(json.dumps({"what": "day_objects", "by_kind": {k: {"objects": n, "bytes": b} for k, (n, b) in kinds.items()}}))
+PY
+grep -h 'compaction: segments merged' "$work/n3.log" "$work/n4.log" | sed -E 's/\x1b\[[0-9;]*m//g' | python3 -c "
+import json, re, sys
+for line in sys.stdin:
+    f = dict(re.findall(r'(\w+)=(\d+)', line))
+    print(json.dumps({'what': 'compaction_pass', 'packs': int(f['packs']), 'read_bytes': int(f['read_bytes']), 'written_bytes': int(f['written_bytes']), 'ms': int(f['ms'])}))"
+# Query latency: median of 7, after one to warm (curl's total time).
+query_ms() { # port path
+  for _ in $(seq 8); do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$1$2"; done | tail -n 7 | sort -n | sed -n 4p | python3 -c "import sys; print(round(float(sys.stdin.read()) * 1000, 1))"
+}
+first_ms() { curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$1$2" | python3 -c "import sys; print(round(float(sys.stdin.read()) * 1000, 1))"; }
+for q in "/flamegraph/day-mix-0.folded?from=-25h" "/flamegraph/day-mix-0.svg?from=-25h" "/flamegraph/day-mix-0.svg?from=-25h&executor=7"; do
+  for port in 48540 48550; do
+    echo "{\"what\":\"day_query\",\"node\":$([ $port = 48540 ] && echo '"writer n3"' || echo '"warm n4"'),\"query\":\"$q\",\"median_ms\":$(query_ms $port "$q")}"
+  done
+done
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1==s {print $2}'; }
+# Per query: what a node asks the object store while answering (its counters around 7 queries).
+before=$(metric 48550 'stackd_object_store_requests_total{op="get"}')
+query_ms 48550 "/flamegraph/day-mix-0.svg?from=-25h" >/dev/null
+echo "{\"what\":\"day_query_object_gets\",\"gets_during_8_queries\":$(python3 -c "print(int($(metric 48550 'stackd_object_store_requests_total{op="get"}') - $before))")}"
+# A steady round: what n4 asks each --segment-interval with nothing new (10 s).
+l0=$(metric 48550 'stackd_object_store_requests_total{op="list"}'); g0=$(metric 48550 'stackd_object_store_requests_total{op="get"}')
+sleep 10
+echo "{\"what\":\"idle_rounds_10s\",\"lists\":$(python3 -c "print(int($(metric 48550 'stackd_object_store_requests_total{op="list"}') - $l0))"),\"gets\":$(python3 -c "print(int($(metric 48550 'stackd_object_store_requests_total{op="get"}') - $g0))")}"
+# The cold node.
+start=$(date +%s.%N)
+node n5 48560 --object-store s3://stackd-bench/day --node-id n5 --segment-interval 1s --pack-segments 10
+for _ in $(seq 1200); do
+  [ "$(day_total 48560)" = "$day_sent" ] && break
+  sleep 0.05
+done
+end=$(date +%s.%N)
+echo "{\"what\":\"day_cold_node\",\"samples\":$(day_total 48560),\"expected\":$day_sent,\"seconds_to_the_whole_day\":$(python3 -c "print(round($end - $start, 2))"),\"first_svg_ms\":$(first_ms 48560 "/flamegraph/day-mix-0.svg?from=-25h"),\"gets\":$(metric 48560 'stackd_object_store_requests_total{op="get"}'),\"lists\":$(metric 48560 'stackd_object_store_requests_total{op="list"}'),\"bytes_received\":$(metric 48560 'stackd_object_store_bytes_total{direction="received"}')}"
+for q in "/flamegraph/day-mix-0.folded?from=-25h" "/flamegraph/day-mix-0.svg?from=-25h" "/flamegraph/day-mix-0.svg?from=-25h&executor=7"; do
+  echo "{\"what\":\"day_query\",\"node\":\"cold n5\",\"query\":\"$q\",\"median_ms\":$(query_ms 48560 "$q")}"
+done

@@ -51,15 +51,28 @@ pub struct Report {
     pub sources_deleted: u64,
     /// Segments and packs deleted by retention.
     pub expired: u64,
+    /// Bytes of the segments this node merged, and of the packs it wrote.
+    pub read_bytes: u64,
+    pub written_bytes: u64,
 }
 
 /// One pass over every node's objects at `now_ms`.
 pub async fn compact_once(objects: &Objects, me: &str, settings: Settings, now_ms: i64, metrics: &Metrics) -> anyhow::Result<Report> {
+    let started = std::time::Instant::now();
     let mut report = Report::default();
     for node in objects.children("segments/").await? {
         if crate::config::parse_node_id(&node).is_ok() {
             compact_node(objects, me, &node, settings, now_ms, &mut report).await?;
         }
+    }
+    if !report.packed.is_empty() {
+        tracing::info!(
+            packs = report.packed.len(),
+            read_bytes = report.read_bytes,
+            written_bytes = report.written_bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "compaction: segments merged into packs"
+        );
     }
     let count = |outcome: &str, n: u64| metrics.compaction.with_label_values(&[outcome]).inc_by(n);
     count("packed", report.packed.len() as u64);
@@ -164,7 +177,10 @@ async fn pack_window(
     let mut fetched = Vec::with_capacity(sources.len());
     for (seq, l) in sources {
         match objects.get(&l.key).await? {
-            Some(bytes) => fetched.push((*seq, l.key.clone(), bytes)),
+            Some(bytes) => {
+                report.read_bytes += bytes.len() as u64;
+                fetched.push((*seq, l.key.clone(), bytes))
+            }
             // Deleted since the listing (retention): the lease expires and a later pass packs
             // what is left.
             None => return Ok(()),
@@ -183,8 +199,12 @@ async fn pack_window(
         pack.encode()
     })
     .await?;
+    let size = encoded.len() as u64;
     match objects.put_if_absent(&keys::pack(node, first, last), encoded.into()).await? {
-        Put::Created => report.packed.push((node.to_string(), first, last)),
+        Put::Created => {
+            report.packed.push((node.to_string(), first, last));
+            report.written_bytes += size;
+        }
         Put::Exists => report.repeated += 1,
     }
     Ok(())
@@ -228,6 +248,7 @@ mod tests {
         let pack = Pack::decode(&objects.get(&keys::pack("n1", 4, 6)).await.expect("get").expect("there")).expect("a pack");
         assert_eq!(pack.sections.iter().map(|s| (s.seq, s.totals()["shop"])).collect::<Vec<_>>(), [(4, 4), (5, 5), (6, 6)]);
         // Within the grace period nothing more happens; another node's pass neither packs again.
+        assert!(r.written_bytes > 0 && r.written_bytes < r.read_bytes, "{r:?}");
         let again = compact_once(&objects, "n3", settings(), now + 1_000, &metrics).await.expect("pass");
         assert_eq!(again, Report::default());
         assert_eq!(keys_of(&objects, "segments/n1/").await.len(), 9);
