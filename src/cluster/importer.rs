@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::keys::{self, Name};
 use super::objects::Objects;
-use super::segment::{Pack, Segment, SegmentError};
+use super::segment::Counts;
 use crate::metrics::Metrics;
 use crate::sample::{ProfileType, Stack};
 use crate::store::{SourceSpec, Store, Writes, NODE_LABEL, PERIOD_LABEL, TYPE_LABEL};
@@ -139,17 +139,14 @@ pub async fn import_once(
             let (s, node_id) = (Arc::clone(store), node.clone());
             let read = tokio::task::spawn_blocking(move || {
                 let Some((key, bytes)) = bytes else {
-                    add(&s, &node_id, &Segment::default(), to);
+                    add(&s, &node_id, None, to);
                     return Ok(0);
                 };
-                match sections(&key, &node_id, &bytes, from, to) {
-                    Ok((segment, count)) => {
-                        add(&s, &node_id, &segment, to);
-                        Ok(count)
-                    }
+                match Counts::open(&bytes) {
+                    Ok(counts) => Ok(add(&s, &node_id, Some((&counts, from)), to)),
                     Err(e) => {
                         // Never readable: passed over, so that it is not fetched again and again.
-                        add(&s, &node_id, &Segment::default(), to);
+                        add(&s, &node_id, None, to);
                         Err((key, e))
                     }
                 }
@@ -171,61 +168,45 @@ pub async fn import_once(
     Ok(n)
 }
 
-/// The counts of segments `from..=to` of a segment or pack, summed, and how many segments.
-fn sections(key: &str, node: &str, bytes: &[u8], from: u64, to: u64) -> Result<(Segment, u64), SegmentError> {
-    match keys::parse(node, key) {
-        Some(Name::Pack { .. }) => {
-            let pack = Pack::decode(bytes)?;
-            let mut sum = Segment::new(node, to);
-            let mut n = 0;
-            for s in pack.sections.iter().filter(|s| (from..=to).contains(&s.seq)) {
-                sum.merge(s);
-                n += 1;
-            }
-            Ok((sum, n))
-        }
-        _ => Segment::decode(bytes).map(|s| (s, 1)),
-    }
-}
-
-/// Add a segment's counts as `node`'s, and `node`'s watermark `upto`, with the note gate held
-/// (see the module's doc).
-fn add(store: &Store, node: &str, segment: &Segment, upto: u64) {
+/// Add the counts of sections `from..=upto` of a segment or pack as `node`'s, and `node`'s
+/// watermark `upto`, with the note gate held (see the module's doc): how many sections.
+fn add(store: &Store, node: &str, counts: Option<(&Counts, u64)>, upto: u64) -> u64 {
     let _gate = store.noting();
     let now = crate::now_ms();
     let mut refused = 0u64;
-    for (app, counts) in &segment.apps {
-        let mut w = Writes::default();
-        for ((labels, frames, time), count) in counts {
-            let mut spec = SourceSpec { node: Some(node.to_string()), ..SourceSpec::new(app.clone(), Vec::new()) };
-            for (k, v) in labels {
-                match k.as_str() {
-                    TYPE_LABEL => spec.profile = ProfileType::from_name(v).unwrap_or_default(),
-                    PERIOD_LABEL => spec.period_ns = v.parse().ok(),
-                    NODE_LABEL => {}
-                    _ => spec.labels.push((k.clone(), v.clone())),
+    let mut w = Writes::default();
+    let sections = counts.map_or(0, |(counts, from)| {
+        counts.each(
+            |seq| (from..=upto).contains(&seq),
+            |app, labels, stack, time, count| {
+                let spec = || {
+                    let mut spec = SourceSpec { node: Some(node.to_string()), ..SourceSpec::new(app.to_string(), Vec::new()) };
+                    for (k, v) in labels {
+                        match k.as_str() {
+                            TYPE_LABEL => spec.profile = ProfileType::from_name(v).unwrap_or_default(),
+                            PERIOD_LABEL => spec.period_ns = v.parse().ok(),
+                            NODE_LABEL => {}
+                            _ => spec.labels.push((k.clone(), v.clone())),
+                        }
+                    }
+                    spec
+                };
+                let frames: Vec<&str> = stack.iter().map(|f| &**f).collect();
+                let added = w
+                    .resolve(store, origin(node, app, labels), spec)
+                    .and_then(|id| store.add_stack(&mut w, id, &Stack::Frames(&frames), count, time, now));
+                if added.is_err() {
+                    refused += 1;
                 }
-            }
-            let origin = origin(node, app, labels);
-            let frames: Vec<&str> = frames.iter().map(|f| &**f).collect();
-            let added = store.source(origin, || spec).and_then(|source| {
-                let id = w.adopt(&source);
-                store.add_stack(&mut w, id, &Stack::Frames(&frames), *count, *time, now)
-            });
-            if added.is_err() {
-                refused += 1;
-            }
-        }
-    }
+            },
+        )
+    });
+    drop(w);
     store.note(&format!("{WATERMARK}{node}"), upto.to_string().into_bytes());
     if refused > 0 {
-        tracing::warn!(
-            node,
-            seq = segment.seq,
-            refused,
-            "counts of another node's segment were refused here (older than --retention, or a limit)"
-        );
+        tracing::warn!(node, upto, refused, "counts of another node's segment were refused here (older than --retention, or a limit)");
     }
+    sections
 }
 
 /// The origin of another node's label set: its own hash space (the seed), apart from every

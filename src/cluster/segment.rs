@@ -110,6 +110,59 @@ impl Segment {
     }
 }
 
+/// The counts of a segment or a pack, read without building a map: what a node importing
+/// another's segments needs. Opening checks the whole object, so that a damaged one is refused
+/// before any of its counts is used.
+#[derive(Debug)]
+pub struct Counts {
+    body: Vec<u8>,
+    pack: bool,
+}
+
+impl Counts {
+    pub fn open(bytes: &[u8]) -> Result<Counts, SegmentError> {
+        let pack = bytes.starts_with(PACK_MAGIC);
+        let c = Counts { body: inflate(if pack { PACK_MAGIC } else { SEGMENT_MAGIC }, bytes)?, pack };
+        c.read(|_| true, |_, _, _, _, _| {})?;
+        Ok(c)
+    }
+
+    /// Every count of the sections whose number `keep` accepts, to `emit(app, labels, frames
+    /// root first, bucket start ms, count)`: how many sections.
+    pub fn each(&self, keep: impl Fn(u64) -> bool, emit: impl FnMut(&str, &Labels, &[Arc<str>], i64, u64)) -> u64 {
+        // Checked when opened.
+        self.read(keep, emit).unwrap_or(0)
+    }
+
+    fn read(&self, keep: impl Fn(u64) -> bool, mut emit: impl FnMut(&str, &Labels, &[Arc<str>], i64, u64)) -> Result<u64, SegmentError> {
+        let mut r = Reader { input: &self.body, total: self.body.len() };
+        r.str()?;
+        let sections = if self.pack {
+            let frames = r.frames()?;
+            let mut kept = 0;
+            for _ in 0..r.count()? {
+                if keep(r.varint()?) {
+                    r.each_app(&frames, &mut emit)?;
+                    kept += 1;
+                } else {
+                    r.each_app(&frames, |_, _, _, _, _| {})?;
+                }
+            }
+            kept
+        } else {
+            let seq = r.varint()?;
+            let frames = r.frames()?;
+            match keep(seq) {
+                true => r.each_app(&frames, &mut emit)?,
+                false => r.each_app(&frames, |_, _, _, _, _| {})?,
+            }
+            u64::from(keep(seq))
+        };
+        r.end()?;
+        Ok(sections)
+    }
+}
+
 /// Several segments of one node, compacted into one object: each keeps its own section, so a
 /// reader that has some of them takes only the others. One frame dictionary and one deflate
 /// stream for all: a frame that every interval repeats is written once.
@@ -286,6 +339,11 @@ impl Reader<'_> {
     }
 
     fn apps(&mut self, frames: &[Arc<str>], seg: &mut Segment) -> Result<(), SegmentError> {
+        self.each_app(frames, |app, labels, stack, time, n| seg.add(app, labels.clone(), stack.to_vec(), time, n))
+    }
+
+    /// Every count of the apps that follow, to `emit(app, labels, frames, time, count)`.
+    fn each_app(&mut self, frames: &[Arc<str>], mut emit: impl FnMut(&str, &Labels, &[Arc<str>], i64, u64)) -> Result<(), SegmentError> {
         for _ in 0..self.count()? {
             let app = self.str()?;
             let mut label_sets: Vec<Labels> = Vec::new();
@@ -313,7 +371,7 @@ impl Reader<'_> {
                 let labels = self.index(&label_sets)?;
                 let stack = self.index(&stacks)?;
                 let n = self.varint()?;
-                seg.add(&app, labels.clone(), stack.clone(), time, n);
+                emit(&app, labels, stack, time, n);
             }
         }
         Ok(())
@@ -422,5 +480,29 @@ mod pack_tests {
         assert!(bytes.len() < apart, "one dictionary and one stream: {} bytes packed, {apart} apart", bytes.len());
         assert_eq!(Segment::decode(&bytes), Err(SegmentError::Magic("STKDSEG1".into())));
         assert!(matches!(Pack::decode(&bytes[..bytes.len() - 2]), Err(SegmentError::Inflate(_) | SegmentError::Damaged(_))));
+    }
+
+    /// What the importer reads: the counts of the sections asked for, as decoding gives them.
+    #[test]
+    fn counts_stream_the_sections_asked_for() {
+        let sections: Vec<Segment> = (7..=9).map(interval).collect();
+        let bytes = Pack { node: "node-a".into(), sections: sections.clone() }.encode();
+        let counts = Counts::open(&bytes).expect("opens");
+        let mut got = Segment::new("node-a", 0);
+        let n = counts.each(|seq| seq >= 8, |app, labels, frames, time, count| got.add(app, labels.clone(), frames.to_vec(), time, count));
+        let mut want = Segment::new("node-a", 0);
+        want.merge(&sections[1]);
+        want.merge(&sections[2]);
+        assert_eq!((n, got), (2, want));
+        // A segment: its one section, or none.
+        let one = Counts::open(&sections[0].encode()).expect("opens");
+        let mut sum = 0;
+        assert_eq!(one.each(|seq| seq == 7, |_, _, _, _, c| sum += c), 1);
+        assert_eq!(sum, sections[0].totals()["shop"]);
+        assert_eq!(one.each(|seq| seq == 8, |_, _, _, _, _| panic!("not asked for")), 0);
+        // Damaged: refused whole, before any count is used.
+        assert!(Counts::open(&bytes[..bytes.len() - 2]).is_err());
+        assert!(matches!(Counts::open(b"STKDSEG1"), Err(SegmentError::Inflate(_) | SegmentError::Damaged(0))));
+        assert!(matches!(Counts::open(b"PK"), Err(SegmentError::Magic(_))));
     }
 }
