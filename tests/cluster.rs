@@ -177,7 +177,9 @@ async fn any_node_answers_for_every_node() {
     let nodes: Vec<common::Binary> = (1..=3)
         .map(|i| {
             let id = format!("n{i}");
-            let args = ["--object-store", "s3://stackd-test/cluster", "--node-id", &id, "--segment-interval", "1s"];
+            // The recordings below were made on the day they were.
+            let args =
+                ["--object-store", "s3://stackd-test/cluster", "--node-id", &id, "--segment-interval", "1s", "--retention", "36500d"];
             common::Binary::start_with_env(&dirs[i - 1].0, &args, &moto.env())
         })
         .collect();
@@ -226,6 +228,53 @@ async fn any_node_answers_for_every_node() {
         assert_eq!(labels, ["host"], "{n}: {app}");
         let hosts: Vec<&String> = app["labels"]["host"].as_object().expect("hosts").keys().collect();
         assert_eq!(hosts, ["h1", "h2", "h3"], "{n}");
+    }
+    // Real recordings of async-profiler: CPU samples of the same workload on n1 and n3,
+    // allocations on n2. Every node serves each type as the sum of what the JDK's reader finds
+    // in them, and each executor's own.
+    let jfr = |name: &str| std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/").to_string() + name).expect("fixture");
+    // What the JDK's reader finds in a recording, per type, as `.folded` writes it.
+    let expected = |name: &str| -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jfr/");
+        let out = std::process::Command::new("python3")
+            .arg(format!("{dir}jfr_expected.py"))
+            .arg("--folded")
+            .arg(format!("{dir}{name}.jfr"))
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "jfr_expected.py: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    for (node, executor, name) in [(&nodes[0], 1, "ap-itimer"), (&nodes[1], 2, "ap-alloc"), (&nodes[2], 3, "ap-itimer")] {
+        let r = reqwest::Client::new()
+            .post(node.url(&format!("/import/jfr?app=jfr&executor={executor}")))
+            .body(jfr(&format!("{name}.jfr")))
+            .send()
+            .await
+            .expect("import");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
+    let (cpu, alloc) = (expected("ap-itimer"), expected("ap-alloc"));
+    let folded = |stacks: &std::collections::BTreeMap<String, u64>, times: u64| -> Vec<String> {
+        lines(&stacks.iter().map(|(s, n)| format!("{s} {}\n", n * times)).collect::<String>())
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        let n = format!("node n{}", i + 1);
+        let want = folded(&cpu["cpu"], 2);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lines(&node.get_text("/flamegraph/jfr.folded?type=cpu").await.1) != want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(lines(&text(node, "/flamegraph/jfr.folded?type=cpu").await), want, "{n}");
+        assert_eq!(lines(&text(node, "/flamegraph/jfr.folded?type=cpu&executor=3").await), folded(&cpu["cpu"], 1), "{n}");
+        for t in ["alloc_bytes", "alloc_objects"] {
+            let want = folded(&alloc[t], 1);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while lines(&node.get_text(&format!("/flamegraph/jfr.folded?type={t}")).await.1) != want && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert_eq!(lines(&text(node, &format!("/flamegraph/jfr.folded?type={t}")).await), want, "{n} {t}");
+        }
     }
     // Each node's /metrics: what it ingested itself (a dashboard sums over nodes).
     for (node, own) in nodes.iter().zip([5, 10, 14]) {
