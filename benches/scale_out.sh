@@ -5,7 +5,10 @@
 #      a node with --object-store and to one without: what the outbox costs on the hot path;
 #   2. what that node then writes: segments, bytes, and what one upload takes;
 #   3. a cold node: started empty once the segments are there, how long until it answers with
-#      every count (it reads and adds every other node's segments).
+#      every count (it reads and adds every other node's segments);
+#   4. a day of one 50-executor app (benches/day.py) written to one node and compacted: 24 h
+#      queries on the writer, a warm and a cold node, object-store requests per query, per idle
+#      round and for the cold node's catch-up, and each compaction pass.
 #
 #   benches/scale_out.sh            # DURATION=10
 #   DURATION=20 benches/scale_out.sh

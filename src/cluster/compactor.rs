@@ -145,6 +145,13 @@ async fn compact_node(objects: &Objects, me: &str, node: &str, s: Settings, now:
             objects.delete(&l.key).await?;
         }
     }
+    // Leases of windows retention took before they were packed.
+    for l in objects.list(&format!("leases/{node}/")).await? {
+        let last = l.key.rsplit('/').next().and_then(|n| n.split('-').next()).and_then(|n| n.parse::<u64>().ok());
+        if last.is_some_and(|last| last <= upto) {
+            objects.delete(&l.key).await?;
+        }
+    }
     Ok(())
 }
 
@@ -270,9 +277,15 @@ mod tests {
         compact_once(&objects, "n2", settings(), now, &metrics).await.expect("pass");
         // Two hours on, everything is older than the hour kept: the packs and 7 go (the packs'
         // sources with them), behind a marker.
+        // Leases of windows never packed (their holders died; one ran with --pack-segments 2):
+        // each goes with its window.
+        let dead = serde_json::json!({ "holder": "n9", "until_ms": now }).to_string();
+        objects.put_if_absent(&keys::lease("n1", 7, 9), dead.clone().into()).await.expect("put");
+        objects.put_if_absent(&keys::lease("n1", 1, 2), dead.into()).await.expect("put");
         let r = compact_once(&objects, "n2", settings(), now + 7_200_000, &metrics).await.expect("pass");
         assert_eq!(r.expired, 9, "{r:?}");
         assert_eq!(keys_of(&objects, "segments/").await, [keys::gone("n1", 7)]);
+        assert_eq!(keys_of(&objects, "leases/").await, [keys::lease("n1", 7, 9)], "window 7–9 goes on past 7");
         // A reader that had 2 skips to 7 and reads nothing.
         let listed: Vec<(Name, String)> = objects
             .list_after("segments/n1/", Some(&keys::after("n1", 2)))
