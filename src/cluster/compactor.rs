@@ -21,7 +21,7 @@ use axum::body::Bytes;
 
 use super::keys::{self, Name};
 use super::objects::{Listed, Objects, Put};
-use super::segment::{Pack, Segment};
+use super::segment::PackWriter;
 use crate::metrics::Metrics;
 
 /// How compaction runs.
@@ -195,15 +195,13 @@ async fn pack_window(
     }
     let node_id = node.to_string();
     let encoded = tokio::task::spawn_blocking(move || {
-        let mut pack = Pack { node: node_id, sections: Vec::new() };
+        let mut pack = PackWriter::default();
         for (seq, key, bytes) in fetched {
-            match Segment::decode(&bytes) {
-                Ok(seg) if seg.seq == seq => pack.sections.push(seg),
-                Ok(seg) => tracing::error!(key, seq = seg.seq, "a segment holds another number than its name; left out of its pack"),
-                Err(e) => tracing::error!(key, error = %e, "a segment cannot be read; left out of its pack"),
+            if let Err(e) = pack.add(&bytes, seq) {
+                tracing::error!(key, error = %e, "a segment cannot be read; left out of its pack");
             }
         }
-        pack.encode()
+        pack.finish(&node_id)
     })
     .await?;
     let size = encoded.len() as u64;
@@ -222,6 +220,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::cluster::segment::{Pack, Segment};
 
     fn settings() -> Settings {
         Settings { pack_segments: 3, grace_ms: 5_000, lease_ms: 30_000, keep_ms: Some(3_600_000) }

@@ -47,6 +47,8 @@ pub enum SegmentError {
     Inflate(String),
     #[error("the segment is cut short or damaged at byte {0} of its contents")]
     Damaged(usize),
+    #[error("the segment holds number {found}, not {named} as its name says")]
+    Number { found: u64, named: u64 },
 }
 
 impl Segment {
@@ -206,6 +208,100 @@ impl Pack {
     }
 }
 
+/// Writes a pack straight from encoded segments, without decoding their counts into maps:
+/// each segment's contents are copied across as its section, only its stacks' frame numbers
+/// changed to the pack's one dictionary (what compaction does; [`Pack::encode`] gives the same
+/// contents from decoded segments).
+#[derive(Debug, Default)]
+pub struct PackWriter {
+    ids: std::collections::HashMap<String, u64>,
+    frames: Vec<String>,
+    sections: Vec<u8>,
+    count: u64,
+}
+
+impl PackWriter {
+    /// Add encoded segment number `seq` as the next section (segments go in number order). A
+    /// damaged segment, or one that holds another number, is refused whole and the pack left
+    /// as it was.
+    pub fn add(&mut self, bytes: &[u8], seq: u64) -> Result<(), SegmentError> {
+        let body = inflate(SEGMENT_MAGIC, bytes)?;
+        let mut r = Reader { input: &body, total: body.len() };
+        r.str()?;
+        let found = r.varint()?;
+        if found != seq {
+            return Err(SegmentError::Number { found, named: seq });
+        }
+        let local = r.frames()?;
+        let mut out = Vec::new();
+        put_varint(&mut out, seq);
+        // Frame numbers of this segment → the pack's; new frames go in only if it all reads.
+        let mut map: Vec<Option<u64>> = vec![None; local.len()];
+        let mut new_frames: Vec<&str> = Vec::new();
+        let apps = r.count()?;
+        put_varint(&mut out, apps as u64);
+        for _ in 0..apps {
+            let start = r.pos();
+            r.str()?;
+            for _ in 0..r.count()? {
+                for _ in 0..r.count()? {
+                    r.str()?;
+                    r.str()?;
+                }
+            }
+            out.extend_from_slice(&body[start..r.pos()]);
+            let stacks = r.count()?;
+            put_varint(&mut out, stacks as u64);
+            for _ in 0..stacks {
+                let n = r.count()?;
+                put_varint(&mut out, n as u64);
+                for _ in 0..n {
+                    let at = r.damaged();
+                    let f = r.varint()? as usize;
+                    let slot = map.get_mut(f).ok_or(at)?;
+                    let id = *slot.get_or_insert_with(|| match self.ids.get(&*local[f]) {
+                        Some(id) => *id,
+                        None => {
+                            new_frames.push(&local[f]);
+                            (self.frames.len() + new_frames.len() - 1) as u64
+                        }
+                    });
+                    put_varint(&mut out, id);
+                }
+            }
+            let start = r.pos();
+            for _ in 0..r.count()? {
+                get_ivarint(&mut r.input).ok_or_else(|| r.damaged())?;
+                r.varint()?;
+                r.varint()?;
+                r.varint()?;
+            }
+            out.extend_from_slice(&body[start..r.pos()]);
+        }
+        r.end()?;
+        for f in new_frames {
+            self.ids.insert(f.to_string(), self.frames.len() as u64);
+            self.frames.push(f.to_string());
+        }
+        self.sections.extend_from_slice(&out);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The pack of `node`'s segments added.
+    pub fn finish(self, node: &str) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.sections.len() + self.frames.len() * 32);
+        put_str(&mut body, node);
+        put_varint(&mut body, self.frames.len() as u64);
+        for f in &self.frames {
+            put_str(&mut body, f);
+        }
+        put_varint(&mut body, self.count);
+        body.extend_from_slice(&self.sections);
+        deflate(PACK_MAGIC, &body)
+    }
+}
+
 /// A frame dictionary, in first-use order (deterministic: the maps are sorted).
 struct Frames<'a> {
     ids: std::collections::HashMap<&'a str, u64>,
@@ -302,7 +398,12 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn damaged(&self) -> SegmentError {
-        SegmentError::Damaged(self.total - self.input.len())
+        SegmentError::Damaged(self.pos())
+    }
+
+    /// How far it has read.
+    fn pos(&self) -> usize {
+        self.total - self.input.len()
     }
 
     fn str(&mut self) -> Result<String, SegmentError> {
@@ -480,6 +581,25 @@ mod pack_tests {
         assert!(bytes.len() < apart, "one dictionary and one stream: {} bytes packed, {apart} apart", bytes.len());
         assert_eq!(Segment::decode(&bytes), Err(SegmentError::Magic("STKDSEG1".into())));
         assert!(matches!(Pack::decode(&bytes[..bytes.len() - 2]), Err(SegmentError::Inflate(_) | SegmentError::Damaged(_))));
+    }
+
+    /// Compaction's way, from the encoded segments: the same pack as from decoded ones; a
+    /// damaged segment refused and the pack left as it was.
+    #[test]
+    fn a_pack_written_from_encoded_segments_is_the_pack_of_the_decoded_ones() {
+        let sections: Vec<Segment> = (7..=9).map(interval).collect();
+        let mut w = PackWriter::default();
+        for s in &sections {
+            assert_eq!(w.add(&s.encode(), s.seq), Ok(()));
+        }
+        let damaged = interval(10).encode();
+        assert!(w.add(&damaged[..damaged.len() - 3], 10).is_err());
+        assert_eq!(w.add(&damaged, 11), Err(SegmentError::Number { found: 10, named: 11 }));
+        assert_eq!(w.add(b"STKDPAK1", 10), Err(SegmentError::Magic("STKDSEG1".into())));
+        let bytes = w.finish("node-a");
+        let want = Pack { node: "node-a".into(), sections };
+        assert_eq!(Pack::decode(&bytes), Ok(want.clone()));
+        assert_eq!(bytes, want.encode(), "the same bytes too");
     }
 
     /// What the importer reads: the counts of the sections asked for, as decoding gives them.
