@@ -60,11 +60,15 @@ pub struct Report {
 pub async fn compact_once(objects: &Objects, me: &str, settings: Settings, now_ms: i64, metrics: &Metrics) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let mut report = Report::default();
-    for node in objects.children("segments/").await? {
-        if crate::config::parse_node_id(&node).is_ok() {
-            compact_node(objects, me, &node, settings, now_ms, &mut report).await?;
+    let pass = async {
+        for node in objects.children("segments/").await? {
+            if crate::config::parse_node_id(&node).is_ok() {
+                compact_node(objects, me, &node, settings, now_ms, &mut report).await?;
+            }
         }
+        anyhow::Ok(())
     }
+    .await;
     if !report.packed.is_empty() {
         tracing::info!(
             packs = report.packed.len(),
@@ -80,7 +84,8 @@ pub async fn compact_once(objects: &Objects, me: &str, settings: Settings, now_m
     count("repeated", report.repeated);
     count("sources_deleted", report.sources_deleted);
     count("expired", report.expired);
-    Ok(report)
+    // What a pass that failed midway did is counted too.
+    pass.map(|()| report)
 }
 
 async fn compact_node(objects: &Objects, me: &str, node: &str, s: Settings, now: i64, report: &mut Report) -> anyhow::Result<()> {
@@ -117,15 +122,20 @@ async fn compact_node(objects: &Objects, me: &str, node: &str, s: Settings, now:
         if now - pack.modified_ms < s.grace_ms {
             continue;
         }
+        let mut sources = 0;
         for (n, l) in &objs {
             if let Name::Segment(seq) = n {
                 if (*first..=*last).contains(seq) {
                     objects.delete(&l.key).await?;
-                    report.sources_deleted += 1;
+                    sources += 1;
                 }
             }
         }
-        objects.delete(&keys::lease(node, *first, *last)).await?;
+        // Once, with its sources (a lease left by a crash here goes with retention).
+        if sources > 0 {
+            objects.delete(&keys::lease(node, *first, *last)).await?;
+            report.sources_deleted += sources;
+        }
     }
 
     // 3. Retention: a prefix of the numbers, oldest first.
@@ -263,6 +273,13 @@ mod tests {
         assert_eq!(later.sources_deleted, 6);
         assert_eq!(keys_of(&objects, "segments/").await, [keys::pack("n1", 1, 3), keys::pack("n1", 4, 6), keys::segment("n1", 7)]);
         assert_eq!(keys_of(&objects, "leases/").await, Vec::<String>::new());
+        // From then on a pass only lists: nothing deleted again.
+        let counted = Metrics::new();
+        let quiet = compact_once(&objects.clone().counted(&counted), "n3", settings(), now + 60_000, &metrics).await.expect("pass");
+        assert_eq!(quiet, Report::default());
+        let requests: Vec<u64> =
+            ["put", "get", "list", "delete"].iter().map(|op| counted.object_requests.with_label_values(&[op]).get()).collect();
+        assert_eq!(requests, [0, 0, 2, 0], "the nodes, then n1's objects");
         assert_eq!(metrics.compaction.with_label_values(&["packed"]).get(), 2);
         assert_eq!(metrics.compaction.with_label_values(&["sources_deleted"]).get(), 6);
         std::fs::remove_dir_all(&root).expect("clean up");

@@ -1,5 +1,13 @@
-//! Scale-out (docs/scale-out.md): nodes that share object storage. [`objects`] is the object
-//! store (S3 or a directory); [`sigv4`] signs S3 requests.
+//! Scale-out (docs/scale-out.md): nodes that share object storage.
+//!
+//! - [`objects`]: the object store (S3 over its REST API, signed by [`sigv4`], or a directory);
+//! - [`keys`]: what is stored under which name, sorted so that one listing after a number shows
+//!   what is new;
+//! - [`segment`]: the encodings (a segment per node and interval, packs of segments);
+//! - [`uploader`]: this node's outbox up as segments;
+//! - [`importer`]: the other nodes' segments and packs into this node's store;
+//! - [`compactor`]: packs, deletion of their sources, retention;
+//! - [`run`]: the round that does all of it every `--segment-interval`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
