@@ -73,6 +73,14 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("registered once");
             c
         };
+        // A counter of one label whose every value is present from the start, at 0.
+        let counter_of = |name: &str, help: &str, label: &str, values: &[&str]| {
+            let c = counter_vec(name, help, &[label]);
+            for v in values {
+                c.with_label_values(&[v]);
+            }
+            c
+        };
         let render_seconds = HistogramVec::new(
             HistogramOpts::new("stackd_render_duration_seconds", "Time to build and render a flame graph or folded output.")
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
@@ -197,61 +205,36 @@ impl Metrics {
                 }
                 c
             },
-            pyroscope_skipped: {
-                let c = counter_vec(
-                    "stackd_pyroscope_skipped_total",
-                    "Values of Pyroscope profiles left out, by reason: sample_type (a pprof sample type stackd has no profile type for, such as goroutine; counted once a profile), negative (a value below zero).",
-                    &["reason"],
-                );
-                for reason in ["sample_type", "negative"] {
-                    c.with_label_values(&[reason]);
-                }
-                c
-            },
-            segments: {
-                let c = counter_vec(
-                    "stackd_segments_total",
-                    "Segments (--object-store), by outcome. This node's: uploaded (written to the object store), repeated (written before, by an upload that was not known to have finished: kept once), failed (the object store could not be reached or refused; retried), unresolved_counts (counts that could not be named: never expected). Other nodes': imported (their counts added here), damaged (unreadable, left out), import_failed (a round of reading them failed; retried).",
-                    &["outcome"],
-                );
-                for outcome in ["uploaded", "repeated", "failed", "unresolved_counts", "imported", "damaged", "import_failed"] {
-                    c.with_label_values(&[outcome]);
-                }
-                c
-            },
-            compaction: {
-                let c = counter_vec(
-                    "stackd_compaction_total",
-                    "Compaction of the object store by this node (--object-store), by outcome: packed (segments of a node merged into a pack), lease_held (a window another node was packing: left to it), repeated (a window merged here and found packed already: work done twice, data kept once), sources_deleted (segments deleted once their pack was older than the grace period), expired (segments and packs deleted by retention), failed (a pass that could not finish; tried again).",
-                    &["outcome"],
-                );
-                for outcome in ["packed", "lease_held", "repeated", "sources_deleted", "expired", "failed"] {
-                    c.with_label_values(&[outcome]);
-                }
-                c
-            },
-            object_requests: {
-                let c = counter_vec(
-                    "stackd_object_store_requests_total",
-                    "Requests this node made to the object store (--object-store), by operation: put, get, list, delete.",
-                    &["op"],
-                );
-                for op in ["put", "get", "list", "delete"] {
-                    c.with_label_values(&[op]);
-                }
-                c
-            },
-            object_bytes: {
-                let c = counter_vec(
-                    "stackd_object_store_bytes_total",
-                    "Bytes of object bodies and listings this node sent to and received from the object store (--object-store), by direction.",
-                    &["direction"],
-                );
-                for d in ["sent", "received"] {
-                    c.with_label_values(&[d]);
-                }
-                c
-            },
+            pyroscope_skipped: counter_of(
+                "stackd_pyroscope_skipped_total",
+                "Values of Pyroscope profiles left out, by reason: sample_type (a pprof sample type stackd has no profile type for, such as goroutine; counted once a profile), negative (a value below zero).",
+                "reason",
+                &["sample_type", "negative"],
+            ),
+            segments: counter_of(
+                "stackd_segments_total",
+                "Segments (--object-store), by outcome. This node's: uploaded (written to the object store), repeated (written before, by an upload that was not known to have finished: kept once), failed (the object store could not be reached or refused; retried), unresolved_counts (counts that could not be named: never expected). Other nodes': imported (their counts added here), damaged (unreadable, left out), import_failed (a round of reading them failed; retried).",
+                "outcome",
+                &["uploaded", "repeated", "failed", "unresolved_counts", "imported", "damaged", "import_failed"],
+            ),
+            compaction: counter_of(
+                "stackd_compaction_total",
+                "Compaction of the object store by this node (--object-store), by outcome: packed (segments of a node merged into a pack), lease_held (a window another node was packing: left to it), repeated (a window merged here and found packed already: work done twice, data kept once), sources_deleted (segments deleted once their pack was older than the grace period), expired (segments and packs deleted by retention), failed (a pass that could not finish; tried again).",
+                "outcome",
+                &["packed", "lease_held", "repeated", "sources_deleted", "expired", "failed"],
+            ),
+            object_requests: counter_of(
+                "stackd_object_store_requests_total",
+                "Requests this node made to the object store (--object-store), by operation: put, get, list, delete.",
+                "op",
+                &["put", "get", "list", "delete"],
+            ),
+            object_bytes: counter_of(
+                "stackd_object_store_bytes_total",
+                "Bytes of object bodies and listings this node sent to and received from the object store (--object-store), by direction.",
+                "direction",
+                &["sent", "received"],
+            ),
             outbox_backlog: register(
                 &registry,
                 prometheus::IntGauge::new(

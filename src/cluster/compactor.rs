@@ -89,9 +89,8 @@ pub async fn compact_once(objects: &Objects, me: &str, settings: Settings, now_m
 }
 
 async fn compact_node(objects: &Objects, me: &str, node: &str, s: Settings, now: i64, report: &mut Report) -> anyhow::Result<()> {
-    let listed = objects.list(&keys::node_prefix(node)).await?;
-    let objs: Vec<(Name, Listed)> = listed.into_iter().filter_map(|l| keys::parse(node, &l.key).map(|n| (n, l))).collect();
-    let gone = objs.iter().filter_map(|(n, _)| if let Name::Gone(g) = n { Some(*g) } else { None }).max().unwrap_or(0);
+    let objs = keys::named(node, objects.list(&keys::node_prefix(node)).await?);
+    let gone = keys::gone_upto(&objs);
     let top = objs.iter().map(|(n, _)| n.range().1).max().unwrap_or(0);
     let packs: Vec<(u64, u64, &Listed)> = objs
         .iter()
@@ -291,26 +290,20 @@ mod tests {
         let metrics = Metrics::new();
         let now = crate::now_ms();
         compact_once(&objects, "n2", settings(), now, &metrics).await.expect("pass");
-        // Two hours on, everything is older than the hour kept: the packs and 7 go (the packs'
-        // sources with them), behind a marker.
         // Leases of windows never packed (their holders died; one ran with --pack-segments 2):
         // each goes with its window.
         let dead = serde_json::json!({ "holder": "n9", "until_ms": now }).to_string();
         objects.put_if_absent(&keys::lease("n1", 7, 9), dead.clone().into()).await.expect("put");
         objects.put_if_absent(&keys::lease("n1", 1, 2), dead.into()).await.expect("put");
+        // Two hours on, everything is older than the hour kept: the packs and 7 go (the packs'
+        // sources with them), behind a marker.
         let r = compact_once(&objects, "n2", settings(), now + 7_200_000, &metrics).await.expect("pass");
         assert_eq!(r.expired, 9, "{r:?}");
         assert_eq!(keys_of(&objects, "segments/").await, [keys::gone("n1", 7)]);
         assert_eq!(keys_of(&objects, "leases/").await, [keys::lease("n1", 7, 9)], "window 7–9 goes on past 7");
         // A reader that had 2 skips to 7 and reads nothing.
-        let listed: Vec<(Name, String)> = objects
-            .list_after("segments/n1/", Some(&keys::after("n1", 2)))
-            .await
-            .expect("list")
-            .into_iter()
-            .filter_map(|l| keys::parse("n1", &l.key).map(|n| (n, l.key)))
-            .collect();
-        assert_eq!(super::super::importer::plan(2, &listed), [super::super::importer::Step::Skip { upto: 7 }]);
+        let listed = keys::named("n1", objects.list_after("segments/n1/", Some(&keys::after("n1", 2))).await.expect("list"));
+        assert_eq!(crate::cluster::importer::plan(2, u64::MAX, &listed), [crate::cluster::importer::Step::Skip { upto: 7 }]);
         std::fs::remove_dir_all(&root).expect("clean up");
     }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::keys::{self, Name};
-use super::objects::Objects;
+use super::objects::{Listed, Objects};
 use super::segment::Counts;
 use crate::metrics::Metrics;
 use crate::sample::{ProfileType, Stack};
@@ -71,33 +71,32 @@ pub enum Step {
     Read { key: String, from: u64, to: u64 },
 }
 
-/// How to go on from watermark `upto` with what a listing after it showed: from each next
-/// number, the object that covers it and reaches furthest (a pack over its segments), until
-/// a number no object covers. A gap waits for the next round: a segment is only ever missing
-/// because retention deleted it (then its marker says so), or because it is being compacted
-/// (then its pack is there by the next listing).
-pub fn plan(upto: u64, listed: &[(Name, String)]) -> Vec<Step> {
+/// How to go on from watermark `upto` with what a listing after it showed, up to number
+/// `limit`: from each next number, the object that covers it and reaches furthest (a pack over
+/// its segments), until a number no object covers. A gap waits for the next round: a segment
+/// is only ever missing because retention deleted it (then its marker says so), or because it
+/// is being compacted (then its pack is there by the next listing).
+pub fn plan(upto: u64, limit: u64, listed: &[(Name, Listed)]) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut cursor = upto;
-    let gone = listed.iter().filter_map(|(n, _)| match n {
-        Name::Gone(g) => Some(*g),
-        _ => None,
-    });
-    if let Some(g) = gone.max().filter(|g| *g > cursor) {
-        steps.push(Step::Skip { upto: g });
-        cursor = g;
+    let gone = keys::gone_upto(listed).min(limit);
+    if gone > cursor {
+        steps.push(Step::Skip { upto: gone });
+        cursor = gone;
     }
-    loop {
+    while cursor < limit {
         let next = cursor + 1;
         let best = listed
             .iter()
             .filter(|(n, _)| !matches!(n, Name::Gone(_)))
             .filter(|(n, _)| n.range().0 <= next && next <= n.range().1)
             .max_by_key(|(n, _)| n.range().1);
-        let Some((name, key)) = best else { return steps };
-        steps.push(Step::Read { key: key.clone(), from: next, to: name.range().1 });
-        cursor = name.range().1;
+        let Some((name, l)) = best else { break };
+        let to = name.range().1.min(limit);
+        steps.push(Step::Read { key: l.key.clone(), from: next, to });
+        cursor = to;
     }
+    steps
 }
 
 /// Import what every other node wrote since this node last looked: how many segments.
@@ -116,16 +115,9 @@ pub async fn import_once(
         if upto >= limit || crate::config::parse_node_id(&node).is_err() {
             continue;
         }
-        let listed = objects.list_after(&keys::node_prefix(&node), Some(&keys::after(&node, upto))).await?;
-        let names: Vec<(Name, String)> = listed.into_iter().filter_map(|l| keys::parse(&node, &l.key).map(|n| (n, l.key))).collect();
-        for step in plan(upto, &names) {
+        let listed = keys::named(&node, objects.list_after(&keys::node_prefix(&node), Some(&keys::after(&node, upto))).await?);
+        for step in plan(upto, limit, &listed) {
             let (from, to, bytes) = match step {
-                Step::Skip { upto } if upto >= limit => (0, limit, None),
-                Step::Read { from, .. } if from > limit => break,
-                Step::Read { key, from, to } if to > limit => match objects.get(&key).await? {
-                    Some(bytes) => (from, limit, Some((key, bytes))),
-                    None => break,
-                },
                 Step::Skip { upto } => {
                     tracing::info!(node, upto, "segments of another node were deleted by retention before this node read them");
                     (0, upto, None)
@@ -224,7 +216,7 @@ fn origin(node: &str, app: &str, labels: &[(String, String)]) -> u64 {
 mod tests {
     use super::*;
 
-    fn listed(names: &[Name]) -> Vec<(Name, String)> {
+    fn listed(names: &[Name]) -> Vec<(Name, Listed)> {
         names
             .iter()
             .map(|n| {
@@ -233,7 +225,7 @@ mod tests {
                     Name::Pack { first, last } => keys::pack("n2", first, last),
                     Name::Gone(g) => keys::gone("n2", g),
                 };
-                (*n, key)
+                (*n, Listed { key, size: 0, modified_ms: 0 })
             })
             .collect()
     }
@@ -246,21 +238,29 @@ mod tests {
     fn plans_take_each_segment_once() {
         use Name::*;
         // New segments in order.
-        assert_eq!(plan(4, &listed(&[Segment(5), Segment(6)])), [read(keys::segment("n2", 5), 5, 5), read(keys::segment("n2", 6), 6, 6)]);
+        assert_eq!(
+            plan(4, u64::MAX, &listed(&[Segment(5), Segment(6)])),
+            [read(keys::segment("n2", 5), 5, 5), read(keys::segment("n2", 6), 6, 6)]
+        );
         // A pack over them, its sources still there: the pack, from where this node is.
         assert_eq!(
-            plan(2, &listed(&[Segment(3), Segment(4), Pack { first: 1, last: 4 }, Segment(5)])),
+            plan(2, u64::MAX, &listed(&[Segment(3), Segment(4), Pack { first: 1, last: 4 }, Segment(5)])),
             [read(keys::pack("n2", 1, 4), 3, 4), read(keys::segment("n2", 5), 5, 5)]
         );
         // A gap (being compacted, or not up yet): wait at it.
-        assert_eq!(plan(4, &listed(&[Segment(5), Segment(7)])), [read(keys::segment("n2", 5), 5, 5)]);
-        assert_eq!(plan(4, &listed(&[Segment(6)])), []);
+        assert_eq!(plan(4, u64::MAX, &listed(&[Segment(5), Segment(7)])), [read(keys::segment("n2", 5), 5, 5)]);
+        assert_eq!(plan(4, u64::MAX, &listed(&[Segment(6)])), []);
         // Retention took everything up to 8: skip to it, then on.
         assert_eq!(
-            plan(2, &listed(&[Gone(8), Pack { first: 5, last: 12 }, Segment(13)])),
+            plan(2, u64::MAX, &listed(&[Gone(8), Pack { first: 5, last: 12 }, Segment(13)])),
             [Step::Skip { upto: 8 }, read(keys::pack("n2", 5, 12), 9, 12), read(keys::segment("n2", 13), 13, 13)]
         );
         // A marker this node is past already changes nothing.
-        assert_eq!(plan(9, &listed(&[Gone(8), Segment(10)])), [read(keys::segment("n2", 10), 10, 10)]);
+        assert_eq!(plan(9, u64::MAX, &listed(&[Gone(8), Segment(10)])), [read(keys::segment("n2", 10), 10, 10)]);
+        // Up to a limit (a node's own past): cut there, a pack across it read up to it.
+        let past = listed(&[Gone(2), Pack { first: 1, last: 4 }, Segment(5), Segment(6)]);
+        assert_eq!(plan(0, 3, &past), [Step::Skip { upto: 2 }, read(keys::pack("n2", 1, 4), 3, 3)]);
+        assert_eq!(plan(0, 1, &past), [Step::Skip { upto: 1 }]);
+        assert_eq!(plan(3, 3, &past), []);
     }
 }

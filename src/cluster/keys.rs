@@ -3,6 +3,8 @@
 //! compacted them, and the markers retention leaves. One listing that starts after a number
 //! ([`after`]) therefore shows everything a reader has not seen yet, and nothing else.
 
+use super::objects::Listed;
+
 /// What a key below `segments/<node>/` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Name {
@@ -54,6 +56,16 @@ pub fn lease(node: &str, first: u64, last: u64) -> String {
 /// after `seq`: `~` sorts after the `.`, `-` that follow a number.
 pub fn after(node: &str, seq: u64) -> String {
     format!("segments/{node}/{seq:012}~")
+}
+
+/// `node`'s listed objects with what each names; anything else left out.
+pub fn named(node: &str, listed: Vec<Listed>) -> Vec<(Name, Listed)> {
+    listed.into_iter().filter_map(|l| parse(node, &l.key).map(|n| (n, l))).collect()
+}
+
+/// Up to which number retention deleted, by the markers among `names` (0: nothing).
+pub fn gone_upto(names: &[(Name, Listed)]) -> u64 {
+    names.iter().filter_map(|(n, _)| if let Name::Gone(g) = n { Some(*g) } else { None }).max().unwrap_or(0)
 }
 
 /// What a listed key names, if it is one of `node`'s objects.

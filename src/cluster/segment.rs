@@ -179,6 +179,9 @@ pub struct Pack {
 }
 
 impl Pack {
+    /// Compaction writes packs with [`PackWriter`]; this encoding of decoded segments is what
+    /// its output is checked against.
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
         put_str(&mut body, &self.node);

@@ -19,8 +19,8 @@ pub async fn number(store: &Arc<Store>, objects: &Objects, node: &str) -> anyhow
     if let Some(inherited) = store.outbox_numbered()? {
         return Ok(inherited);
     }
-    let listed = objects.list(&super::keys::node_prefix(node)).await?;
-    let top = listed.iter().filter_map(|l| super::keys::parse(node, &l.key)).map(|n| n.range().1).max().unwrap_or(0);
+    let listed = super::keys::named(node, objects.list(&super::keys::node_prefix(node)).await?);
+    let top = listed.iter().map(|(n, _)| n.range().1).max().unwrap_or(0);
     let s = Arc::clone(store);
     let inherited = tokio::task::spawn_blocking(move || s.outbox_number_after(top)).await??;
     if inherited > 0 {

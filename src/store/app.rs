@@ -552,7 +552,6 @@ impl App {
     /// What this node ingested itself, by type (other nodes' counts, imported from their
     /// segments, left out), and whether the app holds any other node's counts.
     pub fn own_types(&self) -> (Vec<TypeTotal>, bool) {
-        let is_remote = |set: &Labels| set.iter().any(|(k, _)| k == super::NODE_LABEL);
         let remote = self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().any(|(set, _)| is_remote(set));
         (self.types_where(|set| !is_remote(set)), remote)
     }
@@ -634,15 +633,9 @@ impl App {
         (id, Stored::Stack)
     }
 
-    /// Per label set id: whether it holds another node's counts ([`super::NODE_LABEL`]).
+    /// Per label set id: whether it holds another node's counts ([`is_remote`]).
     pub(super) fn remote_labelsets(&self) -> Vec<bool> {
-        self.labelsets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .list
-            .iter()
-            .map(|(l, _)| l.iter().any(|(k, _)| k == super::NODE_LABEL))
-            .collect()
+        self.labelsets.read().unwrap_or_else(|e| e.into_inner()).list.iter().map(|(l, _)| is_remote(l)).collect()
     }
 
     /// A label set by id.
@@ -829,4 +822,9 @@ pub(super) fn series_key(series: &Series<'_>) -> u64 {
         }
     }
     h.digest()
+}
+
+/// Whether a label set holds another node's counts (it carries [`super::NODE_LABEL`]).
+fn is_remote(labels: &Labels) -> bool {
+    labels.iter().any(|(k, _)| k == super::NODE_LABEL)
 }

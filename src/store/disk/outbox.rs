@@ -14,7 +14,7 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::codec::{get_ivarint, get_str, get_varint};
-use super::{StoreError, META, OUTBOX};
+use super::{Disk, StoreError, META, OUTBOX};
 use crate::store::{Labels, Store};
 
 const NEXT_SEQ: &str = "outbox_next_seq";
@@ -32,40 +32,59 @@ pub struct Pending {
     pub upto: u64,
 }
 
+/// A value of the META table.
+fn meta_get(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<Option<u64>, StoreError> {
+    meta.get(key).map(|v| v.map(|v| v.value())).map_err(StoreError::read)
+}
+
+/// Whether a data dir has numbered segments, and if so the numbers it inherited (see
+/// [`Store::outbox_number_after`]).
+fn numbered(meta: &impl ReadableTable<&'static str, u64>) -> Result<Option<u64>, StoreError> {
+    match (meta_get(meta, NEXT_SEQ)?, meta_get(meta, PENDING_SEQ)?) {
+        (None, None) => Ok(None),
+        _ => Ok(Some(meta_get(meta, INHERITED)?.unwrap_or(0))),
+    }
+}
+
 impl Store {
+    /// `f` on the open database; `none` without a data dir.
+    fn with_db<T>(&self, none: T, f: impl FnOnce(&Disk, &redb::Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let Some(disk) = &self.disk else { return Ok(none) };
+        let guard = disk.db().ok_or(StoreError::Unavailable)?;
+        f(disk, guard.as_ref().ok_or(StoreError::Unavailable)?)
+    }
+
     /// The segment to upload next: the one assigned before, or a new one covering every outbox
     /// row there is now; `None` when the outbox is empty (or there is no data dir).
     pub fn outbox_pending(&self) -> Result<Option<Pending>, StoreError> {
-        let Some(disk) = &self.disk else { return Ok(None) };
-        let guard = disk.db().ok_or(StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        let w = db.begin_write().map_err(StoreError::write)?;
-        // (the segment, whether it is newly assigned)
-        let pending = {
-            let mut meta = w.open_table(META).map_err(StoreError::write)?;
-            let get = |meta: &redb::Table<&str, u64>, k| meta.get(k).map(|v| v.map(|v| v.value())).map_err(StoreError::read);
-            if let (Some(seq), Some(upto)) = (get(&meta, PENDING_SEQ)?, get(&meta, PENDING_UPTO)?) {
-                Some((Pending { seq, upto }, false))
-            } else {
-                let last = w.open_table(OUTBOX).map_err(StoreError::write)?.last().map_err(StoreError::read)?.map(|(k, _)| k.value());
-                match last {
-                    None => None,
-                    Some(upto) => {
-                        let p = Pending { seq: get(&meta, NEXT_SEQ)?.unwrap_or(1), upto };
-                        meta.insert(PENDING_SEQ, p.seq).map_err(StoreError::write)?;
-                        meta.insert(PENDING_UPTO, p.upto).map_err(StoreError::write)?;
-                        Some((p, true))
+        self.with_db(None, |_, db| {
+            let w = db.begin_write().map_err(StoreError::write)?;
+            // (the segment, whether it is newly assigned)
+            let pending = {
+                let mut meta = w.open_table(META).map_err(StoreError::write)?;
+                if let (Some(seq), Some(upto)) = (meta_get(&meta, PENDING_SEQ)?, meta_get(&meta, PENDING_UPTO)?) {
+                    Some((Pending { seq, upto }, false))
+                } else {
+                    let last = w.open_table(OUTBOX).map_err(StoreError::write)?.last().map_err(StoreError::read)?.map(|(k, _)| k.value());
+                    match last {
+                        None => None,
+                        Some(upto) => {
+                            let p = Pending { seq: meta_get(&meta, NEXT_SEQ)?.unwrap_or(1), upto };
+                            meta.insert(PENDING_SEQ, p.seq).map_err(StoreError::write)?;
+                            meta.insert(PENDING_UPTO, p.upto).map_err(StoreError::write)?;
+                            Some((p, true))
+                        }
                     }
                 }
+            };
+            match pending {
+                Some((p, true)) => w.commit().map(|()| Some(p)).map_err(StoreError::write),
+                other => {
+                    w.abort().map_err(StoreError::write)?;
+                    Ok(other.map(|(p, _)| p))
+                }
             }
-        };
-        match pending {
-            Some((p, true)) => w.commit().map(|()| Some(p)).map_err(StoreError::write),
-            other => {
-                w.abort().map_err(StoreError::write)?;
-                Ok(other.map(|(p, _)| p))
-            }
-        }
+        })
     }
 
     /// Every count of the pending segment's rows, names resolved: `add(app, labels, frames root
@@ -76,9 +95,16 @@ impl Store {
         p: Pending,
         mut add: impl FnMut(&str, Labels, Vec<Arc<str>>, i64, u64),
     ) -> Result<(usize, u64), StoreError> {
-        let Some(disk) = &self.disk else { return Ok((0, 0)) };
-        let guard = disk.db().ok_or(StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
+        self.with_db((0, 0), |disk, db| self.read_outbox(disk, db, p, &mut add))
+    }
+
+    fn read_outbox(
+        &self,
+        disk: &Disk,
+        db: &redb::Database,
+        p: Pending,
+        add: &mut impl FnMut(&str, Labels, Vec<Arc<str>>, i64, u64),
+    ) -> Result<(usize, u64), StoreError> {
         let r = db.begin_read().map_err(StoreError::read)?;
         let outbox = r.open_table(OUTBOX).map_err(StoreError::read)?;
         let frames = self.frames();
@@ -117,22 +143,21 @@ impl Store {
     /// The pending segment is in the object store: its rows leave the outbox, and the next
     /// segment takes the next number.
     pub fn outbox_done(&self, p: Pending) -> Result<(), StoreError> {
-        let Some(disk) = &self.disk else { return Ok(()) };
-        let guard = disk.db().ok_or(StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        let w = db.begin_write().map_err(StoreError::write)?;
-        {
-            let mut outbox = w.open_table(OUTBOX).map_err(StoreError::write)?;
-            let keys: Vec<u64> = outbox.range(..=p.upto).map_err(StoreError::read)?.flatten().map(|(k, _)| k.value()).collect();
-            for k in keys {
-                outbox.remove(k).map_err(StoreError::write)?;
+        self.with_db((), |_, db| {
+            let w = db.begin_write().map_err(StoreError::write)?;
+            {
+                let mut outbox = w.open_table(OUTBOX).map_err(StoreError::write)?;
+                let keys: Vec<u64> = outbox.range(..=p.upto).map_err(StoreError::read)?.flatten().map(|(k, _)| k.value()).collect();
+                for k in keys {
+                    outbox.remove(k).map_err(StoreError::write)?;
+                }
+                let mut meta = w.open_table(META).map_err(StoreError::write)?;
+                meta.insert(NEXT_SEQ, p.seq + 1).map_err(StoreError::write)?;
+                meta.remove(PENDING_SEQ).map_err(StoreError::write)?;
+                meta.remove(PENDING_UPTO).map_err(StoreError::write)?;
             }
-            let mut meta = w.open_table(META).map_err(StoreError::write)?;
-            meta.insert(NEXT_SEQ, p.seq + 1).map_err(StoreError::write)?;
-            meta.remove(PENDING_SEQ).map_err(StoreError::write)?;
-            meta.remove(PENDING_UPTO).map_err(StoreError::write)?;
-        }
-        w.commit().map_err(StoreError::write)
+            w.commit().map_err(StoreError::write)
+        })
     }
 
     /// Before this data dir's first segment: number on after `found`, the highest segment
@@ -140,54 +165,46 @@ impl Store {
     /// already keeps its numbers. Returns the numbers inherited: every segment up to it was
     /// written before this data dir, by a node of the same id whose data dir is gone.
     pub fn outbox_number_after(&self, found: u64) -> Result<u64, StoreError> {
-        let Some(disk) = &self.disk else { return Ok(0) };
-        let guard = disk.db().ok_or(StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        let w = db.begin_write().map_err(StoreError::write)?;
-        let inherited = {
-            let mut meta = w.open_table(META).map_err(StoreError::write)?;
-            let get = |meta: &redb::Table<&str, u64>, k| meta.get(k).map(|v| v.map(|v| v.value())).map_err(StoreError::read);
-            if get(&meta, NEXT_SEQ)?.is_some() || get(&meta, PENDING_SEQ)?.is_some() {
-                get(&meta, INHERITED)?.unwrap_or(0)
-            } else {
-                meta.insert(NEXT_SEQ, found + 1).map_err(StoreError::write)?;
-                meta.insert(INHERITED, found).map_err(StoreError::write)?;
-                found
-            }
-        };
-        w.commit().map_err(StoreError::write)?;
-        Ok(inherited)
+        self.with_db(0, |_, db| {
+            let w = db.begin_write().map_err(StoreError::write)?;
+            let inherited = {
+                let mut meta = w.open_table(META).map_err(StoreError::write)?;
+                match numbered(&meta)? {
+                    Some(inherited) => inherited,
+                    None => {
+                        meta.insert(NEXT_SEQ, found + 1).map_err(StoreError::write)?;
+                        meta.insert(INHERITED, found).map_err(StoreError::write)?;
+                        found
+                    }
+                }
+            };
+            w.commit().map_err(StoreError::write)?;
+            Ok(inherited)
+        })
     }
 
     /// Whether this data dir has numbered segments (see [`Store::outbox_number_after`]), and
     /// the numbers it inherited.
     pub fn outbox_numbered(&self) -> Result<Option<u64>, StoreError> {
-        let Some(disk) = &self.disk else { return Ok(Some(0)) };
-        let guard = disk.db().ok_or(StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        let r = db.begin_read().map_err(StoreError::read)?;
-        let meta = match r.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::read(e)),
-        };
-        let get = |k| meta.get(k).map(|v| v.map(|v| v.value())).map_err(StoreError::read);
-        match (get(NEXT_SEQ)?, get(PENDING_SEQ)?) {
-            (None, None) => Ok(None),
-            _ => Ok(Some(get(INHERITED)?.unwrap_or(0))),
-        }
+        self.with_db(Some(0), |_, db| {
+            let r = db.begin_read().map_err(StoreError::read)?;
+            match r.open_table(META) {
+                Ok(meta) => numbered(&meta),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(StoreError::read(e)),
+            }
+        })
     }
 
     /// Outbox rows waiting (flushes whose counts are in no segment yet), for /metrics.
     pub fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        let Some(disk) = &self.disk else { return Ok(0) };
-        let guard = disk.db().ok_or(StoreError::Unavailable)?;
-        let db = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        let r = db.begin_read().map_err(StoreError::read)?;
-        match r.open_table(OUTBOX) {
-            Ok(t) => t.len().map_err(StoreError::read),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(StoreError::read(e)),
-        }
+        self.with_db(0, |_, db| {
+            let r = db.begin_read().map_err(StoreError::read)?;
+            match r.open_table(OUTBOX) {
+                Ok(t) => t.len().map_err(StoreError::read),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(StoreError::read(e)),
+            }
+        })
     }
 }
