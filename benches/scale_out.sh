@@ -47,12 +47,25 @@ node() { # name port [extra args]
 }
 wrk_rate() { BODIES="$work/mix/index.txt" wrk -t1 -c32 -d"${DURATION}s" -s benches/mix.lua "http://127.0.0.1:$1" | tail -n 1; }
 samples() { curl -s "http://127.0.0.1:$1/metrics" | python3 -c "import sys; print(int(sum(float(l.split()[-1]) for l in sys.stdin if l.startswith('stackd_samples_total{app=\"bench-mix-'))))"; }
-total_of() { # every app's folded total on a node
-  python3 - "$1" <<'PY'
-import json, sys, urllib.request
-port = sys.argv[1]
-apps = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/apps"))
-print(sum(a["total_samples"] for a in apps if a["name"].startswith("bench-mix-")))
+total_of() { # port app-prefix: the totals of a node's apps whose names start with it
+  curl -s "http://127.0.0.1:$1/apps" | python3 -c "import json,sys; print(sum(a['total_samples'] for a in json.load(sys.stdin) if a['name'].startswith('$2')))"
+}
+metric() { # port series: its value on a node
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1==s {print $2}'
+}
+objects_under() { # what prefix: the objects below s3://stackd-bench/<prefix>, by kind (.seg, .pack, markers)
+  python3 - "$1" "$2" <<'PY'
+import boto3, json, sys
+what, prefix = sys.argv[1], sys.argv[2]
+s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:48500', aws_access_key_id='stackd', aws_secret_access_key='stackd-secret', region_name='us-east-1')
+objs = [o for p in s3.get_paginator('list_objects_v2').paginate(Bucket='stackd-bench', Prefix=prefix) for o in p.get('Contents', [])]
+kinds = {}
+for o in objs:
+    k = o['Key'].rsplit('.', 1)[-1] if '.' in o['Key'] else 'marker'
+    n, b = kinds.get(k, (0, 0))
+    kinds[k] = (n + 1, b + o['Size'])
+print(json.dumps({"what": what, "objects": len(objs), "bytes": sum(o['Size'] for o in objs), "largest": max((o['Size'] for o in objs), default=0),
+                  "by_kind": {k: {"objects": n, "bytes": b} for k, (n, b) in kinds.items()}}))
 PY
 }
 
@@ -69,28 +82,22 @@ sent=$(samples 48520)
 
 # 2. What n1 wrote, once its last segment is up.
 for _ in $(seq 300); do
-  [ "$(curl -s http://127.0.0.1:48520/metrics | awk '$1=="stackd_outbox_backlog" {print $2}')" = 0 ] && break
+  [ "$(metric 48520 stackd_outbox_backlog)" = 0 ] && break
   sleep 0.1
 done
 sleep 11
-python3 - <<'PY'
-import boto3, json
-s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:48500', aws_access_key_id='stackd', aws_secret_access_key='stackd-secret', region_name='us-east-1')
-objs = [o for p in s3.get_paginator('list_objects_v2').paginate(Bucket='stackd-bench', Prefix='c/segments/') for o in p.get('Contents', [])]
-sizes = sorted(o['Size'] for o in objs)
-print(json.dumps({"what": "segments", "objects": len(objs), "bytes": sum(sizes), "largest": sizes[-1] if sizes else 0}))
-PY
+objects_under segments c/segments/
 echo "{\"what\":\"uploaded\",\"samples_sent_to_n1\":$sent,\"segments_total\":\"$(curl -s http://127.0.0.1:48520/metrics | grep '^stackd_segments_total{outcome="uploaded"}' | awk '{print $2}')\"}"
 
 # 3. A cold node: how long until it has every count.
 start=$(date +%s.%N)
 node cold 48530 --object-store s3://stackd-bench/c --node-id n2 --segment-interval 1s
 for _ in $(seq 1200); do
-  [ "$(total_of 48530)" = "$sent" ] && break
+  [ "$(total_of 48530 bench-mix-)" = "$sent" ] && break
   sleep 0.1
 done
 end=$(date +%s.%N)
-echo "{\"what\":\"cold_node\",\"samples\":$(total_of 48530),\"expected\":$sent,\"seconds_to_every_count\":$(python3 -c "print(round($end - $start, 2))")}"
+echo "{\"what\":\"cold_node\",\"samples\":$(total_of 48530 bench-mix-),\"expected\":$sent,\"seconds_to_every_count\":$(python3 -c "print(round($end - $start, 2))")}"
 
 # 4. A day of one 50-executor app (benches/day.py: 1,440 one-minute buckets, 10 executors a
 #    minute, 35 real Spark stacks a body), written to n3 and compacted (--pack-segments 10); n4
@@ -100,25 +107,15 @@ echo "{\"what\":\"cold_node\",\"samples\":$(total_of 48530),\"expected\":$sent,\
 LOG=info node n3 48540 --object-store s3://stackd-bench/day --node-id n3 --segment-interval 1s --pack-segments 10 2>"$work/n3.log"
 LOG=info node n4 48550 --object-store s3://stackd-bench/day --node-id n4 --segment-interval 1s --pack-segments 10 2>"$work/n4.log"
 echo "{\"what\":\"day_sent\",\"send\":$(python3 benches/day.py "$work/day" 127.0.0.1:48540)}"
-day_total() { curl -s "http://127.0.0.1:$1/apps" | python3 -c "import json,sys; print(sum(a['total_samples'] for a in json.load(sys.stdin) if a['name']=='day-mix-0'))"; }
-day_sent=$(day_total 48540)
-# Until n4 has the day and both packed windows' sources are gone (grace: 5 intervals).
+day_sent=$(total_of 48540 day-mix-)
+# Until n4 has the day and a compaction pass has packed; then 8 s more for the other window and
+# the grace period of the sources (5 intervals).
 for _ in $(seq 600); do
-  [ "$(day_total 48550)" = "$day_sent" ] && [ "$(grep -c 'compaction: segments merged' "$work/n3.log" "$work/n4.log" | awk -F: '{s+=$2} END {print s}')" -gt 0 ] && break
+  [ "$(total_of 48550 day-mix-)" = "$day_sent" ] && [ "$(grep -c 'compaction: segments merged' "$work/n3.log" "$work/n4.log" | awk -F: '{s+=$2} END {print s}')" -gt 0 ] && break
   sleep 0.2
 done
 sleep 8
-python3 - <<'PY'
-import boto3, json
-s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:48500', aws_access_key_id='stackd', aws_secret_access_key='stackd-secret', region_name='us-east-1')
-objs = [o for p in s3.get_paginator('list_objects_v2').paginate(Bucket='stackd-bench', Prefix='day/segments/') for o in p.get('Contents', [])]
-kinds = {}
-for o in objs:
-    k = o['Key'].rsplit('.', 1)[-1] if '.' in o['Key'] else 'marker'
-    n, b = kinds.get(k, (0, 0))
-    kinds[k] = (n + 1, b + o['Size'])
-print(json.dumps({"what": "day_objects", "by_kind": {k: {"objects": n, "bytes": b} for k, (n, b) in kinds.items()}}))
-PY
+objects_under day_objects day/segments/
 grep -h 'compaction: segments merged' "$work/n3.log" "$work/n4.log" | sed -E 's/\x1b\[[0-9;]*m//g' | python3 -c "
 import json, re, sys
 for line in sys.stdin:
@@ -134,7 +131,6 @@ for q in "/flamegraph/day-mix-0.folded?from=-25h" "/flamegraph/day-mix-0.svg?fro
     echo "{\"what\":\"day_query\",\"node\":$([ $port = 48540 ] && echo '"writer n3"' || echo '"warm n4"'),\"query\":\"$q\",\"median_ms\":$(query_ms $port "$q")}"
   done
 done
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1==s {print $2}'; }
 # Per query: what a node asks the object store while answering (its counters around 7 queries).
 before=$(metric 48550 'stackd_object_store_requests_total{op="get"}')
 query_ms 48550 "/flamegraph/day-mix-0.svg?from=-25h" >/dev/null
@@ -147,11 +143,11 @@ echo "{\"what\":\"idle_rounds_10s\",\"lists\":$(python3 -c "print(int($(metric 4
 start=$(date +%s.%N)
 node n5 48560 --object-store s3://stackd-bench/day --node-id n5 --segment-interval 1s --pack-segments 10
 for _ in $(seq 1200); do
-  [ "$(day_total 48560)" = "$day_sent" ] && break
+  [ "$(total_of 48560 day-mix-)" = "$day_sent" ] && break
   sleep 0.05
 done
 end=$(date +%s.%N)
-echo "{\"what\":\"day_cold_node\",\"samples\":$(day_total 48560),\"expected\":$day_sent,\"seconds_to_the_whole_day\":$(python3 -c "print(round($end - $start, 2))"),\"first_svg_ms\":$(first_ms 48560 "/flamegraph/day-mix-0.svg?from=-25h"),\"gets\":$(metric 48560 'stackd_object_store_requests_total{op="get"}'),\"lists\":$(metric 48560 'stackd_object_store_requests_total{op="list"}'),\"bytes_received\":$(metric 48560 'stackd_object_store_bytes_total{direction="received"}')}"
+echo "{\"what\":\"day_cold_node\",\"samples\":$(total_of 48560 day-mix-),\"expected\":$day_sent,\"seconds_to_the_whole_day\":$(python3 -c "print(round($end - $start, 2))"),\"first_svg_ms\":$(first_ms 48560 "/flamegraph/day-mix-0.svg?from=-25h"),\"gets\":$(metric 48560 'stackd_object_store_requests_total{op="get"}'),\"lists\":$(metric 48560 'stackd_object_store_requests_total{op="list"}'),\"bytes_received\":$(metric 48560 'stackd_object_store_bytes_total{direction="received"}')}"
 for q in "/flamegraph/day-mix-0.folded?from=-25h" "/flamegraph/day-mix-0.svg?from=-25h" "/flamegraph/day-mix-0.svg?from=-25h&executor=7"; do
   echo "{\"what\":\"day_query\",\"node\":\"cold n5\",\"query\":\"$q\",\"median_ms\":$(query_ms 48560 "$q")}"
 done

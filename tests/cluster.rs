@@ -135,13 +135,8 @@ async fn a_node_uploads_what_it_acknowledged_exactly_once() {
     // having them dropped as repeated.
     let fresh = common::TempDir::new("cluster-node-fresh");
     let node = common::Binary::start_with_env(&fresh.0, &args, &moto.env());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut past = node.get_text("/flamegraph/shop.folded").await.1;
-    while lines(&past) != ["main;gc 5", "main;idle 2", "main;work 8"] && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        past = node.get_text("/flamegraph/shop.folded").await.1;
-    }
-    assert_eq!(lines(&past), ["main;gc 5", "main;idle 2", "main;work 8"]);
+    let past = ["main;gc 5", "main;idle 2", "main;work 8"];
+    assert_eq!(lines_when(&node, "/flamegraph/shop.folded", &past).await, past);
     import(&node, "app=shop&host=h1", "main;new 9\n").await;
     let (keys, merged) = wait_for_segments(&store, "n1", 4).await;
     assert_eq!(keys.last().map(String::as_str), Some("segments/n1/000000000004.seg"), "{keys:?}");
@@ -165,6 +160,19 @@ fn lines(body: &str) -> Vec<String> {
     let mut l: Vec<String> = body.lines().map(str::to_string).collect();
     l.sort();
     l
+}
+
+/// The sorted lines of a node's `path` once they are `want`, or as they are after 20 s: what
+/// other nodes wrote comes round once a `--segment-interval`.
+async fn lines_when(node: &common::Binary, path: &str, want: &[impl AsRef<str>]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = lines(&node.get_text(path).await.1);
+        if got.iter().map(String::as_str).eq(want.iter().map(AsRef::as_ref)) || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Three nodes, one object store: each is sent its own part, and every node answers for all
@@ -202,11 +210,8 @@ async fn any_node_answers_for_every_node() {
 
     let all = ["main;gc 6", "main;idle 2", "main;old 7", "main;work 14"];
     for (i, node) in nodes.iter().enumerate() {
-        // Until its own flush and every other node's segment have come round (20 s at most).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while lines(&node.get_text("/flamegraph/shop.folded?from=-3h").await.1) != all && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // Until its own flush and every other node's segment have come round.
+        lines_when(node, "/flamegraph/shop.folded?from=-3h", &all).await;
         let n = format!("node n{}", i + 1);
         assert_eq!(lines(&text(node, "/flamegraph/shop.folded?from=-3h").await), all, "{n}");
         assert_eq!(
@@ -261,18 +266,12 @@ async fn any_node_answers_for_every_node() {
     for (i, node) in nodes.iter().enumerate() {
         let n = format!("node n{}", i + 1);
         let want = folded(&cpu["cpu"], 2);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while lines(&node.get_text("/flamegraph/jfr.folded?type=cpu").await.1) != want && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        lines_when(node, "/flamegraph/jfr.folded?type=cpu", &want).await;
         assert_eq!(lines(&text(node, "/flamegraph/jfr.folded?type=cpu").await), want, "{n}");
         assert_eq!(lines(&text(node, "/flamegraph/jfr.folded?type=cpu&executor=3").await), folded(&cpu["cpu"], 1), "{n}");
         for t in ["alloc_bytes", "alloc_objects"] {
             let want = folded(&alloc[t], 1);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while lines(&node.get_text(&format!("/flamegraph/jfr.folded?type={t}")).await.1) != want && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            lines_when(node, &format!("/flamegraph/jfr.folded?type={t}"), &want).await;
             assert_eq!(lines(&text(node, &format!("/flamegraph/jfr.folded?type={t}")).await), want, "{n} {t}");
         }
     }
@@ -355,28 +354,15 @@ async fn an_object_store_outage_loses_nothing() {
             common::Binary::start_with_env(&dirs[i - 1].0, &args, &env)
         })
         .collect();
-    let wait_for = |node: &common::Binary, want: Vec<&'static str>| {
-        let url = node.url("/flamegraph/shop.folded");
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let body = reqwest::get(&url).await.expect("GET").text().await.expect("body");
-                if lines(&body) == want || Instant::now() > deadline {
-                    return lines(&body);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
     import(&nodes[0], "app=shop&host=h1", "main;work 3\n").await;
-    assert_eq!(wait_for(&nodes[1], vec!["main;work 3"]).await, ["main;work 3"]);
+    assert_eq!(lines_when(&nodes[1], "/flamegraph/shop.folded", &["main;work 3"]).await, ["main;work 3"]);
 
     proxy.down().await;
     import(&nodes[0], "app=shop&host=h1", "main;work 4\n").await;
     import(&nodes[1], "app=shop&host=h2", "main;idle 5\n").await;
     // Each answers from what it has.
-    assert_eq!(wait_for(&nodes[0], vec!["main;work 7"]).await, ["main;work 7"]);
-    assert_eq!(wait_for(&nodes[1], vec!["main;idle 5", "main;work 3"]).await, ["main;idle 5", "main;work 3"]);
+    assert_eq!(lines_when(&nodes[0], "/flamegraph/shop.folded", &["main;work 7"]).await, ["main;work 7"]);
+    assert_eq!(lines_when(&nodes[1], "/flamegraph/shop.folded", &["main;idle 5", "main;work 3"]).await, ["main;idle 5", "main;work 3"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for node in &nodes {
         let metrics = text(node, "/metrics").await;
@@ -396,7 +382,7 @@ async fn an_object_store_outage_loses_nothing() {
 
     let all = vec!["main;idle 6", "main;work 7"];
     for node in &nodes {
-        assert_eq!(wait_for(node, all.clone()).await, all);
+        assert_eq!(lines_when(node, "/flamegraph/shop.folded", &all).await, all);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for node in &nodes {
